@@ -1,0 +1,35 @@
+# Two commands: `make test` and `make demo`. Both set up everything they need.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+APT_PACKAGES := qemu-user libc6-arm64-cross libc6-armhf-cross binutils-arm-linux-gnueabihf \
+                binutils-aarch64-linux-gnu chromium openssh-server
+
+.PHONY: test demo system-deps clean
+
+# Debian packages: only when root (CI and fresh machines); otherwise say what is missing.
+system-deps:
+	@if [ "$$(id -u)" = 0 ]; then \
+	  missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages: $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  fi; \
+	else \
+	  for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo "warning: Debian package $$p is missing (run as root or apt-get install it)"; done; \
+	fi
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+test: system-deps $(STAMP)
+	$(PY) -m pytest -q
+
+demo: system-deps $(STAMP)
+	$(PY) -m service.demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,113 @@
+"""The `bela-iree` command line (contract in DESIGN.md). Thin: parse, call, print.
+
+Commands with --json print exactly one JSON object on stdout; everything else goes to stderr.
+Errors exit with code 1 and, with --json, print {"error": {...}}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from .errors import BelaIreeError
+
+console = Console(stderr=True)
+
+
+def _add_model_args(p: argparse.ArgumentParser, targets_required: bool = True) -> None:
+    from .pipeline.targets import BACKENDS, FORMATS, TARGETS
+    p.add_argument("model", help="a zoo name, a path to a model.py, or a project directory")
+    p.add_argument("--target", required=targets_required, default="host", choices=list(TARGETS))
+    p.add_argument("--format", default="vmfb", choices=FORMATS)
+    p.add_argument("--backend", default="llvm-cpu", choices=BACKENDS)
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds iree-compile may take (default 300)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="bela-iree", description="Put a PyTorch model inside a Bela instrument with IREE.")
+    commands = top.add_subparsers(dest="command", required=True)
+
+    zoo = commands.add_parser("zoo", help="the model zoo").add_subparsers(dest="zoo_command", required=True)
+    listing = zoo.add_parser("list", help="list the zoo's models")
+    listing.add_argument("--json", action="store_true")
+    export = zoo.add_parser("export", help="export zoo models to MLIR, ONNX and TorchScript")
+    export.add_argument("names", nargs="*", help="models to export (default: all)")
+    export.add_argument("--out", required=True, type=Path)
+    export.add_argument("--formats", default="mlir,onnx,torchscript")
+    export.add_argument("--json", action="store_true")
+
+    compile_ = commands.add_parser("compile", help="compile a model for a target")
+    _add_model_args(compile_)
+    compile_.add_argument("--out", type=Path, help="folder for the artifacts (default: ./build/MODEL-TARGET-FORMAT)")
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    handler = {"zoo": _zoo, "compile": _compile}[args.command]
+    try:
+        return handler(args)
+    except BelaIreeError as e:
+        if getattr(args, "json", False):
+            print(json.dumps({"error": e.to_json()}))
+        console.print(f"[red]error[/] ({e.stage}): {e}", highlight=False)
+        if e.detail:
+            console.print(f"[dim]{e.detail[-1500:]}[/]", highlight=False, markup=False)
+        return 1
+
+
+def _emit(args, data: dict) -> None:
+    if args.json:
+        print(json.dumps(data))
+
+
+def _zoo(args) -> int:
+    import zoo
+    if args.zoo_command == "list":
+        with console.status("loading the zoo"):
+            models = [zoo.describe(name) for name in zoo.names()]
+        if args.json:
+            print(json.dumps({"models": models}))
+        else:
+            from rich.table import Table
+            table = Table("name", "input", "output", "parameters", "summary")
+            for m in models:
+                table.add_row(m["name"], str(m["input_shape"]), str(m["output_shape"]), f"{m['parameters']:,}", m["summary"])
+            Console().print(table)
+        return 0
+    from zoo.export_all import FORMATS, export_zoo, summary_table
+    formats = args.formats.split(",")
+    unknown = [f for f in formats if f not in FORMATS] + [n for n in args.names if n not in zoo.names()]
+    if unknown:
+        raise BelaIreeError(f"unknown format or model: {', '.join(unknown)}", stage="usage",
+                            hint=f"formats: {', '.join(FORMATS)}; models: {', '.join(zoo.names())}")
+    results = export_zoo(args.names or zoo.names(), args.out, formats, console)
+    console.print(summary_table(results, formats))
+    _emit(args, {"out": str(args.out), "models": results})
+    failed = any("error" in r for row in results.values() for r in row.values())
+    return 1 if failed else 0
+
+
+def _compile(args) -> int:
+    from .modelfile import model_name, resolve_model
+    from .pipeline.compile import compile_model
+    from .pipeline.targets import get_target
+
+    model_file = resolve_model(args.model)
+    target = get_target(args.target)
+    out = args.out or Path("build") / f"{model_name(model_file)}-{target.name}-{args.format}"
+    with console.status(f"compiling {model_name(model_file)} for {target.name} ({args.format}, {args.backend})"):
+        result = compile_model(model_file, target, args.format, args.backend, out, timeout=args.timeout)
+    for warning in result.warnings:
+        console.print(f"[yellow]warning[/]: {warning}")
+    if result.export["rewrites"]:
+        console.print(f"rewrites applied: {', '.join(result.export['rewrites'])}")
+    console.print(f"[green]compiled[/] {result.model} for {target.name}: "
+                  f"{', '.join(str(p) for p in result.artifacts)}"
+                  f"{' (cached)' if result.cached else ''}", highlight=False)
+    _emit(args, result.to_json())
+    return 0

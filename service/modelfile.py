@@ -1,0 +1,133 @@
+"""Loading a model file (a project's model.py, or a zoo model) by its contract.
+
+A model file defines `model` (an nn.Module, or a zero-argument function returning one) and
+`example_input` (a tensor, or a function returning one); optionally `BLOCK_SIZE` and
+`SAMPLE_RATE`. Every way that can go wrong becomes a ModelFileError with the file and line.
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ModelFileError, UsageError
+
+DEFAULT_SAMPLE_RATE = 44100
+
+
+@dataclass
+class LoadedModel:
+    path: Path
+    module: "torch.nn.Module"
+    example_input: "torch.Tensor"
+    block_size: int
+    sample_rate: int
+
+
+def resolve_model(ref: str) -> Path:
+    """MODEL on the command line: a zoo name, a path to a model file, or a project directory."""
+    path = Path(ref)
+    if path.is_dir():
+        if not (path / "model.py").exists():
+            raise UsageError(f"{path} has no model.py", hint="give a project directory, a model file or a zoo name")
+        return (path / "model.py").resolve()
+    if path.suffix == ".py":
+        if not path.exists():
+            raise UsageError(f"{path} does not exist")
+        return path.resolve()
+    from zoo import model_path, names
+    if ref in names():
+        return model_path(ref)
+    raise UsageError(f"unknown model {ref!r}", hint=f"use a path to a model.py or one of: {', '.join(names())}")
+
+
+def model_name(path: Path) -> str:
+    """A zoo model is called by its name; a project's model.py by its project folder."""
+    return path.parent.name if path.name == "model.py" else path.stem
+
+
+def load_model(path: Path) -> LoadedModel:
+    import torch
+
+    namespace = _execute(path)
+    module = _call_if_function(namespace, "model", path)
+    if not isinstance(module, torch.nn.Module):
+        raise ModelFileError(f"`model` must be an nn.Module or a function returning one, not {type(module).__name__}",
+                             file=str(path), line=_line_of(path, "model"))
+    example = _call_if_function(namespace, "example_input", path)
+    if not isinstance(example, torch.Tensor):
+        raise ModelFileError(f"`example_input` must be a tensor or a function returning one, not {type(example).__name__}",
+                             file=str(path), line=_line_of(path, "example_input"))
+    block_size = int(namespace.get("BLOCK_SIZE", example.shape[-1] if example.dim() else 1))
+    sample_rate = int(namespace.get("SAMPLE_RATE", DEFAULT_SAMPLE_RATE))
+    return LoadedModel(path, module.eval(), example.detach().contiguous(), block_size, sample_rate)
+
+
+def _execute(path: Path) -> dict:
+    spec = importlib.util.spec_from_file_location(f"bela_iree_user_model_{abs(hash(path))}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent))  # a model may import its neighbours
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as e:
+        raise ModelFileError(f"syntax error: {e.msg}", file=e.filename or str(path), line=e.lineno,
+                             detail=traceback.format_exc()) from None
+    except Exception as e:
+        raise _error_at_user_line(e, path, "error while importing the model file") from None
+    finally:
+        sys.path.remove(str(path.parent))
+    return vars(module)
+
+
+def _call_if_function(namespace: dict, name: str, path: Path):
+    if name not in namespace:
+        raise ModelFileError(f"the model file defines no `{name}`", file=str(path),
+                             hint="define `model` (an nn.Module or a function returning one) and `example_input`")
+    value = namespace[name]
+    if callable(value) and not _is_module_or_tensor(value):
+        import torch
+        try:
+            with torch.random.fork_rng():  # seeding inside the model file must not leak out
+                return value()
+        except Exception as e:
+            raise _error_at_user_line(e, path, f"error in {name}()") from None
+    return value
+
+
+def _is_module_or_tensor(value) -> bool:
+    import torch
+    return isinstance(value, (torch.nn.Module, torch.Tensor))
+
+
+def _error_at_user_line(error: BaseException, path: Path, context: str) -> ModelFileError:
+    """Point at the deepest frame inside the user's project, not at torch internals."""
+    frames = traceback.extract_tb(error.__traceback__)
+    user = [f for f in frames if Path(f.filename).resolve().parent == path.parent]
+    frame = user[-1] if user else None
+    return ModelFileError(f"{context}: {type(error).__name__}: {error}",
+                          file=frame.filename if frame else str(path), line=frame.lineno if frame else None,
+                          detail="".join(traceback.format_exception(error)))
+
+
+def user_frame(stack_trace: str | None, path: Path) -> tuple[str | None, int | None]:
+    """The last line of the user's model file in a torch.fx node's recorded stack trace."""
+    if not stack_trace:
+        return None, None
+    found = (None, None)
+    for line in stack_trace.splitlines():
+        line = line.strip()
+        if line.startswith('File "'):
+            filename = line[6:line.index('"', 6)]
+            if Path(filename).resolve().parent == path.parent:
+                number = line.split(", line ", 1)[1].split(",", 1)[0]
+                found = (filename, int(number))
+    return found
+
+
+def _line_of(path: Path, name: str) -> int | None:
+    for number, text in enumerate(path.read_text().splitlines(), start=1):
+        if text.startswith((f"{name} =", f"{name}=", f"def {name}(")):
+            return number
+    return None

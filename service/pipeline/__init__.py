@@ -1,0 +1,1 @@
+"""The build pipeline: export (torch -> MLIR), rewrites, compile (MLIR -> IREE artifacts), cache."""

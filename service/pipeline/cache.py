@@ -1,0 +1,81 @@
+"""Content-addressed caches for exports and compiles.
+
+An export is keyed by the model's source (its file and the .py files beside it), the
+bela-iree pipeline code and the torch/turbine versions; a compile by the exported MLIR, the
+flags and the IREE version. Entries are written to a temporary folder and renamed into place,
+so a crash never leaves a half entry behind. BELA_IREE_CACHE moves the cache.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+
+def cache_root() -> Path:
+    root = os.environ.get("BELA_IREE_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bela-iree"
+    return Path(root)
+
+
+def iree_version() -> str:
+    return metadata.version("iree-base-compiler")
+
+
+def digest(*parts: bytes | str) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else part
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.hexdigest()[:32]
+
+
+def export_key(model_file: Path) -> str:
+    pipeline = Path(__file__).parent
+    sources = sorted(model_file.parent.glob("*.py")) + [pipeline / "export.py", pipeline / "rewrites.py",
+                                                         pipeline.parent / "modelfile.py"]
+    versions = [metadata.version(p) for p in ("torch", "iree-turbine", "iree-base-compiler")]
+    return digest(str(model_file.name), *versions, *(p.name.encode() + p.read_bytes() for p in sources))
+
+
+def compile_key(mlir: bytes, flags: list[str]) -> str:
+    return digest(mlir, "\0".join(flags), iree_version())
+
+
+class Cache:
+    def __init__(self, kind: str):
+        self.folder = cache_root() / kind
+
+    def get(self, key: str) -> Path | None:
+        entry = self.folder / key
+        return entry if entry.is_dir() else None
+
+    def put(self, key: str, source: Path) -> Path:
+        """Move a finished folder into the cache atomically; returns the entry."""
+        entry = self.folder / key
+        self.folder.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=self.folder, prefix=f".{key}."))
+        shutil.rmtree(staging)
+        shutil.copytree(source, staging)
+        try:
+            os.rename(staging, entry)
+        except OSError:  # another process cached the same key first: theirs is as good
+            shutil.rmtree(staging, ignore_errors=True)
+        return entry
+
+
+def publish(source: Path, destination: Path, names: list[str]) -> list[Path]:
+    """Copy files into destination, each replaced atomically (temp file + rename)."""
+    destination.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in names:
+        target = destination / name
+        with tempfile.NamedTemporaryFile(dir=destination, prefix=f".{name}.", delete=False) as tmp:
+            with open(source / name, "rb") as f:
+                shutil.copyfileobj(f, tmp)
+        os.replace(tmp.name, target)
+        written.append(target)
+    return written

@@ -1,0 +1,151 @@
+"""Compile: model file -> exported MLIR (cached) -> iree-compile for one target (cached).
+
+`compile_model` is what `bela-iree compile` and every rebuild call. The export runs in a child
+process with a time limit (the CLI never imports torch); iree-compile runs with a time limit
+and its errors are cut down to the op and the model line.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import CompileError, ExportError, ToolTimeout
+from ..modelfile import model_name
+from . import cache
+from .targets import EMITC_ARMV7_WARNING, Target
+from .tools import run_tool, venv_tool
+
+EXPORT_TIMEOUT = 300.0
+COMPILE_TIMEOUT = 300.0
+REFERENCE_FILES = ["export.json", "inputs.npz", "expected.npy"]
+KERNELS_PLACEHOLDER = "@KERNELS@"
+
+
+@dataclass
+class CompileResult:
+    model: str
+    target: str
+    format: str
+    backend: str
+    artifacts: list[Path]
+    flags: list[str]
+    seconds: dict
+    cached: bool
+    export: dict
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"model": self.model, "target": self.target, "format": self.format, "backend": self.backend,
+                "artifacts": [str(p) for p in self.artifacts], "flags": self.flags, "seconds": self.seconds,
+                "cached": self.cached, "warnings": self.warnings, "rewrites": self.export["rewrites"],
+                "inputs": self.export["inputs"], "output": self.export["output"],
+                "iree_version": cache.iree_version()}
+
+
+def export_cached(model_file: Path, timeout: float = EXPORT_TIMEOUT) -> tuple[Path, dict, bool]:
+    """The export folder for this model source, exporting in a child process on a miss."""
+    store = cache.Cache("export")
+    key = cache.export_key(model_file)
+    hit = store.get(key)
+    if hit:
+        return hit, json.loads((hit / "export.json").read_text()), True
+    with tempfile.TemporaryDirectory(prefix="bela-iree-export-") as tmp:
+        argv = [sys.executable, "-W", "ignore", "-m", "service.pipeline.export", str(model_file), tmp]
+        result = run_tool(argv, timeout=timeout, stage="export", cwd=Path(__file__).parents[2])
+        lines = result.stdout.strip().splitlines()
+        try:
+            reply = json.loads(lines[-1])
+        except (IndexError, json.JSONDecodeError):
+            raise ExportError(f"the export process died (exit code {result.returncode})", file=str(model_file),
+                              detail=result.stderr[-4000:]) from None
+        if "error" in reply:
+            raise ExportError.from_json(reply["error"], detail=reply.get("detail"))
+        entry = store.put(key, Path(tmp))
+    return entry, reply, False
+
+
+def compile_flags(target: Target, fmt: str, backend: str) -> list[str]:
+    flags = target.flags(backend)
+    if fmt == "emitc":
+        return flags + target.emitc_flags(backend, Path(KERNELS_PLACEHOLDER))
+    return flags + (target.vmfb_link_flags() if backend == "llvm-cpu" else [])
+
+
+def artifact_names(fmt: str, backend: str) -> list[str]:
+    if fmt == "vmfb":
+        return ["model.vmfb"]
+    return ["module.c", "kernels.o", "kernels.h"] if backend == "llvm-cpu" else ["module.c"]
+
+
+def compile_exported(export_dir: Path, info: dict, target: Target, fmt: str, backend: str,
+                     timeout: float = COMPILE_TIMEOUT) -> tuple[Path, list[str], bool]:
+    flags = compile_flags(target, fmt, backend)
+    mlir = export_dir / "model.mlirbc"
+    store = cache.Cache("compile")
+    key = cache.compile_key(mlir.read_bytes(), flags)
+    hit = store.get(key)
+    if hit:
+        return hit, flags, True
+    with tempfile.TemporaryDirectory(prefix="bela-iree-compile-") as tmp:
+        work = Path(tmp)
+        names = artifact_names(fmt, backend)
+        argv = [venv_tool("iree-compile"), str(mlir), *[f.replace(KERNELS_PLACEHOLDER, str(work / "kernels.o")) for f in flags],
+                "-o", str(work / names[0])]
+        result = run_tool(argv, timeout=timeout, log=work / "compile.log", stage="compile")
+        if result.returncode != 0:
+            raise compile_error(result.stderr, Path(info["model_file"]))
+        for name in REFERENCE_FILES:
+            shutil.copy(export_dir / name, work / name)
+        entry = store.put(key, work)
+    return entry, flags, False
+
+
+def compile_model(model_file: Path, target: Target, fmt: str, backend: str, out_dir: Path,
+                  timeout: float = COMPILE_TIMEOUT) -> CompileResult:
+    started = time.perf_counter()
+    export_dir, info, export_cached_hit = export_cached(model_file)
+    exported = time.perf_counter()
+    entry, flags, compile_cached_hit = compile_exported(export_dir, info, target, fmt, backend, timeout)
+    names = artifact_names(fmt, backend)
+    artifacts = cache.publish(entry, out_dir, names + REFERENCE_FILES + ["compile.log"])[:len(names)]
+    warnings = [EMITC_ARMV7_WARNING] if fmt == "emitc" and not target.emitc_works else []
+    return CompileResult(
+        model=model_name(model_file), target=target.name, format=fmt, backend=backend, artifacts=artifacts,
+        flags=[f.replace(KERNELS_PLACEHOLDER, str(out_dir / "kernels.o")) for f in flags],
+        seconds={"export": round(exported - started, 3), "compile": round(time.perf_counter() - exported, 3)},
+        cached=export_cached_hit and compile_cached_hit, export=info, warnings=warnings)
+
+
+_OP_QUOTED = re.compile(r"'([a-z_]+\.[\w.]+)'")
+_OP_NAMED = re.compile(r'name = "([\w.]+)"')
+_LOCATION = re.compile(r"^(.*?):(\d+):\d+: (error|note): (.*)$")
+
+
+def compile_error(stderr: str, model_file: Path) -> CompileError:
+    """iree-compile's first error, as one line: which op, and where in the model file."""
+    located = [m for m in map(_LOCATION.match, stderr.splitlines()) if m]
+    errors = [m for m in located if m.group(3) == "error"]
+    if not errors:
+        tail = stderr.strip().splitlines()[-1:] or ["no output"]
+        return CompileError(f"iree-compile failed: {tail[0][:300]}", file=str(model_file), detail=stderr[-6000:])
+    message = errors[0].group(4)
+    named = _OP_NAMED.search(message) or _OP_QUOTED.search(message)
+    op = named.group(1) if named else None
+    short = re.split(r": %|: \"|: <", message, maxsplit=1)[0].strip()
+    file, line = None, None
+    for m in located:  # the error's own location, else the first "called from" note in the user's folder
+        if Path(m.group(1)).resolve().parent == model_file.parent:
+            file, line = m.group(1), int(m.group(2))
+            break
+    headline = f"iree-compile cannot compile {op.removeprefix('torch.')}: {short}" if op else f"iree-compile: {short}"
+    return CompileError(headline[:400], file=file or str(model_file), line=line, detail=stderr[-6000:],
+                        hint="rewrite that part of the model with other ops, or report it to bela-iree with the log")
+
+
+__all__ = ["compile_model", "CompileResult", "ToolTimeout"]

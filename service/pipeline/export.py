@@ -1,0 +1,101 @@
+"""Export: a model file -> torch-dialect MLIR for iree-compile, plus the reference data.
+
+`export_model` runs in a process that has torch imported (a one-shot child of the CLI, or the
+service's warm worker). It writes into `out_dir`:
+  model.mlirbc      the module (bytecode, with source locations), entry `module.main`
+  inputs.npz        the example input and any noise inputs, in call order
+  expected.npy      PyTorch's output for exactly those inputs (the accuracy reference)
+  export.json       signature, rewrites applied, block size, sample rate, timings
+`python -m service.pipeline.export MODEL_FILE OUT_DIR` does the same and prints export.json.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from ..errors import BelaIreeError, ExportError
+from ..modelfile import load_model, model_name, user_frame
+
+NOISE_SEED = 1234  # noise inputs of the reference run are PyTorch's draws after manual_seed(NOISE_SEED)
+
+
+def export_model(model_file: Path, out_dir: Path, mlir_name: str = "model.mlirbc") -> dict:
+    import numpy as np
+    import torch
+    from iree.turbine import aot
+
+    from . import rewrites
+
+    started = time.perf_counter()
+    loaded = load_model(model_file)
+    example = loaded.example_input
+    try:
+        program = torch.export.export(loaded.module, (example,))
+        program, applied, noise = rewrites.apply(program, example)
+    except BelaIreeError:
+        raise
+    except Exception as e:
+        raise _export_error(e, model_file) from None
+    with torch.no_grad(), torch.random.fork_rng():
+        torch.manual_seed(NOISE_SEED)
+        expected = loaded.module(example)
+    if not isinstance(expected, torch.Tensor):
+        raise ExportError(f"the model returns {type(expected).__name__}; bela-iree needs one tensor",
+                          file=str(model_file), hint="return a single tensor (torch.cat several outputs)")
+    noise_values = rewrites.draw_noise(noise, NOISE_SEED)
+    try:
+        output = aot.export(program)
+    except Exception as e:
+        raise _export_error(e, model_file) from None
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if mlir_name.endswith(".mlirbc"):
+        with open(out_dir / mlir_name, "wb") as f:
+            output.mlir_module.operation.write_bytecode(f)
+    else:  # readable text, with the source locations kept
+        with open(out_dir / mlir_name, "w") as f:
+            output.mlir_module.operation.print(file=f, enable_debug_info=True, large_elements_limit=None)
+    np.savez(out_dir / "inputs.npz", *[t.numpy() for t in (example, *noise_values)])
+    np.save(out_dir / "expected.npy", expected.detach().numpy())
+    info = {
+        "model": model_name(model_file),
+        "model_file": str(model_file),
+        "inputs": [{"shape": list(example.shape), "dtype": "float32", "role": "input"}]
+                  + [n.to_json() for n in noise],
+        "output": {"shape": list(expected.shape), "dtype": str(expected.dtype).removeprefix("torch.")},
+        "rewrites": applied,
+        "parameters": sum(p.numel() for p in loaded.module.parameters()),
+        "block_size": loaded.block_size,
+        "sample_rate": loaded.sample_rate,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    (out_dir / "export.json").write_text(json.dumps(info, indent=2))
+    return info
+
+
+def _export_error(error: Exception, model_file: Path) -> ExportError:
+    """torch.export errors carry the user's stack; point at its last line in the model file."""
+    import traceback
+    text = "".join(traceback.format_exception(error))
+    file, line = user_frame(text, model_file)
+    headline = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return ExportError(f"export failed: {type(error).__name__}: {headline[:300]}", file=file or str(model_file),
+                       line=line, detail=text[-6000:],
+                       hint="torch.export must be able to trace the model: no data-dependent Python control flow")
+
+
+def main(argv: list[str]) -> int:
+    model_file, out_dir = Path(argv[0]), Path(argv[1])
+    try:
+        info = export_model(model_file, out_dir)
+    except BelaIreeError as e:
+        print(json.dumps({"error": e.to_json(), "detail": e.detail}))
+        return 1
+    print(json.dumps(info))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

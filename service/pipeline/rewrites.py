@@ -1,0 +1,214 @@
+"""Exact rewrites of ops IREE cannot take as written, applied to the exported graph.
+
+The user's model stays as written. After torch.export, the graph is re-run through an
+interpreter that swaps each op listed in REWRITES for an equivalent built from ops IREE
+compiles, and re-exported; the node metadata (the user's source lines) is preserved so
+compile errors still point at model.py. Each rewrite is exact math; tests compare its
+output with PyTorch's.
+
+- recurrent layers (nn.RNN, nn.LSTM, nn.GRU): IREE cannot lower `aten.rnn_tanh`, `lstm`,
+  `gru`; the stock decomposition unrolls time (a 1024-step RNN: 1.5 MB of MLIR, 72 s of
+  compile). Here time stays a loop (`torch.while_loop` -> scf.while), so it compiles in ~1 s.
+- `torch.fft.rfft(..., norm="ortho"|"forward")`: the normalised form fails to legalize; the
+  input is scaled instead (the FFT is linear, so this is the same transform).
+- `abs()` of a complex tensor: lowered to math.absf on complex, which fails; computed as
+  sqrt(re^2 + im^2) from `view_as_real`.
+- random sampling (`randn`, `rand` and their `_like` forms): the generator does not compile
+  for every target and cannot be seeded from outside; each draw becomes an extra input of the
+  compiled function, filled by the caller (the runtime draws it, tests pass PyTorch's draws).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch._higher_order_ops.while_loop import while_loop
+from torch.fx import traceback as fx_traceback
+
+aten = torch.ops.aten
+
+
+@dataclass
+class NoiseInput:
+    """A random draw of the model that became an input of the compiled function."""
+    shape: list[int]
+    distribution: str  # "normal" (mean 0, std 1) or "uniform" ([0, 1))
+
+    def to_json(self) -> dict:
+        return {"shape": self.shape, "dtype": "float32", "role": "noise", "distribution": self.distribution}
+
+
+RANDOM_OPS = {
+    aten.randn.default: "normal", aten.randn_like.default: "normal",
+    aten.rand.default: "uniform", aten.rand_like.default: "uniform",
+}
+
+
+def _rfft_normalised(x, n=None, dim=-1, norm=None):
+    length = n if n is not None else x.shape[dim]
+    scale = {"ortho": 1 / math.sqrt(length), "forward": 1 / length}[norm]
+    return aten.fft_rfft.default(x * scale, n, dim, None)
+
+
+def _complex_abs(z):
+    parts = torch.view_as_real(z)
+    return torch.sqrt(parts[..., 0] * parts[..., 0] + parts[..., 1] * parts[..., 1])
+
+
+# ---- recurrent layers as while loops -------------------------------------------------------
+
+def _cell_rnn(nonlinearity):
+    def step(x, state, w_ih, w_hh, b_ih, b_hh):
+        (h,) = state
+        return (nonlinearity(x @ w_ih.t() + b_ih + h @ w_hh.t() + b_hh),)
+    return step
+
+
+def _cell_lstm(x, state, w_ih, w_hh, b_ih, b_hh):
+    h, c = state
+    gates = x @ w_ih.t() + b_ih + h @ w_hh.t() + b_hh
+    i, f, g, o = gates.chunk(4, dim=-1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def _cell_gru(x, state, w_ih, w_hh, b_ih, b_hh):
+    (h,) = state
+    xr, xz, xn = (x @ w_ih.t() + b_ih).chunk(3, dim=-1)
+    hr, hz, hn = (h @ w_hh.t() + b_hh).chunk(3, dim=-1)
+    r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+    n = torch.tanh(xn + r * hn)
+    return ((1 - z) * n + z * h,)
+
+
+def _run_direction(cell, seq, state, weights, reverse):
+    """One layer, one direction, over seq (time, batch, features) as a while loop.
+
+    Everything the body reads is loop-carried: torch-mlir's import of while_loop drops
+    closed-over tensors (additional_inputs) in IREE 3.13.
+    """
+    steps = seq.shape[0]
+    hidden = state[0].shape[-1]
+    outputs = seq.new_zeros(steps, seq.shape[1], hidden)
+
+    def cond(i, *_):
+        return i < steps
+
+    def body(i, seq, outputs, *rest):
+        state, weights = rest[:len(rest) - 4], rest[len(rest) - 4:]
+        t = steps - 1 - i if reverse else i
+        x = seq.index_select(0, t.reshape(1)).squeeze(0)
+        state = cell(x, state, *weights)
+        outputs = outputs.index_put((t.reshape(1),), state[0].unsqueeze(0))
+        return (i + 1, seq.clone(), outputs) + tuple(state) + tuple(w.clone() for w in weights)
+
+    start = torch.zeros((), dtype=torch.int64)
+    result = while_loop(cond, body, (start, seq, outputs, *state, *weights))
+    return result[2], tuple(result[3:3 + len(state)])
+
+
+def _recurrent(cell, n_state):
+    def rewrite(seq, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first):
+        if train and dropout:
+            raise NotImplementedError("recurrent dropout in training mode")
+        initial = list(hx) if isinstance(hx, (list, tuple)) else [hx]
+        if batch_first:
+            seq = seq.transpose(0, 1)
+        directions = 2 if bidirectional else 1
+        per_layer = 4 if has_biases else 2
+        finals = [[] for _ in range(n_state)]
+        for layer in range(num_layers):
+            outputs = []
+            for direction in range(directions):
+                index = layer * directions + direction
+                w = params[index * per_layer:(index + 1) * per_layer]
+                if not has_biases:
+                    w = [w[0], w[1], w[0].new_zeros(w[0].shape[0]), w[1].new_zeros(w[1].shape[0])]
+                state = tuple(s[index] for s in initial)
+                out, state = _run_direction(cell, seq, state, tuple(w), reverse=direction == 1)
+                outputs.append(out)
+                for k in range(n_state):
+                    finals[k].append(state[k])
+            seq = torch.cat(outputs, dim=-1) if directions == 2 else outputs[0]
+        output = seq.transpose(0, 1) if batch_first else seq
+        return (output, *(torch.stack(f) for f in finals))
+    return rewrite
+
+
+# op -> (why, replacement, applies to these arguments?)
+REWRITES = {
+    aten.rnn_tanh.input: ("recurrent layer kept as a loop", _recurrent(_cell_rnn(torch.tanh), 1), None),
+    aten.rnn_relu.input: ("recurrent layer kept as a loop", _recurrent(_cell_rnn(torch.relu), 1), None),
+    aten.lstm.input: ("recurrent layer kept as a loop", _recurrent(_cell_lstm, 2), None),
+    aten.gru.input: ("recurrent layer kept as a loop", _recurrent(_cell_gru, 1), None),
+    aten.fft_rfft.default: ("normalised rfft as a scaled input", _rfft_normalised,
+                            lambda args: len(args) > 3 and args[3] in ("ortho", "forward")),
+    aten.abs.default: ("complex abs from real and imaginary parts", _complex_abs,
+                       lambda args: args[0].is_complex()),
+}
+
+
+class _Rewriter(torch.fx.Interpreter):
+    def __init__(self, module, noise):
+        super().__init__(module)
+        self.noise = iter(noise)
+        self.applied: set[str] = set()
+
+    def call_function(self, target, args, kwargs):
+        if target in RANDOM_OPS:
+            self.applied.add("random draw as an input")
+            return next(self.noise)
+        if target in REWRITES:
+            why, replacement, applies = REWRITES[target]
+            if applies is None or applies(args):
+                self.applied.add(why)
+                return replacement(*args, **kwargs)
+        return super().call_function(target, args, kwargs)
+
+
+class _RewrittenModel(torch.nn.Module):
+    def __init__(self, graph_module, n_inputs):
+        super().__init__()
+        self.graph_module = graph_module
+        self.n_inputs = n_inputs
+        self.applied: set[str] = set()
+
+    def forward(self, *inputs):
+        rewriter = _Rewriter(self.graph_module, inputs[self.n_inputs:])
+        result = rewriter.run(*inputs[:self.n_inputs])
+        self.applied |= rewriter.applied
+        return result
+
+
+def needs_rewrite(program: torch.export.ExportedProgram) -> bool:
+    for node in program.graph.nodes:
+        if node.op == "call_function" and (node.target in RANDOM_OPS or node.target in REWRITES):
+            why, _, applies = REWRITES.get(node.target, (None, None, None))
+            if applies is None or applies([a.meta.get("val") if isinstance(a, torch.fx.Node) else a for a in node.args]):
+                return True
+    return False
+
+
+def noise_inputs(program: torch.export.ExportedProgram) -> list[NoiseInput]:
+    return [NoiseInput(list(node.meta["val"].shape), RANDOM_OPS[node.target])
+            for node in program.graph.nodes if node.op == "call_function" and node.target in RANDOM_OPS]
+
+
+def draw_noise(noise: list[NoiseInput], seed: int) -> list[torch.Tensor]:
+    """The draws PyTorch makes when the model runs right after torch.manual_seed(seed)."""
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(n.shape, generator=generator) if n.distribution == "normal"
+            else torch.rand(n.shape, generator=generator) for n in noise]
+
+
+def apply(program: torch.export.ExportedProgram, example: torch.Tensor):
+    """Returns (program, applied rewrite names, noise inputs). A no-op for most models."""
+    if not needs_rewrite(program):
+        return program, [], []
+    noise = noise_inputs(program)
+    wrapper = _RewrittenModel(program.module(), 1)
+    placeholders = tuple(torch.zeros(n.shape) for n in noise)
+    with fx_traceback.preserve_node_meta():
+        rewritten = torch.export.export(wrapper, (example, *placeholders))
+    return rewritten, sorted(wrapper.applied), noise

@@ -1,0 +1,86 @@
+"""The boards bela-iree compiles for, and the iree-compile flags that work on each.
+
+The flags are the measured ones of IREE_NOTES.md; the reasons are in the comments because
+each one was a crash before.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UsageError
+from .tools import system_tool
+
+FORMATS = ("vmfb", "emitc")
+BACKENDS = ("llvm-cpu", "vmvx")
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    board: str
+    arch: str                 # x86_64 | aarch64 | armv7
+    triple: str | None        # None: the host's own
+    cpu: str | None
+    features: str | None = None
+    emitc_works: bool = True
+
+    def flags(self, backend: str) -> list[str]:
+        flags = ["--iree-hal-target-device=local", f"--iree-hal-local-target-device-backends={backend}"]
+        if backend != "llvm-cpu":
+            return flags
+        if self.triple:
+            flags.append(f"--iree-llvmcpu-target-triple={self.triple}")
+        if self.cpu:
+            flags.append(f"--iree-llvmcpu-target-cpu={self.cpu}")
+        if self.features:
+            flags.append(f"--iree-llvmcpu-target-cpu-features={self.features}")
+        if self.arch == "armv7":
+            flags += [
+                "--iree-llvmcpu-target-float-abi=hard",
+                # debug symbols make the kernels import __aeabi_unwind_cpp_pr0, which the runtime refuses
+                "--iree-llvmcpu-debug-symbols=false",
+            ]
+        return flags
+
+    def vmfb_link_flags(self) -> list[str]:
+        """How kernels are linked into a .vmfb. On armv7 the embedded ELF linker produces kernels
+        that segfault in every math call (and cannot link fmaxf): link a system shared library
+        with the ARM binutils instead, loaded by the runtime's system-library loader."""
+        if self.arch != "armv7":
+            return []
+        linker = system_tool("arm-linux-gnueabihf-ld", "binutils-arm-linux-gnueabihf")
+        return ["--iree-llvmcpu-link-embedded=false", f"--iree-llvmcpu-system-linker-path={linker}"]
+
+    def emitc_flags(self, backend: str, kernels: Path) -> list[str]:
+        flags = ["--output-format=vm-c"]
+        if backend == "llvm-cpu":
+            # kernels become a static object + header registered with the static library loader
+            flags += ["--iree-llvmcpu-link-embedded=false", "--iree-llvmcpu-link-static",
+                      f"--iree-llvmcpu-static-library-output-path={kernels}"]
+        return flags
+
+
+TARGETS = {t.name: t for t in [
+    Target("host", "this computer", "x86_64", None, "host"),
+    Target("bela", "Bela / Bela Mini / CTAG (BeagleBone Black, Cortex-A8)", "armv7",
+           "armv7a-pc-linux-gnueabihf", None, features="+neon", emitc_works=False),
+    Target("gem", "Bela Gem (PocketBeagle 2, Cortex-A53)", "aarch64", "aarch64-none-linux-gnu", "cortex-a53"),
+    Target("bbai64", "BeagleBone AI-64 (Cortex-A72)", "aarch64", "aarch64-none-linux-gnu", "cortex-a72"),
+]}
+
+EMITC_ARMV7_WARNING = ("IREE's EmitC modules currently fail at run time on 32-bit ARM "
+                       "('ref type mismatch' in hal.fence.await); use --format vmfb for Bela, "
+                       "which loads the kernels with the system-library loader")
+
+
+def get_target(name: str) -> Target:
+    if name not in TARGETS:
+        raise UsageError(f"unknown target {name!r}", hint=f"use one of: {', '.join(TARGETS)}")
+    return TARGETS[name]
+
+
+def check_choice(value: str, choices: tuple[str, ...], what: str) -> str:
+    if value not in choices:
+        raise UsageError(f"unknown {what} {value!r}", hint=f"use one of: {', '.join(choices)}")
+    return value

@@ -1,0 +1,75 @@
+"""Running external tools: one function, no shell, always a time limit, always a log."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from ..errors import BelaIreeError, ToolMissing, ToolTimeout
+
+
+def venv_tool(name: str) -> str:
+    """A console tool installed beside this Python (iree-compile, iree-benchmark-module...)."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if not found:
+        raise ToolMissing(f"{name} not found", hint="reinstall the project: make test (or pip install -e .)")
+    return found
+
+
+def system_tool(name: str, package: str) -> str:
+    found = shutil.which(name)
+    if not found:
+        raise ToolMissing(f"{name} not found", hint=f"install the Debian package {package} (apt-get install {package})")
+    return found
+
+
+def run_tool(argv: list[str], *, timeout: float, log: Path | None = None, stage: str = "unknown",
+             cwd: Path | None = None, env: dict | None = None, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    """Run argv to completion or kill its whole process group after `timeout` seconds.
+
+    The exact command and its output go to `log` (beside the artifact) so a failure can be
+    reproduced by hand. Returns the completed process whatever its exit code; raises
+    ToolTimeout when it had to be killed.
+    """
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        out, err = proc.communicate(stdin, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        _write_log(log, argv, out, err, f"killed after {timeout:g} s")
+        raise ToolTimeout(f"{Path(argv[0]).name} did not finish within {timeout:g} s and was stopped",
+                          stage=stage, detail=err.decode(errors="replace")[-4000:],
+                          hint="the model may hit a compiler bug; simplify it or raise the time limit (--timeout)")
+    _write_log(log, argv, out, err, f"exit code {proc.returncode}")
+    return subprocess.CompletedProcess(argv, proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
+
+
+def _write_log(log: Path | None, argv: list[str], out: bytes, err: bytes, outcome: str) -> None:
+    if log is None:
+        return
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as f:
+        f.write(" ".join(_quote(a) for a in argv) + "\n# " + outcome + "\n")
+        if out:
+            f.write("# stdout\n" + out.decode(errors="replace")[-200_000:])
+        if err:
+            f.write("# stderr\n" + err.decode(errors="replace")[-200_000:])
+
+
+def _quote(arg: str) -> str:
+    import shlex
+    return shlex.quote(arg)
+
+
+def check(result: subprocess.CompletedProcess, error: type[BelaIreeError], message: str) -> subprocess.CompletedProcess:
+    if result.returncode != 0:
+        raise error(message, detail=result.stderr[-4000:])
+    return result

@@ -1,0 +1,42 @@
+"""The model zoo: the ten architectures of the Bela-IREE paper, seeded, each a model file.
+
+Every model lives in `zoo/models/NAME.py` and follows the model file contract (it defines
+`model` and `example_input`), so `bela-iree new --model NAME` can hand the file to the user
+as their own `model.py`. See ZOO.md for the published sizes.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+MODELS_DIR = Path(__file__).parent / "models"
+
+
+def names() -> list[str]:
+    return sorted(p.stem for p in MODELS_DIR.glob("*.py") if not p.stem.startswith("_"))
+
+
+def model_path(name: str) -> Path:
+    path = MODELS_DIR / f"{name}.py"
+    if not path.exists():
+        raise KeyError(f"no zoo model {name!r}; the zoo has: {', '.join(names())}")
+    return path.resolve()
+
+
+def describe(name: str) -> dict:
+    """Name, summary, input and output shapes and parameter count (imports torch)."""
+    import torch
+
+    from service.modelfile import load_model
+
+    loaded = load_model(model_path(name))
+    with torch.no_grad(), torch.random.fork_rng():
+        output = loaded.module(loaded.example_input)
+    return {"name": name, "summary": _docstring(name), "input_shape": list(loaded.example_input.shape),
+            "output_shape": list(output.shape), "parameters": sum(p.numel() for p in loaded.module.parameters()),
+            "block_size": loaded.block_size, "sample_rate": loaded.sample_rate}
+
+
+def _docstring(name: str) -> str:
+    import ast
+    doc = ast.get_docstring(ast.parse(model_path(name).read_text())) or ""
+    return " ".join(doc.split("\n\n")[0].split())
