@@ -101,7 +101,7 @@ def _compile(args) -> int:
     target = get_target(args.target)
     out = args.out or Path("build") / f"{model_name(model_file)}-{target.name}-{args.format}"
     with console.status(f"compiling {model_name(model_file)} for {target.name} ({args.format}, {args.backend})"):
-        result = compile_model(model_file, target, args.format, args.backend, out, timeout=args.timeout)
+        result = compile_model(model_file, target, args.format, args.backend, out.resolve(), timeout=args.timeout)
     for warning in result.warnings:
         console.print(f"[yellow]warning[/]: {warning}")
     if result.export["rewrites"]:

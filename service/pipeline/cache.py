@@ -76,6 +76,7 @@ def publish(source: Path, destination: Path, names: list[str]) -> list[Path]:
         with tempfile.NamedTemporaryFile(dir=destination, prefix=f".{name}.", delete=False) as tmp:
             with open(source / name, "rb") as f:
                 shutil.copyfileobj(f, tmp)
+        os.chmod(tmp.name, 0o644)
         os.replace(tmp.name, target)
         written.append(target)
     return written

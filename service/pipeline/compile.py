@@ -18,6 +18,7 @@ from pathlib import Path
 from ..errors import CompileError, ExportError, ToolTimeout
 from ..modelfile import model_name
 from . import cache
+from .elf_check import inspect_armv7_kernels
 from .targets import EMITC_ARMV7_WARNING, Target
 from .tools import run_tool, venv_tool
 
@@ -100,6 +101,8 @@ def compile_exported(export_dir: Path, info: dict, target: Target, fmt: str, bac
         result = run_tool(argv, timeout=timeout, log=work / "compile.log", stage="compile")
         if result.returncode != 0:
             raise compile_error(result.stderr, Path(info["model_file"]))
+        if target.arch == "armv7" and fmt == "vmfb" and backend == "llvm-cpu":
+            _check_armv7(work / names[0], work)
         for name in REFERENCE_FILES:
             shutil.copy(export_dir / name, work / name)
         entry = store.put(key, work)
@@ -120,6 +123,14 @@ def compile_model(model_file: Path, target: Target, fmt: str, backend: str, out_
         flags=[f.replace(KERNELS_PLACEHOLDER, str(out_dir / "kernels.o")) for f in flags],
         seconds={"export": round(exported - started, 3), "compile": round(time.perf_counter() - exported, 3)},
         cached=export_cached_hit and compile_cached_hit, export=info, warnings=warnings)
+
+
+def _check_armv7(vmfb: Path, work: Path) -> None:
+    report = inspect_armv7_kernels(vmfb, work)
+    (work / "kernels.so").unlink()
+    if not report.ok:
+        raise CompileError("the Bela kernel library would not load on the board: " + "; ".join(report.problems()),
+                           hint="report this to bela-iree with the compile log")
 
 
 _OP_QUOTED = re.compile(r"'([a-z_]+\.[\w.]+)'")

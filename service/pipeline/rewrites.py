@@ -13,6 +13,8 @@ output with PyTorch's.
   input is scaled instead (the FFT is linear, so this is the same transform).
 - `abs()` of a complex tensor: lowered to math.absf on complex, which fails; computed as
   sqrt(re^2 + im^2) from `view_as_real`.
+- dropout in inference (`nn.Dropout1d/2d`, `feature_dropout`, `alpha_dropout` with train=False):
+  IREE has no lowering for the feature forms; in inference every dropout is the identity.
 - random sampling (`randn`, `rand` and their `_like` forms): the generator does not compile
   for every target and cannot be seeded from outside; each draw becomes an extra input of the
   compiled function, filled by the caller (the runtime draws it, tests pass PyTorch's draws).
@@ -104,7 +106,8 @@ def _run_direction(cell, seq, state, weights, reverse):
         return (i + 1, seq.clone(), outputs) + tuple(state) + tuple(w.clone() for w in weights)
 
     start = torch.zeros((), dtype=torch.int64)
-    result = while_loop(cond, body, (start, seq, outputs, *state, *weights))
+    # a loop's result fed straight into the next loop trips torch.export (2.13): pass a copy
+    result = while_loop(cond, body, (start, seq.clone(), outputs, *state, *weights))
     return result[2], tuple(result[3:3 + len(state)])
 
 
@@ -136,8 +139,19 @@ def _recurrent(cell, n_state):
     return rewrite
 
 
+def _identity(x, *_):
+    return x
+
+
+def _not_training(args) -> bool:
+    return len(args) > 2 and args[2] is False
+
+
 # op -> (why, replacement, applies to these arguments?)
 REWRITES = {
+    **{op: ("dropout is the identity in inference", _identity, _not_training)
+       for op in (aten.dropout.default, aten.feature_dropout.default, aten.alpha_dropout.default,
+                  aten.feature_alpha_dropout.default)},
     aten.rnn_tanh.input: ("recurrent layer kept as a loop", _recurrent(_cell_rnn(torch.tanh), 1), None),
     aten.rnn_relu.input: ("recurrent layer kept as a loop", _recurrent(_cell_rnn(torch.relu), 1), None),
     aten.lstm.input: ("recurrent layer kept as a loop", _recurrent(_cell_lstm, 2), None),

@@ -1,0 +1,1 @@
+"""Running and measuring compiled models: on the host, under qemu, on a board."""

@@ -1,0 +1,58 @@
+"""Run a compiled model once on its reference inputs and return the output."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BenchError
+from ..pipeline.targets import Target
+from ..pipeline.tools import run_tool
+from .runtime_tools import tool_command
+
+RUN_TIMEOUT = 300.0
+
+
+def input_files(artifact_dir: Path, work: Path) -> list[Path]:
+    """The reference inputs (example input, then any noise inputs) as .npy files, in call order."""
+    with np.load(artifact_dir / "inputs.npz") as inputs:
+        paths = []
+        for index, name in enumerate(inputs.files):
+            path = work / f"input{index}.npy"
+            np.save(path, inputs[name])
+            paths.append(path)
+    return paths
+
+
+def run_module(artifact_dir: Path, target: Target, timeout: float = RUN_TIMEOUT) -> np.ndarray:
+    prefix, _ = tool_command(target, "iree-run-module")
+    with tempfile.TemporaryDirectory(prefix="bela-iree-run-") as tmp:
+        work = Path(tmp)
+        argv = [*prefix, f"--module={artifact_dir / 'model.vmfb'}", "--device=local-sync", "--function=main",
+                *[f"--input=@{p}" for p in input_files(artifact_dir, work)], f"--output=@{work / 'output.npy'}"]
+        result = run_tool(argv, timeout=timeout, stage="benchmarking")
+        if result.returncode != 0 or not (work / "output.npy").exists():
+            raise BenchError(f"the model failed to run on {target.name}: {_last_line(result.stderr)}",
+                             detail=result.stderr[-4000:])
+        return np.load(work / "output.npy")
+
+
+def max_abs_error(output: np.ndarray, artifact_dir: Path) -> float:
+    expected = np.load(artifact_dir / "expected.npy")
+    return float(np.max(np.abs(output.reshape(expected.shape) - expected)))
+
+
+def _last_line(text: str) -> str:
+    lines = [l for l in text.strip().splitlines() if l.strip()]
+    return lines[-1][:300] if lines else "no output"
+
+
+ABSOLUTE_TOLERANCE = 1e-4
+RELATIVE_TOLERANCE = 1e-4
+
+
+def tolerance(expected: np.ndarray) -> float:
+    """Largest max-abs error accepted against PyTorch: 1e-4 plus 1e-4 of the output's scale.
+    float32 kernels reorder sums; this is well above that and far below any real bug."""
+    return ABSOLUTE_TOLERANCE + RELATIVE_TOLERANCE * float(np.max(np.abs(expected)))

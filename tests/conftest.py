@@ -1,0 +1,54 @@
+"""Shared fixtures. Every test here uses the real IREE compiler and runtime, real qemu."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"   # screenshots and logs kept for people to look at
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory):
+    """Tests start from an empty cache (as CI does) unless BELA_IREE_CACHE is set."""
+    if "BELA_IREE_CACHE" not in os.environ:
+        os.environ["BELA_IREE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+
+
+def cli(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the installed `bela-iree` command as a user would."""
+    result = subprocess.run([str(Path(sys.executable).parent / "bela-iree"), *args], capture_output=True,
+                            text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"bela-iree {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return result
+
+
+def cli_json(*args: str, check: bool = True) -> tuple[dict, subprocess.CompletedProcess]:
+    result = cli(*args, "--json", check=check)
+    return json.loads(result.stdout), result
+
+
+@pytest.fixture(scope="session")
+def compiled(tmp_path_factory):
+    """compiled(model, target, fmt="vmfb", backend="llvm-cpu") -> CompileResult, each compiled once."""
+    from service.modelfile import resolve_model
+    from service.pipeline.compile import compile_model
+    from service.pipeline.targets import get_target
+
+    results = {}
+    out = tmp_path_factory.mktemp("compiled")
+
+    def compile_once(model: str, target: str, fmt: str = "vmfb", backend: str = "llvm-cpu"):
+        key = (model, target, fmt, backend)
+        if key not in results:
+            results[key] = compile_model(resolve_model(model), get_target(target), fmt, backend,
+                                         out / "-".join(key))
+        return results[key]
+    return compile_once

@@ -1,0 +1,131 @@
+"""The compiler: every zoo model onto every board, checked by running it where we can."""
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import zoo
+from service.bench.run import max_abs_error, run_module, tolerance
+from service.pipeline.elf_check import inspect_armv7_kernels
+from service.pipeline.targets import TARGETS
+
+from .conftest import cli, cli_json
+
+MODELS = zoo.names()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("target", ["host", "gem", "bbai64"])
+def test_artifact_runs_and_matches_pytorch(compiled, model, target):
+    """host natively, gem and bbai64 under qemu-aarch64 with the aarch64 runtime wheel's tools."""
+    result = compiled(model, target)
+    folder = result.artifacts[0].parent
+    output = run_module(folder, TARGETS[target])
+    expected = np.load(folder / "expected.npy")
+    assert output.size == expected.size
+    assert max_abs_error(output, folder) <= tolerance(expected), (model, target, max_abs_error(output, folder))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", MODELS)
+def test_bela_artifact_is_armv7_hard_float_neon_and_loadable(compiled, model, tmp_path):
+    result = compiled(model, "bela")
+    assert "--iree-llvmcpu-link-embedded=false" in result.flags
+    assert "--iree-llvmcpu-debug-symbols=false" in result.flags
+    report = inspect_armv7_kernels(result.artifacts[0], tmp_path)
+    assert report.ok, report.problems()
+    assert "__aeabi_unwind_cpp_pr0" not in report.imports
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("target", list(TARGETS))
+def test_emitc_writes_module_c_and_static_kernels(compiled, model, target):
+    result = compiled(model, target, "emitc")
+    names = sorted(p.name for p in result.artifacts)
+    assert names == ["kernels.h", "kernels.o", "module.c"]
+    folder = result.artifacts[0].parent
+    assert "module_create" in (folder / "module.c").read_text(errors="replace")[:20000]
+    assert "module_linked_library_query" in (folder / "kernels.h").read_text()
+    machine = {"x86_64": b"\x3e\x00", "aarch64": b"\xb7\x00", "armv7": b"\x28\x00"}[TARGETS[target].arch]
+    header = (folder / "kernels.o").read_bytes()[:20]
+    assert header[:4] == b"\x7fELF" and header[18:20] == machine
+    assert bool(result.warnings) == (target == "bela")
+
+
+def test_vmvx_backend_runs(compiled):
+    result = compiled("single_mm", "host", "vmfb", "vmvx")
+    folder = result.artifacts[0].parent
+    assert max_abs_error(run_module(folder, TARGETS["host"]), folder) <= tolerance(np.load(folder / "expected.npy"))
+
+
+def test_compile_json_contract_and_cache(tmp_path):
+    data, _ = cli_json("compile", "basic_mlp", "--target", "host", "--out", str(tmp_path / "a"))
+    assert set(data) >= {"model", "target", "format", "backend", "artifacts", "flags", "seconds", "cached"}
+    assert (data["model"], data["target"], data["format"], data["backend"]) == ("basic_mlp", "host", "vmfb", "llvm-cpu")
+    assert set(data["seconds"]) == {"export", "compile"}
+    assert Path(data["artifacts"][0]).name == "model.vmfb" and Path(data["artifacts"][0]).exists()
+    assert "--iree-llvmcpu-target-cpu=host" in data["flags"]
+    started = time.perf_counter()
+    again, _ = cli_json("compile", "basic_mlp", "--target", "host", "--out", str(tmp_path / "b"))
+    assert again["cached"] is True and data["cached"] is False
+    assert sum(again["seconds"].values()) < 0.5 and time.perf_counter() - started < 5
+    assert Path(again["artifacts"][0]).read_bytes() == Path(data["artifacts"][0]).read_bytes()
+
+
+def test_emitc_for_bela_warns_and_says_what_to_use(tmp_path):
+    data, result = cli_json("compile", "single_mm", "--target", "bela", "--format", "emitc", "--out", str(tmp_path))
+    assert any("32-bit ARM" in w and "vmfb" in w for w in data["warnings"])
+    assert "warning" in result.stderr
+
+
+def test_compile_that_hangs_is_stopped(tmp_path):
+    data, result = cli_json("compile", "transformer_block", "--target", "bbai64", "--timeout", "0.2",
+                            "--out", str(tmp_path), check=False)
+    assert result.returncode == 1
+    assert "did not finish within 0.2 s" in data["error"]["message"]
+    assert not (tmp_path / "model.vmfb").exists()
+
+
+def test_unsupported_op_names_the_op_and_the_model_line(tmp_path):
+    model = tmp_path / "model.py"
+    model.write_text(
+        "import torch\n"
+        "class M(torch.nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        y = x * 2\n"
+        "        return y.index_copy(1, torch.tensor([0, 2]), x[:, :2])\n"
+        "model = M()\n"
+        "example_input = torch.ones(1, 8)\n")
+    data, result = cli_json("compile", str(model), "--target", "host", "--out", str(tmp_path / "out"), check=False)
+    assert result.returncode == 1
+    error = data["error"]
+    assert error["stage"] == "compile"
+    assert "index_copy" in error["message"]
+    assert Path(error["file"]).name == "model.py" and error["line"] == 5
+
+
+def test_broken_model_file_points_at_the_line(tmp_path):
+    model = tmp_path / "model.py"
+    model.write_text("import torch\nmodel = torch.nn.Linear(4, 4)\nexample_input = torch.ones(1, 4\n")
+    data, result = cli_json("compile", str(model), "--target", "host", check=False)
+    assert result.returncode == 1
+    assert data["error"]["stage"] == "export" and "syntax error" in data["error"]["message"]
+    assert data["error"]["line"] == 3
+    assert "model.py:3" in result.stderr
+
+
+def test_exception_in_model_points_at_the_line(tmp_path):
+    model = tmp_path / "model.py"
+    model.write_text("import torch\n\ndef model():\n    return torch.nn.Linear(4, 4, bais=True)\n\n"
+                     "example_input = torch.ones(1, 4)\n")
+    data, _ = cli_json("compile", str(model), "--target", "host", check=False)
+    assert data["error"]["line"] == 4 and "bais" in data["error"]["message"]
+
+
+def test_unknown_target_is_a_usage_error():
+    result = cli("compile", "basic_mlp", "--target", "pi5", check=False)
+    assert result.returncode == 2 and "invalid choice" in result.stderr

@@ -1,0 +1,83 @@
+"""Each rewrite of rewrites.py is exact: same outputs as PyTorch, in PyTorch and after IREE."""
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from service.bench.run import max_abs_error, run_module, tolerance
+from service.modelfile import load_model
+from service.pipeline import rewrites
+from service.pipeline.compile import compile_model
+from service.pipeline.targets import TARGETS
+
+CASES = {
+    "rnn_two_layers_bidirectional": ("torch.nn.RNN(3, 16, num_layers=2, bidirectional=True, batch_first=True)",
+                                     "lambda m, x: m(x)[0]", "torch.randn(2, 7, 3)"),
+    "rnn_relu_final_state": ("torch.nn.RNN(3, 16, nonlinearity='relu')", "lambda m, x: m(x)[1]", "torch.randn(9, 1, 3)"),
+    "lstm_two_layers": ("torch.nn.LSTM(3, 16, num_layers=2, batch_first=True)",
+                        "lambda m, x: m(x)[1][1]", "torch.randn(1, 5, 3)"),
+    "gru": ("torch.nn.GRU(4, 8)", "lambda m, x: m(x)[0]", "torch.randn(6, 2, 4)"),
+    "rfft_forward_norm": ("torch.nn.Identity()", "lambda m, x: torch.view_as_real(torch.fft.rfft(x, norm='forward'))",
+                          "torch.randn(1, 64)"),
+    "complex_abs": ("torch.nn.Identity()", "lambda m, x: torch.fft.rfft(x).abs()", "torch.randn(1, 64)"),
+    "dropout_in_inference": ("torch.nn.Dropout1d(0.5)", "lambda m, x: m(x) * 2", "torch.randn(1, 4, 8)"),
+    "random_draws": ("torch.nn.Linear(8, 8)", "lambda m, x: m(x) + torch.randn_like(x) * torch.rand(1, 8)",
+                     "torch.randn(1, 8)"),
+}
+
+
+def write_model(folder, name):
+    layer, forward, example = CASES[name]
+    source = f"""
+        import torch
+
+        class Case(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.layer = {layer}
+                self.forward_fn = {forward}
+
+            def forward(self, x):
+                return self.forward_fn(self.layer, x)
+
+        def model():
+            torch.manual_seed(0)
+            return Case()
+
+        def example_input():
+            torch.manual_seed(1)
+            return {example}
+        """
+    path = folder / name / "model.py"
+    path.parent.mkdir()
+    path.write_text(textwrap.dedent(source))
+    return path
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_rewritten_graph_equals_pytorch(tmp_path, name):
+    loaded = load_model(write_model(tmp_path, name))
+    program = torch.export.export(loaded.module, (loaded.example_input,))
+    rewritten, applied, noise = rewrites.apply(program, loaded.example_input)
+    assert applied, "the case should need a rewrite"
+    draws = rewrites.draw_noise(noise, seed=7)
+    with torch.no_grad():
+        torch.manual_seed(7)
+        expected = loaded.module(loaded.example_input)
+        actual = rewritten.module()(loaded.example_input, *draws)
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_rewritten_model_compiles_and_matches_on_iree(tmp_path, name):
+    result = compile_model(write_model(tmp_path, name), TARGETS["host"], "vmfb", "llvm-cpu", tmp_path / "out")
+    folder = result.artifacts[0].parent
+    error = max_abs_error(run_module(folder, TARGETS["host"]), folder)
+    assert error <= tolerance(np.load(folder / "expected.npy")), error
+
+
+def test_random_draws_become_inputs_in_order(tmp_path):
+    result = compile_model(write_model(tmp_path, "random_draws"), TARGETS["host"], "vmfb", "llvm-cpu", tmp_path / "o")
+    roles = [(i["role"], i.get("distribution")) for i in result.export["inputs"]]
+    assert roles == [("input", None), ("noise", "normal"), ("noise", "uniform")]

@@ -1,0 +1,71 @@
+"""The zoo: published names and sizes, reproducible weights, exports in all three formats."""
+import json
+from pathlib import Path
+
+import torch
+
+import zoo
+from service.modelfile import load_model
+from zoo.export_all import export_zoo
+
+from .conftest import cli, cli_json
+
+PUBLISHED = ["basic_mlp", "log_spectrum", "mdrnn", "resnet_1d", "simple_conv_1d", "simple_rnn",
+             "single_mm", "siren_mlp", "transformer_block", "variational_encoder"]
+
+
+def test_zoo_lists_the_published_models_with_shapes_and_sizes():
+    data, _ = cli_json("zoo", "list")
+    models = {m["name"]: m for m in data["models"]}
+    assert sorted(models) == PUBLISHED
+    assert models["basic_mlp"]["parameters"] == 3 * (1024 * 1024 + 1024)
+    assert models["single_mm"]["parameters"] == 1024 * 1024
+    assert models["simple_conv_1d"]["output_shape"] == [1, 8]
+    assert models["siren_mlp"]["output_shape"] == [1024, 1]
+    assert models["log_spectrum"]["output_shape"] == [1, 513]
+    assert models["simple_rnn"]["output_shape"] == [1, 1, 256]
+    assert models["transformer_block"]["output_shape"] == [1, 512]
+    assert models["mdrnn"]["input_shape"] == [1, 16, 3] and models["mdrnn"]["output_shape"] == [1, 25]
+    assert all(m["input_shape"] == [1, 1024] for n, m in models.items() if n != "mdrnn")
+
+
+def test_zoo_weights_are_reproducible():
+    first = load_model(zoo.model_path("resnet_1d"))
+    second = load_model(zoo.model_path("resnet_1d"))
+    for a, b in zip(first.module.state_dict().values(), second.module.state_dict().values()):
+        assert torch.equal(a, b)
+    assert torch.equal(first.example_input, second.example_input)
+
+
+def test_zoo_export_writes_every_format(tmp_path):
+    result = cli("zoo", "export", "basic_mlp", "log_spectrum", "--out", str(tmp_path), "--json", check=False)
+    data = json.loads(result.stdout)
+    basic = data["models"]["basic_mlp"]
+    assert all("path" in basic[f] for f in ("mlir", "onnx", "torchscript")), basic
+    assert "torch.aten" in (tmp_path / "basic_mlp" / "basic_mlp.mlir").read_text()[:200000]
+    assert Path(basic["onnx"]["path"]).stat().st_size > 3 * 1024 * 1024 * 4  # the weights are inside
+    loaded = torch.jit.load(basic["torchscript"]["path"])
+    reference = load_model(zoo.model_path("basic_mlp"))
+    with torch.no_grad():
+        assert torch.allclose(loaded(reference.example_input), reference.module(reference.example_input), atol=1e-6)
+    # the summary names each model, and any failure says why
+    assert "basic_mlp" in result.stderr and "log_spectrum" in result.stderr
+    for row in data["models"].values():
+        for outcome in row.values():
+            assert "path" in outcome or outcome["error"]
+
+
+def test_python_m_zoo_is_the_same_command(tmp_path):
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, "-m", "zoo", "single_mm", "--out", str(tmp_path), "--formats", "mlir"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "single_mm" / "single_mm.mlir").exists()
+
+
+def test_one_failing_model_does_not_stop_the_others(tmp_path):
+    from rich.console import Console
+    results = export_zoo(["no_such_model", "single_mm"], tmp_path, ["mlir"], Console(quiet=True))
+    assert "error" in results["no_such_model"]["mlir"]
+    assert "path" in results["single_mm"]["mlir"]
