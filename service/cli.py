@@ -43,12 +43,19 @@ def parser() -> argparse.ArgumentParser:
     compile_ = commands.add_parser("compile", help="compile a model for a target")
     _add_model_args(compile_)
     compile_.add_argument("--out", type=Path, help="folder for the artifacts (default: ./build/MODEL-TARGET-FORMAT)")
+    bench = commands.add_parser("bench", help="measure latency, accuracy and memory against the audio deadline")
+    _add_model_args(bench)
+    bench.add_argument("--peers", action="store_true", help="also measure eager PyTorch, TorchScript, ONNX Runtime")
+    bench.add_argument("--block-size", type=int, help="audio frames per call (default: the model's BLOCK_SIZE)")
+    bench.add_argument("--sample-rate", type=int, help="Hz (default: the model's SAMPLE_RATE, else 44100)")
+    bench.add_argument("--seconds", type=float, default=2.0, help="measuring time budget (default 2)")
+    bench.add_argument("--out", type=Path, help="folder for the compiled artifacts")
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    handler = {"zoo": _zoo, "compile": _compile}[args.command]
+    handler = {"zoo": _zoo, "compile": _compile, "bench": _bench}[args.command]
     try:
         return handler(args)
     except BelaIreeError as e:
@@ -110,4 +117,23 @@ def _compile(args) -> int:
                   f"{', '.join(str(p) for p in result.artifacts)}"
                   f"{' (cached)' if result.cached else ''}", highlight=False)
     _emit(args, result.to_json())
+    return 0
+
+
+def _bench(args) -> int:
+    from .bench.bench import bench_model, verdict
+    from .bench.report import bench_table
+    from .modelfile import model_name, resolve_model
+    from .pipeline.targets import get_target
+
+    model_file = resolve_model(args.model)
+    target = get_target(args.target)
+    out = args.out or Path("build") / f"{model_name(model_file)}-{target.name}-vmfb"
+    with console.status(f"benchmarking {model_name(model_file)} on {target.name}"
+                        f"{' with peers' if args.peers else ''}"):
+        result = bench_model(model_file, target, out.resolve(), peers=args.peers, block_size=args.block_size,
+                             sample_rate=args.sample_rate, seconds=args.seconds)
+    console.print(bench_table(result))
+    console.print(verdict(result), highlight=False)
+    _emit(args, result)
     return 0

@@ -33,12 +33,12 @@ def digest(*parts: bytes | str) -> str:
     return h.hexdigest()[:32]
 
 
-def export_key(model_file: Path) -> str:
+def export_key(model_file: Path, variant: str = "") -> str:
     pipeline = Path(__file__).parent
     sources = sorted(model_file.parent.glob("*.py")) + [pipeline / "export.py", pipeline / "rewrites.py",
                                                          pipeline.parent / "modelfile.py"]
     versions = [metadata.version(p) for p in ("torch", "iree-turbine", "iree-base-compiler")]
-    return digest(str(model_file.name), *versions, *(p.name.encode() + p.read_bytes() for p in sources))
+    return digest(str(model_file.name), variant, *versions, *(p.name.encode() + p.read_bytes() for p in sources))
 
 
 def compile_key(mlir: bytes, flags: list[str]) -> str:

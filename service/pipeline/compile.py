@@ -49,15 +49,16 @@ class CompileResult:
                 "iree_version": cache.iree_version()}
 
 
-def export_cached(model_file: Path, timeout: float = EXPORT_TIMEOUT) -> tuple[Path, dict, bool]:
+def export_cached(model_file: Path, timeout: float = EXPORT_TIMEOUT, unroll_loops: bool = False) -> tuple[Path, dict, bool]:
     """The export folder for this model source, exporting in a child process on a miss."""
     store = cache.Cache("export")
-    key = cache.export_key(model_file)
+    key = cache.export_key(model_file, "unrolled" if unroll_loops else "")
     hit = store.get(key)
     if hit:
         return hit, json.loads((hit / "export.json").read_text()), True
     with tempfile.TemporaryDirectory(prefix="bela-iree-export-") as tmp:
-        argv = [sys.executable, "-W", "ignore", "-m", "service.pipeline.export", str(model_file), tmp]
+        argv = [sys.executable, "-W", "ignore", "-m", "service.pipeline.export", str(model_file), tmp,
+                *(["--unroll-loops"] if unroll_loops else [])]
         result = run_tool(argv, timeout=timeout, stage="export", cwd=Path(__file__).parents[2])
         lines = result.stdout.strip().splitlines()
         try:
@@ -112,7 +113,8 @@ def compile_exported(export_dir: Path, info: dict, target: Target, fmt: str, bac
 def compile_model(model_file: Path, target: Target, fmt: str, backend: str, out_dir: Path,
                   timeout: float = COMPILE_TIMEOUT) -> CompileResult:
     started = time.perf_counter()
-    export_dir, info, export_cached_hit = export_cached(model_file)
+    # EmitC cannot keep a recurrent layer's time loop (see rewrites.py): unroll it there
+    export_dir, info, export_cached_hit = export_cached(model_file, unroll_loops=fmt == "emitc")
     exported = time.perf_counter()
     entry, flags, compile_cached_hit = compile_exported(export_dir, info, target, fmt, backend, timeout)
     names = artifact_names(fmt, backend)

@@ -6,7 +6,8 @@ service's warm worker). It writes into `out_dir`:
   inputs.npz        the example input and any noise inputs, in call order
   expected.npy      PyTorch's output for exactly those inputs (the accuracy reference)
   export.json       signature, rewrites applied, block size, sample rate, timings
-`python -m service.pipeline.export MODEL_FILE OUT_DIR` does the same and prints export.json.
+`python -m service.pipeline.export MODEL_FILE OUT_DIR [--unroll-loops]` does the same and prints
+export.json (`--unroll-loops`: recurrent layers unrolled over time, for EmitC).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from ..modelfile import load_model, model_name, user_frame
 NOISE_SEED = 1234  # noise inputs of the reference run are PyTorch's draws after manual_seed(NOISE_SEED)
 
 
-def export_model(model_file: Path, out_dir: Path, mlir_name: str = "model.mlirbc") -> dict:
+def export_model(model_file: Path, out_dir: Path, mlir_name: str = "model.mlirbc", unroll_loops: bool = False) -> dict:
     import numpy as np
     import torch
     from iree.turbine import aot
@@ -33,7 +34,7 @@ def export_model(model_file: Path, out_dir: Path, mlir_name: str = "model.mlirbc
     example = loaded.example_input
     try:
         program = torch.export.export(loaded.module, (example,))
-        program, applied, noise = rewrites.apply(program, example)
+        program, applied, noise = rewrites.apply(program, example, unroll_loops)
     except BelaIreeError:
         raise
     except Exception as e:
@@ -66,6 +67,7 @@ def export_model(model_file: Path, out_dir: Path, mlir_name: str = "model.mlirbc
                   + [n.to_json() for n in noise],
         "output": {"shape": list(expected.shape), "dtype": str(expected.dtype).removeprefix("torch.")},
         "rewrites": applied,
+        "unrolled_loops": unroll_loops,
         "parameters": sum(p.numel() for p in loaded.module.parameters()),
         "block_size": loaded.block_size,
         "sample_rate": loaded.sample_rate,
@@ -89,7 +91,7 @@ def _export_error(error: Exception, model_file: Path) -> ExportError:
 def main(argv: list[str]) -> int:
     model_file, out_dir = Path(argv[0]), Path(argv[1])
     try:
-        info = export_model(model_file, out_dir)
+        info = export_model(model_file, out_dir, unroll_loops="--unroll-loops" in argv[2:])
     except BelaIreeError as e:
         print(json.dumps({"error": e.to_json(), "detail": e.detail}))
         return 1

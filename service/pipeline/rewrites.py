@@ -9,6 +9,9 @@ output with PyTorch's.
 - recurrent layers (nn.RNN, nn.LSTM, nn.GRU): IREE cannot lower `aten.rnn_tanh`, `lstm`,
   `gru`; the stock decomposition unrolls time (a 1024-step RNN: 1.5 MB of MLIR, 72 s of
   compile). Here time stays a loop (`torch.while_loop` -> scf.while), so it compiles in ~1 s.
+  EmitC cannot express that loop (its sync wrapper would have to yield inside it: "callee must
+  be an import for yieldable call", after which iree-compile hangs), so for `--format emitc`
+  the same cell is unrolled over time instead (`unroll_loops=True`): slower to compile, same math.
 - `torch.fft.rfft(..., norm="ortho"|"forward")`: the normalised form fails to legalize; the
   input is scaled instead (the FFT is linear, so this is the same transform).
 - `abs()` of a complex tensor: lowered to math.absf on complex, which fails; computed as
@@ -21,6 +24,7 @@ output with PyTorch's.
 """
 from __future__ import annotations
 
+import contextvars
 import math
 from dataclasses import dataclass
 
@@ -29,6 +33,7 @@ from torch._higher_order_ops.while_loop import while_loop
 from torch.fx import traceback as fx_traceback
 
 aten = torch.ops.aten
+_UNROLL_LOOPS = contextvars.ContextVar("unroll_loops", default=False)
 
 
 @dataclass
@@ -91,6 +96,12 @@ def _run_direction(cell, seq, state, weights, reverse):
     closed-over tensors (additional_inputs) in IREE 3.13.
     """
     steps = seq.shape[0]
+    if _UNROLL_LOOPS.get():
+        outputs = [None] * steps
+        for t in (reversed(range(steps)) if reverse else range(steps)):
+            state = cell(seq[t], state, *weights)
+            outputs[t] = state[0]
+        return torch.stack(outputs), tuple(state)
     hidden = state[0].shape[-1]
     outputs = seq.new_zeros(steps, seq.shape[1], hidden)
 
@@ -216,13 +227,17 @@ def draw_noise(noise: list[NoiseInput], seed: int) -> list[torch.Tensor]:
             else torch.rand(n.shape, generator=generator) for n in noise]
 
 
-def apply(program: torch.export.ExportedProgram, example: torch.Tensor):
+def apply(program: torch.export.ExportedProgram, example: torch.Tensor, unroll_loops: bool = False):
     """Returns (program, applied rewrite names, noise inputs). A no-op for most models."""
     if not needs_rewrite(program):
         return program, [], []
     noise = noise_inputs(program)
     wrapper = _RewrittenModel(program.module(), 1)
     placeholders = tuple(torch.zeros(n.shape) for n in noise)
-    with fx_traceback.preserve_node_meta():
-        rewritten = torch.export.export(wrapper, (example, *placeholders))
+    token = _UNROLL_LOOPS.set(unroll_loops)
+    try:
+        with fx_traceback.preserve_node_meta():
+            rewritten = torch.export.export(wrapper, (example, *placeholders))
+    finally:
+        _UNROLL_LOOPS.reset(token)
     return rewritten, sorted(wrapper.applied), noise

@@ -1,0 +1,127 @@
+"""The scoreboard: every zoo model on this machine, ours against the peers, side by side.
+
+    .venv/bin/python benchmarks/zoo_vs_peers.py [NAME...] [--seconds 2]
+
+One thread everywhere, one block per call, the same seeded input and weights. Writes
+benchmarks/results.md (table + machine) and benchmarks/results.png (bar chart).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import tempfile
+from datetime import date
+from importlib import metadata
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import Progress
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parent))
+
+import zoo  # noqa: E402
+from service.bench.bench import bench_model  # noqa: E402
+from service.errors import BelaIreeError  # noqa: E402
+from service.pipeline.targets import TARGETS  # noqa: E402
+
+PEERS = ("torch_eager", "torchscript", "onnxruntime")
+
+
+def machine() -> str:
+    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                if l.startswith("model name")), platform.processor())
+    versions = ", ".join(f"{p} {metadata.version(p)}" for p in ("iree-base-compiler", "torch", "onnxruntime"))
+    return f"{cpu}, {platform.machine()}, Linux {platform.release()}; {versions}"
+
+
+def run(names: list[str], seconds: float, console: Console) -> list[dict]:
+    rows = []
+    with Progress(console=console) as progress, tempfile.TemporaryDirectory() as tmp:
+        task = progress.add_task("zoo", total=len(names))
+        for name in names:
+            progress.update(task, description=f"{name}: compiling, measuring ours and the peers")
+            try:
+                rows.append(bench_model(zoo.model_path(name), TARGETS["host"], Path(tmp) / name, peers=True,
+                                        seconds=seconds))
+            except BelaIreeError as e:
+                rows.append({"model": name, "error": str(e).splitlines()[0]})
+            progress.advance(task)
+    return rows
+
+
+def best_peer(row: dict) -> tuple[str, float] | None:
+    timed = [(p, row["peers"][p]["median_ms"]) for p in PEERS if "median_ms" in row["peers"].get(p, {})]
+    return min(timed, key=lambda t: t[1]) if timed else None
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = [f"# bela-iree against the peers ({date.today()})", "",
+             f"Machine: {machine()}.", "",
+             "Median ms per 1024-sample block, one thread, same input and weights; ratio = best peer / ours "
+             "(above 1: we are faster). Accuracy: max abs error against PyTorch.", "",
+             "| model | ours | torch eager | TorchScript | ONNX Runtime | ratio to best peer | accuracy |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    ratios = []
+    for row in rows:
+        if "error" in row:
+            lines.append(f"| {row['model']} | failed: {row['error']} | | | | | |")
+            continue
+        ours = row["latency_ms"]["median"]
+        cells = [f"{row['peers'][p]['median_ms']:.4g}" if "median_ms" in row["peers"][p] else "fails" for p in PEERS]
+        best = best_peer(row)
+        ratio = best[1] / ours if best else None
+        if ratio:
+            ratios.append(ratio)
+        lines.append(f"| {row['model']} | {ours:.4g} | {' | '.join(cells)} | "
+                     f"{f'{ratio:.2f}' if ratio else 'n/a'} | {row['accuracy']['max_abs_err']:.2g} |")
+    if ratios:
+        geomean = math.exp(sum(map(math.log, ratios)) / len(ratios))
+        wins = sum(r >= 1 for r in ratios)
+        lines += ["", f"Geometric mean of (best peer / ours): **{geomean:.2f}**; we are at least as fast as the best "
+                  f"peer on {wins} of {len(ratios)} models.", ""]
+    return "\n".join(lines) + "\n"
+
+
+def chart(rows: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    good = [r for r in rows if "error" not in r]
+    series = [("bela-iree", [r["latency_ms"]["median"] for r in good])]
+    for peer in PEERS:
+        series.append((peer, [r["peers"][peer].get("median_ms", float("nan")) for r in good]))
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    width = 0.8 / len(series)
+    for index, (label, values) in enumerate(series):
+        ax.bar([i + index * width for i in range(len(good))], values, width, label=label)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(good))], [r["model"] for r in good], rotation=25, ha="right")
+    ax.set_yscale("log")
+    ax.set_ylabel("median ms per block (log)")
+    ax.set_title("bela-iree vs peers, one thread, one 1024-sample block")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*")
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--out", type=Path, default=HERE)
+    args = parser.parse_args()
+    console = Console(stderr=True)
+    rows = run(args.names or zoo.names(), args.seconds, console)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(rows, indent=1))
+    (args.out / "results.md").write_text(markdown(rows))
+    chart(rows, args.out / "results.png")
+    console.print(markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""`bela-iree bench`: does the model fit in the audio block, with how much headroom, where?
+
+Compiles (cached), checks accuracy against PyTorch on the seeded reference input, measures
+latency per call with iree-benchmark-module where the target runs (host natively; aarch64
+under qemu, marked as emulated), and optionally the peers on this machine.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BenchError
+from ..modelfile import model_name
+from ..pipeline.compile import CompileResult, compile_model
+from ..pipeline.targets import Target
+from ..pipeline.tools import run_tool
+from .measure import benchmark_argv, parse_benchmark, repetitions_for
+from .run import input_files, max_abs_error, run_module, tolerance
+from .runtime_tools import tool_command
+
+EMULATED_NOTE = "measured under qemu-user on this machine: emulated timings, not board timings"
+BENCH_TIMEOUT = 600.0
+PEERS_TIMEOUT = 900.0
+
+
+def deadline_ms(block_size: int, sample_rate: int) -> float:
+    return 1000.0 * block_size / sample_rate
+
+
+def bench_compiled(compiled: CompileResult, target: Target, *, block_size: int | None = None,
+                   sample_rate: int | None = None, seconds: float = 2.0) -> dict:
+    folder = compiled.artifacts[0].parent
+    block_size = block_size or compiled.export["block_size"]
+    sample_rate = sample_rate or compiled.export["sample_rate"]
+    output = run_module(folder, target)
+    error = max_abs_error(output, folder)
+    prefix, ran_on = tool_command(target, "iree-benchmark-module")
+    with tempfile.TemporaryDirectory(prefix="bela-iree-bench-") as tmp:
+        inputs = [str(p) for p in input_files(folder, Path(tmp))]
+        module = str(folder / "model.vmfb")
+        probe = _benchmark(prefix + benchmark_argv(module, inputs, 3, dispatches=False))
+        repetitions = repetitions_for(probe.summary()["median"], seconds)
+        measured = _benchmark(prefix + benchmark_argv(module, inputs, repetitions))
+    latency = measured.summary()
+    deadline = deadline_ms(block_size, sample_rate)
+    expected = np.load(folder / "expected.npy")
+    result = {
+        "model": compiled.model, "target": target.name, "ran_on": ran_on,
+        "latency_ms": latency, "samples": len(measured.latencies_ms),
+        "block_size": block_size, "sample_rate": sample_rate,
+        "deadline_ms": deadline, "headroom": 1 - latency["median"] / deadline,
+        "accuracy": {"max_abs_err": error, "reference": "torch", "tolerance": tolerance(expected),
+                     "within_tolerance": error <= tolerance(expected)},
+        "memory": {"artifact_bytes": compiled.artifacts[0].stat().st_size, "peak_bytes": measured.peak_bytes},
+        "dispatches": measured.dispatches,
+        "flags": compiled.flags,
+    }
+    if ran_on == "emulator":
+        result["note"] = EMULATED_NOTE
+    return result
+
+
+def _benchmark(argv: list[str]):
+    result = run_tool(argv, timeout=BENCH_TIMEOUT, stage="benchmarking")
+    if result.returncode != 0:
+        lines = [l for l in result.stderr.strip().splitlines() if l.strip()]
+        raise BenchError(f"iree-benchmark-module failed: {lines[-1][:300] if lines else result.returncode}",
+                         detail=result.stderr[-4000:])
+    return parse_benchmark(result.stdout, result.stderr)
+
+
+def measure_peers(model_file: Path, seconds: float = 1.0) -> dict:
+    argv = [sys.executable, "-m", "service.bench.peers", str(model_file), "--seconds", str(seconds)]
+    result = run_tool(argv, timeout=PEERS_TIMEOUT, stage="benchmarking")
+    try:
+        return json.loads(result.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        reason = f"the peers process died (exit code {result.returncode})"
+        return {peer: {"error": reason} for peer in ("torch_eager", "torchscript", "onnxruntime")}
+
+
+def add_peer_ratios(result: dict, peers: dict) -> dict:
+    """Each peer's median and how many times faster we are (peer / ours; >1 means we win)."""
+    ours = result["latency_ms"]["median"]
+    for figures in peers.values():
+        if "median_ms" in figures:
+            figures["ours_speedup"] = figures["median_ms"] / ours
+    result["peers"] = peers
+    if result["ran_on"] != "host":
+        result["peers_note"] = "peers ran natively on this machine; our figure did not"
+    return result
+
+
+def bench_model(model_file: Path, target: Target, out_dir: Path, *, peers: bool = False,
+                block_size: int | None = None, sample_rate: int | None = None, seconds: float = 2.0) -> dict:
+    compiled = compile_model(model_file, target, "vmfb", "llvm-cpu", out_dir)
+    result = bench_compiled(compiled, target, block_size=block_size, sample_rate=sample_rate, seconds=seconds)
+    if peers:
+        add_peer_ratios(result, measure_peers(model_file))
+    return result
+
+
+def verdict(result: dict) -> str:
+    median, deadline = result["latency_ms"]["median"], result["deadline_ms"]
+    where = " (emulated: not a board timing)" if result["ran_on"] == "emulator" else ""
+    if median <= deadline:
+        return f"fits: {median:.3g} ms of {deadline:.3g} ms ({100 * result['headroom']:.1f} % headroom){where}"
+    return f"does not fit: {median:.3g} ms for a {deadline:.3g} ms block ({median / deadline:.1f}x over){where}"
+
+
+__all__ = ["bench_model", "bench_compiled", "verdict", "model_name"]

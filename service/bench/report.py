@@ -1,0 +1,39 @@
+"""Readable tables of a bench result for the terminal."""
+from __future__ import annotations
+
+from rich.console import Group
+from rich.table import Table
+
+
+def bench_table(result: dict) -> Group:
+    latency = result["latency_ms"]
+    summary = Table(title=f"{result['model']} on {result['target']} (ran on {result['ran_on']})", show_header=False)
+    summary.add_row("latency per block", f"min {latency['min']:.4g} · median {latency['median']:.4g} · "
+                    f"p99 {latency['p99']:.4g} · max {latency['max']:.4g} ms ({result['samples']} calls)")
+    summary.add_row("deadline", f"{result['deadline_ms']:.4g} ms ({result['block_size']} frames at {result['sample_rate']} Hz)")
+    summary.add_row("headroom", f"{100 * result['headroom']:.1f} %")
+    accuracy = result["accuracy"]
+    summary.add_row("accuracy", f"max abs error {accuracy['max_abs_err']:.3g} vs PyTorch "
+                    f"({'within' if accuracy['within_tolerance'] else '[red]outside[/]'} {accuracy['tolerance']:.2g})")
+    memory = result["memory"]
+    peak = f", runtime peak {memory['peak_bytes'] / 1e6:.2f} MB" if memory.get("peak_bytes") else ""
+    summary.add_row("memory", f"artifact {memory['artifact_bytes'] / 1e6:.2f} MB{peak}")
+    if result.get("note"):
+        summary.add_row("note", result["note"])
+    parts = [summary]
+    if result["dispatches"]:
+        dispatches = Table("dispatch", "ms", "%", title="where the time goes")
+        for d in result["dispatches"][:10]:
+            dispatches.add_row(d["name"], f"{d['ms']:.4g}", f"{d['percent'] or 0:.1f}")
+        parts.append(dispatches)
+    if "peers" in result:
+        peers = Table("runtime", "median ms", "ours is", title="peers (1 thread, same input)")
+        peers.add_row("bela-iree (IREE)", f"{latency['median']:.4g}", "")
+        for name, figures in result["peers"].items():
+            if "median_ms" in figures:
+                peers.add_row(name, f"{figures['median_ms']:.4g}", f"{figures['ours_speedup']:.2f}x faster"
+                              if figures["ours_speedup"] >= 1 else f"{1 / figures['ours_speedup']:.2f}x slower")
+            else:
+                peers.add_row(name, "[red]failed[/]", figures["error"][:80])
+        parts.append(peers)
+    return Group(*parts)

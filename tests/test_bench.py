@@ -1,0 +1,83 @@
+"""bench: latency against the deadline, accuracy against PyTorch, memory, dispatches, peers."""
+import pytest
+
+from .conftest import cli, cli_json
+
+CONTRACT = {"model", "target", "ran_on", "latency_ms", "deadline_ms", "headroom", "accuracy", "memory", "dispatches"}
+
+
+def test_host_bench_has_every_field_and_is_accurate(tmp_path):
+    data, result = cli_json("bench", "basic_mlp", "--target", "host", "--seconds", "0.3", "--out", str(tmp_path))
+    assert CONTRACT <= set(data)
+    assert data["ran_on"] == "host" and "note" not in data
+    latency = data["latency_ms"]
+    assert 0 < latency["min"] <= latency["median"] <= latency["p99"] <= latency["max"]
+    assert data["deadline_ms"] == pytest.approx(1000 * 1024 / 44100)
+    assert data["headroom"] == pytest.approx(1 - latency["median"] / data["deadline_ms"])
+    assert data["accuracy"]["reference"] == "torch"
+    assert 0 <= data["accuracy"]["max_abs_err"] <= data["accuracy"]["tolerance"]
+    assert data["memory"]["artifact_bytes"] > 3 * 1024 * 1024 * 4   # the weights
+    assert data["memory"]["peak_bytes"] >= 3 * 1024 * 1024 * 4
+    names = [d["name"] for d in data["dispatches"]]
+    assert names and all("matmul" in n for n in names)
+    assert sum(d["percent"] for d in data["dispatches"]) == pytest.approx(100, abs=1)
+    assert "fits:" in result.stderr and "headroom" in result.stderr
+    assert "peers" not in data
+
+
+def test_block_size_and_sample_rate_set_the_deadline(tmp_path):
+    data, result = cli_json("bench", "single_mm", "--target", "host", "--seconds", "0.2", "--block-size", "16",
+                            "--sample-rate", "48000", "--out", str(tmp_path))
+    assert data["deadline_ms"] == pytest.approx(1000 * 16 / 48000)
+    fits = data["latency_ms"]["median"] <= data["deadline_ms"]
+    assert ("does not fit" in result.stderr) != fits
+
+
+def test_emulated_arm_bench_is_marked_and_accurate(tmp_path):
+    data, result = cli_json("bench", "single_mm", "--target", "gem", "--seconds", "0.5", "--out", str(tmp_path))
+    assert data["ran_on"] == "emulator"
+    assert "not board timings" in data["note"]
+    assert data["accuracy"]["max_abs_err"] <= data["accuracy"]["tolerance"]
+    assert "emulated" in result.stderr
+
+
+def test_bela_bench_without_a_board_says_what_to_do(tmp_path):
+    data, result = cli_json("bench", "single_mm", "--target", "bela", "--out", str(tmp_path), check=False)
+    assert result.returncode == 1
+    assert "--board" in data["error"]["hint"]
+
+
+def test_model_that_fails_to_compile_gives_a_clear_error(tmp_path):
+    model = tmp_path / "model.py"
+    model.write_text("import torch\n"
+                     "class M(torch.nn.Module):\n"
+                     "    def forward(self, x):\n"
+                     "        return x.index_copy(1, torch.tensor([0]), x[:, :1])\n"
+                     "model = M()\nexample_input = torch.ones(1, 4)\n")
+    data, result = cli_json("bench", str(model), "--target", "host", check=False)
+    assert result.returncode == 1
+    assert data["error"]["stage"] == "compile" and data["error"]["line"] == 4
+
+
+def test_peers_are_measured_and_a_failing_peer_is_reported(tmp_path):
+    model = tmp_path / "model.py"
+    model.write_text("import torch\n"
+                     "class M(torch.nn.Module):\n"
+                     "    def __init__(self):\n"
+                     "        super().__init__()\n"
+                     "        self.linear = torch.nn.Linear(256, 256)\n"
+                     "    def forward(self, x):\n"
+                     "        if torch.jit.is_tracing():\n"
+                     "            raise RuntimeError('this model cannot be traced')\n"
+                     "        return torch.tanh(self.linear(x))\n"
+                     "def model():\n    torch.manual_seed(0)\n    return M()\n"
+                     "example_input = torch.ones(1, 256)\n")
+    data, result = cli_json("bench", str(model), "--target", "host", "--peers", "--seconds", "0.2",
+                            "--out", str(tmp_path / "out"))
+    peers = data["peers"]
+    assert set(peers) == {"torch_eager", "torchscript", "onnxruntime"}
+    assert "cannot be traced" in peers["torchscript"]["error"]
+    for name in ("torch_eager", "onnxruntime"):
+        assert peers[name]["median_ms"] > 0
+        assert peers[name]["ours_speedup"] == pytest.approx(peers[name]["median_ms"] / data["latency_ms"]["median"])
+    assert "failed" in result.stderr
