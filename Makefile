@@ -19,10 +19,11 @@ system-deps:
 	  for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo "warning: Debian package $$p is missing (run as root or apt-get install it)"; done; \
 	fi
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml ide_extension/package-lock.json
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	cd ide_extension && npm ci --no-audit --no-fund --silent
 	touch $@
 
 test: system-deps $(STAMP)

@@ -28,6 +28,7 @@ def _add_model_args(p: argparse.ArgumentParser, targets_required: bool = True) -
 
 
 def parser() -> argparse.ArgumentParser:
+    from .pipeline.targets import FORMATS, TARGETS
     top = argparse.ArgumentParser(prog="bela-iree", description="Put a PyTorch model inside a Bela instrument with IREE.")
     commands = top.add_subparsers(dest="command", required=True)
 
@@ -50,12 +51,32 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--sample-rate", type=int, help="Hz (default: the model's SAMPLE_RATE, else 44100)")
     bench.add_argument("--seconds", type=float, default=2.0, help="measuring time budget (default 2)")
     bench.add_argument("--out", type=Path, help="folder for the compiled artifacts")
+    new = commands.add_parser("new", help="create a Bela project that runs a model")
+    new.add_argument("dir", type=Path)
+    new.add_argument("--model", help="a zoo model to start from (default: a small starter model)")
+    new.add_argument("--format", default="vmfb", choices=FORMATS)
+    new.add_argument("--target", default="bela", choices=list(TARGETS), help="the board (host: this computer, for trying)")
+    new.add_argument("--json", action="store_true")
+
+    build = commands.add_parser("build", help="rebuild a project's generated/ folder from model.py")
+    build.add_argument("dir", type=Path)
+    build.add_argument("--target", choices=list(TARGETS), help="override bela-iree.toml's target")
+    build.add_argument("--json", action="store_true")
+    serve = commands.add_parser("serve", help="rebuild on every save and show live results in the browser")
+    serve.add_argument("dir", type=Path)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--target", choices=list(TARGETS), help="override bela-iree.toml's target")
+    serve.add_argument("--ide-url", help="a Bela IDE to serve with the panel injected (default with --board: http://BOARD/)")
+    serve.add_argument("--ide-port", type=int, default=8766)
+    serve.add_argument("--export-timeout", type=float, default=60.0, help="seconds an export may take (default 60)")
+    serve.add_argument("--compile-timeout", type=float, default=120.0, help="seconds iree-compile may take (default 120)")
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    handler = {"zoo": _zoo, "compile": _compile, "bench": _bench}[args.command]
+    handler = {"zoo": _zoo, "compile": _compile, "bench": _bench, "new": _new, "build": _build, "serve": _serve}[args.command]
     try:
         return handler(args)
     except BelaIreeError as e:
@@ -136,4 +157,49 @@ def _bench(args) -> int:
     console.print(bench_table(result))
     console.print(verdict(result), highlight=False)
     _emit(args, result)
+    return 0
+
+
+def _new(args) -> int:
+    from .project import new_project
+    with console.status(f"creating {args.dir} and building its model for {args.target}"):
+        result = new_project(args.dir, args.model, args.format, args.target)
+    for warning in result["warnings"]:
+        console.print(f"[yellow]warning[/]: {warning}")
+    console.print(f"[green]created[/] {result['project']}: open it in the Bela IDE, or run "
+                  f"[bold]bela-iree serve {args.dir}[/] to rebuild on every save", highlight=False)
+    _emit(args, result)
+    return 0
+
+
+def _build(args) -> int:
+    from .project import build_project
+    with console.status(f"building {args.dir}"):
+        result = build_project(args.dir, args.target)
+    for warning in result["warnings"]:
+        console.print(f"[yellow]warning[/]: {warning}")
+    console.print(f"[green]built[/] {result['model']} for {result['target']} in {result['seconds']['total']:.2f} s"
+                  f"{' (cached)' if result['cached'] else ''}", highlight=False)
+    _emit(args, result)
+    return 0
+
+
+def _serve(args) -> int:
+    import asyncio
+
+    from .server import serve
+    if not (args.dir / "model.py").exists():
+        raise BelaIreeError(f"{args.dir} has no model.py", stage="usage",
+                            hint=f"create a project first: bela-iree new {args.dir} --model basic_mlp")
+
+    def ready(url: str, ide: str | None) -> None:
+        console.print(f"[green]bela-iree[/] is watching {args.dir.resolve()}")
+        console.print(f"panel: [bold]{url}[/]   (Ctrl-C to stop)", highlight=False)
+        if ide:
+            console.print(f"Bela IDE with the panel: [bold]{ide}[/]  (from {args.ide_url})", highlight=False)
+        print(url, flush=True)
+
+    asyncio.run(serve(args.dir, args.host, args.port, args.target, ready=ready, ide_url=args.ide_url,
+                      ide_port=args.ide_port,
+                      timeouts={"export_timeout": args.export_timeout, "compile_timeout": args.compile_timeout}))
     return 0

@@ -7,6 +7,7 @@ A model file defines `model` (an nn.Module, or a zero-argument function returnin
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 import traceback
 from dataclasses import dataclass
@@ -111,19 +112,16 @@ def _error_at_user_line(error: BaseException, path: Path, context: str) -> Model
                           detail="".join(traceback.format_exception(error)))
 
 
-def user_frame(stack_trace: str | None, path: Path) -> tuple[str | None, int | None]:
-    """The last line of the user's model file in a torch.fx node's recorded stack trace."""
+def user_frame(stack_trace: str | None, path: Path, most_recent_first: bool = False) -> tuple[str | None, int | None]:
+    """The innermost line of the user's project in a stack trace (Python traceback order, or
+    faulthandler's most-recent-first order)."""
     if not stack_trace:
         return None, None
-    found = (None, None)
-    for line in stack_trace.splitlines():
-        line = line.strip()
-        if line.startswith('File "'):
-            filename = line[6:line.index('"', 6)]
-            if Path(filename).resolve().parent == path.parent:
-                number = line.split(", line ", 1)[1].split(",", 1)[0]
-                found = (filename, int(number))
-    return found
+    found = [(m.group(1), int(m.group(2))) for m in re.finditer(r'File "([^"]+)", line (\d+)', stack_trace)
+             if Path(m.group(1)).resolve().parent == path.parent]
+    if not found:
+        return None, None
+    return found[0] if most_recent_first else found[-1]
 
 
 def _line_of(path: Path, name: str) -> int | None:

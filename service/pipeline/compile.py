@@ -20,7 +20,7 @@ from ..modelfile import model_name
 from . import cache
 from .elf_check import inspect_armv7_kernels
 from .targets import EMITC_ARMV7_WARNING, Target
-from .tools import run_tool, venv_tool
+from .tools import iree_compile, run_tool
 
 EXPORT_TIMEOUT = 300.0
 COMPILE_TIMEOUT = 300.0
@@ -49,27 +49,35 @@ class CompileResult:
                 "iree_version": cache.iree_version()}
 
 
-def export_cached(model_file: Path, timeout: float = EXPORT_TIMEOUT, unroll_loops: bool = False) -> tuple[Path, dict, bool]:
-    """The export folder for this model source, exporting in a child process on a miss."""
+def export_in_child(model_file: Path, out_dir: Path, unroll_loops: bool, timeout: float) -> dict:
+    """Export in a one-shot child process (the CLI never imports torch itself)."""
+    argv = [sys.executable, "-W", "ignore", "-m", "service.pipeline.export", str(model_file), str(out_dir),
+            *(["--unroll-loops"] if unroll_loops else [])]
+    result = run_tool(argv, timeout=timeout, stage="export")
+    lines = result.stdout.strip().splitlines()
+    try:
+        reply = json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        raise ExportError(f"the export process died (exit code {result.returncode})", file=str(model_file),
+                          detail=result.stderr[-4000:]) from None
+    if "error" in reply:
+        raise ExportError.from_json(reply["error"], detail=reply.get("detail"))
+    return reply
+
+
+def export_cached(model_file: Path, timeout: float = EXPORT_TIMEOUT, unroll_loops: bool = False,
+                  exporter=export_in_child) -> tuple[Path, dict, bool]:
+    """The export folder for this model source; on a miss, `exporter` (a one-shot child process,
+    or the service's warm worker) exports it."""
     store = cache.Cache("export")
     key = cache.export_key(model_file, "unrolled" if unroll_loops else "")
     hit = store.get(key)
     if hit:
         return hit, json.loads((hit / "export.json").read_text()), True
     with tempfile.TemporaryDirectory(prefix="bela-iree-export-") as tmp:
-        argv = [sys.executable, "-W", "ignore", "-m", "service.pipeline.export", str(model_file), tmp,
-                *(["--unroll-loops"] if unroll_loops else [])]
-        result = run_tool(argv, timeout=timeout, stage="export", cwd=Path(__file__).parents[2])
-        lines = result.stdout.strip().splitlines()
-        try:
-            reply = json.loads(lines[-1])
-        except (IndexError, json.JSONDecodeError):
-            raise ExportError(f"the export process died (exit code {result.returncode})", file=str(model_file),
-                              detail=result.stderr[-4000:]) from None
-        if "error" in reply:
-            raise ExportError.from_json(reply["error"], detail=reply.get("detail"))
+        info = exporter(model_file, Path(tmp), unroll_loops, timeout)
         entry = store.put(key, Path(tmp))
-    return entry, reply, False
+    return entry, info, False
 
 
 def compile_flags(target: Target, fmt: str, backend: str) -> list[str]:
@@ -97,7 +105,7 @@ def compile_exported(export_dir: Path, info: dict, target: Target, fmt: str, bac
     with tempfile.TemporaryDirectory(prefix="bela-iree-compile-") as tmp:
         work = Path(tmp)
         names = artifact_names(fmt, backend)
-        argv = [venv_tool("iree-compile"), str(mlir), *[f.replace(KERNELS_PLACEHOLDER, str(work / "kernels.o")) for f in flags],
+        argv = [iree_compile(), str(mlir), *[f.replace(KERNELS_PLACEHOLDER, str(work / "kernels.o")) for f in flags],
                 "-o", str(work / names[0])]
         result = run_tool(argv, timeout=timeout, log=work / "compile.log", stage="compile")
         if result.returncode != 0:
@@ -111,11 +119,14 @@ def compile_exported(export_dir: Path, info: dict, target: Target, fmt: str, bac
 
 
 def compile_model(model_file: Path, target: Target, fmt: str, backend: str, out_dir: Path,
-                  timeout: float = COMPILE_TIMEOUT) -> CompileResult:
+                  timeout: float = COMPILE_TIMEOUT, exporter=export_in_child, on_stage=lambda stage: None,
+                  export_timeout: float = EXPORT_TIMEOUT) -> CompileResult:
     started = time.perf_counter()
+    on_stage("exporting")
     # EmitC cannot keep a recurrent layer's time loop (see rewrites.py): unroll it there
-    export_dir, info, export_cached_hit = export_cached(model_file, unroll_loops=fmt == "emitc")
+    export_dir, info, export_cached_hit = export_cached(model_file, export_timeout, fmt == "emitc", exporter)
     exported = time.perf_counter()
+    on_stage("compiling")
     entry, flags, compile_cached_hit = compile_exported(export_dir, info, target, fmt, backend, timeout)
     names = artifact_names(fmt, backend)
     artifacts = cache.publish(entry, out_dir, names + REFERENCE_FILES + ["compile.log"])[:len(names)]

@@ -1,6 +1,7 @@
 """Running external tools: one function, no shell, always a time limit, always a log."""
 from __future__ import annotations
 
+import contextvars
 import os
 import shutil
 import signal
@@ -10,9 +11,23 @@ from pathlib import Path
 
 from ..errors import BelaIreeError, ToolMissing, ToolTimeout
 
+# Set by whoever may need to stop a run early (the service cancelling a stale build): called
+# with each process run_tool starts in this context.
+process_started: contextvars.ContextVar = contextvars.ContextVar("process_started", default=None)
+
+
+def iree_compile() -> str:
+    """The iree-compile binary itself; the venv's console script is a Python wrapper that costs
+    a few hundred ms of start-up on every compile."""
+    try:
+        from iree.compiler.tools.binaries import find_tool
+        return str(Path(find_tool("iree-compile")).resolve())
+    except Exception:
+        return venv_tool("iree-compile")
+
 
 def venv_tool(name: str) -> str:
-    """A console tool installed beside this Python (iree-compile, iree-benchmark-module...)."""
+    """A console tool installed beside this Python."""
     candidate = Path(sys.executable).parent / name
     if candidate.exists():
         return str(candidate)
@@ -39,6 +54,8 @@ def run_tool(argv: list[str], *, timeout: float, log: Path | None = None, stage:
     """
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    if process_started.get():
+        process_started.get()(proc)
     try:
         out, err = proc.communicate(stdin, timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -1,0 +1,373 @@
+/*
+ * The bela-iree panel: live build status, latency and CPU charts, dispatches, peers and log.
+ *
+ *   BelaIree.createPanel(target, {service: "http://127.0.0.1:8765", ide: socketOrNull}) -> {destroy()}
+ *
+ * One factory, one small view per concern (status, latency, distribution, cpu, dispatches,
+ * peers, log). It talks to `bela-iree serve` over /ws (contract: DESIGN.md) and reconnects by
+ * itself. Charts are uPlot, served by the service from its own node_modules: nothing comes from
+ * the internet. Everything it shows is bounded (builds, CPU samples, log lines) so an hour of
+ * samples or a thousand builds stay cheap.
+ */
+(function () {
+  "use strict";
+
+  const MAX_BUILDS = 1000;
+  const MAX_CPU_SAMPLES = 3600;
+  const MAX_LOG_LINES = 500;
+  const STAGES = ["queued", "exporting", "compiling", "benchmarking", "done"];
+
+  function element(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function formatMs(ms) {
+    if (ms === null || ms === undefined || Number.isNaN(ms)) return "–";
+    return ms >= 100 ? ms.toFixed(0) : ms >= 1 ? ms.toFixed(2) : ms.toFixed(3);
+  }
+
+  // The Bela IDE's CPU figure from its `cpu-usage` event, computed as the IDE's toolbar does
+  // (Xenomai 3 /proc/xenomai/sched/stat: CPU PID MSW CSW XSC PF STAT %CPU NAME): the sum of
+  // every real-time thread's %CPU except [ROOT] and the IRQ line, plus Linux's share of ROOT;
+  // mode switches are those of the audio thread beyond its one normal switch.
+  function parseIdeCpu(data) {
+    if (!data || typeof data.bela !== "string") return null;
+    let total = 0, rootShare = 1, msw;
+    for (const line of data.bela.split("\n")) {
+      const cols = line.split(" ").filter(Boolean);
+      if (cols.length < 9) continue;
+      const name = cols[8], cpu = parseFloat(cols[7]);
+      if (name === "[ROOT]") { rootShare = cpu * 0.01; continue; }
+      if (name === "NAME" || name === "[IRQ16:") continue;
+      if (name === "bela-audio") msw = parseInt(cols[2], 10) - 1;
+      if (!Number.isNaN(cpu)) total += cpu;
+    }
+    if (data.belaLinux) total += data.belaLinux * rootShare;
+    return { percent: total, msw };
+  }
+
+  // ---- views --------------------------------------------------------------------------------
+
+  function statusView(root) {
+    const box = element("section", "bi-status");
+    const line = element("div", "bi-status-line");
+    const stages = element("ol", "bi-stages");
+    const error = element("div", "bi-error");
+    const verdict = element("div", "bi-verdict");
+    box.append(line, stages, verdict, error);
+    root.append(box);
+    return {
+      build(message) {
+        line.textContent = `build ${message.id} · ${message.target} · ${message.state}`;
+        box.dataset.state = message.state;
+        stages.replaceChildren(...STAGES.map((stage) => {
+          const item = element("li", "bi-stage");
+          const seconds = message.stages && message.stages[stage];
+          item.textContent = seconds !== undefined ? `${stage} ${seconds.toFixed(2)} s` : stage;
+          const reached = STAGES.indexOf(message.state);
+          item.dataset.state = stage === message.state ? "current"
+            : (reached > STAGES.indexOf(stage) || seconds !== undefined) ? "passed" : "waiting";
+          return item;
+        }));
+        if (message.state === "failed" && message.error) {
+          const e = message.error;
+          const where = e.file ? `${e.file.split("/").pop()}${e.line ? ":" + e.line : ""}` : "";
+          error.replaceChildren(
+            element("div", "bi-error-where", `${e.stage} failed${where ? " at " + where : ""}`),
+            element("pre", "bi-error-message", e.message),
+            ...(e.hint ? [element("div", "bi-error-hint", e.hint)] : []));
+          error.hidden = false;
+        } else if (message.state !== "cancelled") {
+          error.hidden = true;
+        }
+        if (message.state !== "done") verdict.textContent = "";
+      },
+      bench(message) {
+        const median = message.latency_ms.median;
+        const fits = median <= message.deadline_ms;
+        const where = message.ran_on === "emulator" ? " (emulated, not a board timing)" : ` (on ${message.ran_on})`;
+        verdict.textContent = fits
+          ? `fits: ${formatMs(median)} ms of ${formatMs(message.deadline_ms)} ms (${(100 * message.headroom).toFixed(1)} % headroom)${where}`
+          : `does not fit: ${formatMs(median)} ms for a ${formatMs(message.deadline_ms)} ms block${where}`;
+        verdict.dataset.fits = String(fits);
+      },
+    };
+  }
+
+  function chartSize(container, height) {
+    return { width: Math.max(240, container.clientWidth || 320), height };
+  }
+
+  function latencyView(root) {
+    const box = element("section", "bi-latency");
+    box.append(element("h3", null, "latency per build (ms)"));
+    const holder = element("div", "bi-chart");
+    box.append(holder);
+    root.append(box);
+    const builds = new Map();  // id -> {median, p99, deadline}
+    let plot = null;
+    function data() {
+      const ids = [...builds.keys()].sort((a, b) => a - b).slice(-MAX_BUILDS);
+      return [ids, ids.map((id) => builds.get(id).median), ids.map((id) => builds.get(id).p99),
+        ids.map((id) => builds.get(id).deadline)];
+    }
+    function draw() {
+      if (typeof uPlot === "undefined") return;
+      if (!plot) {
+        plot = new uPlot({
+          ...chartSize(holder, 180),
+          scales: { x: { time: false } },
+          axes: [{ label: "build" }, {}],
+          series: [{ label: "build" },
+            { label: "median", stroke: "#2a7ae2", width: 2, points: { show: true } },
+            { label: "p99", stroke: "#e2a72a", width: 1, points: { show: true } },
+            { label: "deadline", stroke: "#d33", width: 1, dash: [6, 4], points: { show: false } }],
+        }, data(), holder);
+      } else {
+        plot.setData(data());
+      }
+    }
+    return {
+      history(rows) {
+        for (const row of rows) {
+          if (row.latency_ms) builds.set(row.id, { median: row.latency_ms.median, p99: row.latency_ms.p99, deadline: row.deadline_ms });
+        }
+        draw();
+      },
+      bench(message) {
+        builds.set(message.build_id, { median: message.latency_ms.median, p99: message.latency_ms.p99, deadline: message.deadline_ms });
+        draw();
+      },
+      points() { return builds.size; },
+      resize() { if (plot) plot.setSize(chartSize(holder, 180)); },
+      destroy() { if (plot) plot.destroy(); },
+    };
+  }
+
+  function distributionView(root) {
+    const box = element("section", "bi-distribution");
+    box.append(element("h3", null, "this build's calls (ms)"));
+    const bars = element("div", "bi-histogram");
+    const summary = element("div", "bi-summary");
+    box.append(bars, summary);
+    root.append(box);
+    return {
+      bench(message) {
+        const l = message.latency_ms;
+        summary.textContent = `min ${formatMs(l.min)} · median ${formatMs(l.median)} · p99 ${formatMs(l.p99)} · max ${formatMs(l.max)} · ${message.samples || "?"} calls`;
+        const histogram = message.histogram;
+        if (!histogram) { bars.replaceChildren(); return; }
+        const most = Math.max(1, ...histogram.counts);
+        bars.replaceChildren(...histogram.counts.map((count, i) => {
+          const bar = element("div", "bi-bar");
+          bar.style.height = `${Math.max(1, (100 * count) / most)}%`;
+          bar.title = `${formatMs(histogram.edges[i])}–${formatMs(histogram.edges[i + 1])} ms: ${count} calls`;
+          return bar;
+        }));
+      },
+    };
+  }
+
+  function cpuView(root) {
+    const box = element("section", "bi-cpu");
+    const title = element("h3", null, "CPU (%)");
+    const holder = element("div", "bi-chart");
+    box.append(title, holder);
+    root.append(box);
+    const columns = [[], [], []];  // t, percent, mode switches
+    let plot = null;
+    let pending = false;
+    function draw() {
+      pending = false;
+      if (typeof uPlot === "undefined") return;
+      if (!plot) {
+        plot = new uPlot({
+          ...chartSize(holder, 140),
+          scales: { y: { range: [0, 100] } },
+          series: [{}, { label: "cpu %", stroke: "#3a3", width: 1, fill: "rgba(60,170,60,0.12)" },
+            { label: "mode switches", stroke: "#a3a", width: 1, scale: "msw" }],
+          axes: [{}, {}, { scale: "msw", side: 1, grid: { show: false } }],
+        }, columns, holder);
+      } else {
+        plot.setData(columns);
+      }
+    }
+    return {
+      sample(message) {
+        columns[0].push(message.t);
+        columns[1].push(message.percent);
+        columns[2].push(message.msw === undefined ? null : message.msw);
+        if (columns[0].length > MAX_CPU_SAMPLES) columns.forEach((c) => c.splice(0, c.length - MAX_CPU_SAMPLES));
+        title.textContent = `CPU (%) · ${message.source}${message.label ? " · " + message.label : ""}`;
+        if (!pending) { pending = true; requestAnimationFrame(draw); }  // one redraw per frame at most
+      },
+      samples() { return columns[0].length; },
+      resize() { if (plot) plot.setSize(chartSize(holder, 140)); },
+      destroy() { if (plot) plot.destroy(); },
+    };
+  }
+
+  function dispatchesView(root) {
+    const box = element("section", "bi-dispatches");
+    box.append(element("h3", null, "where the time goes"));
+    const table = element("table");
+    const peers = element("table", "bi-peers");
+    box.append(table, peers);
+    root.append(box);
+    return {
+      bench(message) {
+        table.replaceChildren(...(message.dispatches || []).slice(0, 12).map((d) => {
+          const row = element("tr");
+          const bar = element("div", "bi-share");
+          bar.style.width = `${Math.min(100, d.percent || 0)}%`;
+          const share = element("td", "bi-share-cell");
+          share.append(bar);
+          row.append(element("td", "bi-dispatch", d.name), element("td", null, `${formatMs(d.ms)} ms`), share,
+            element("td", null, `${(d.percent || 0).toFixed(1)} %`));
+          return row;
+        }));
+        const entries = Object.entries(message.peers || {});
+        peers.replaceChildren(...(entries.length ? [element("tr", null, "")] : []), ...entries.map(([name, figures]) => {
+          const row = element("tr");
+          row.append(element("td", null, name), element("td", null, figures.median_ms !== undefined
+            ? `${formatMs(figures.median_ms)} ms (ours ${figures.ours_speedup >= 1 ? figures.ours_speedup.toFixed(2) + "x faster" : (1 / figures.ours_speedup).toFixed(2) + "x slower"})`
+            : `failed: ${figures.error}`));
+          return row;
+        }));
+      },
+    };
+  }
+
+  function logView(root) {
+    const box = element("section", "bi-log");
+    box.append(element("h3", null, "log"));
+    const pre = element("pre");
+    box.append(pre);
+    root.append(box);
+    const lines = [];
+    return {
+      line(text) {
+        lines.push(text);
+        if (lines.length > MAX_LOG_LINES) lines.splice(0, lines.length - MAX_LOG_LINES);
+        pre.textContent = lines.join("\n");
+        pre.scrollTop = pre.scrollHeight;
+      },
+    };
+  }
+
+  function controlsView(root, send) {
+    const bar = element("header", "bi-header");
+    const title = element("strong", null, "bela-iree");
+    const project = element("span", "bi-project");
+    const connection = element("span", "bi-connection", "connecting");
+    const select = element("select", "bi-target");
+    select.title = "target board";
+    const rebuild = element("button", "bi-rebuild", "rebuild");
+    select.addEventListener("change", () => send({ type: "set_target", target: select.value }));
+    rebuild.addEventListener("click", () => send({ type: "rebuild" }));
+    bar.append(title, project, connection, select, rebuild);
+    root.append(bar);
+    return {
+      hello(message) {
+        project.textContent = message.project;
+        select.replaceChildren(...message.targets.map((t) => {
+          const option = element("option", null, t);
+          option.value = t;
+          return option;
+        }));
+        select.value = message.target;
+      },
+      target(name) { select.value = name; },
+      connection(state) { connection.textContent = state; connection.dataset.state = state; },
+    };
+  }
+
+  // ---- the panel ----------------------------------------------------------------------------
+
+  function createPanel(target, options) {
+    options = options || {};
+    const service = (options.service || window.location.origin).replace(/\/$/, "");
+    const root = element("div", "bela-iree-panel");
+    target.append(root);
+    let socket = null;
+    let retry = 500;
+    let closed = false;
+    let timer = null;
+
+    const send = (message) => { if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message)); };
+    const controls = controlsView(root, send);
+    const status = statusView(root);
+    const latency = latencyView(root);
+    const distribution = distributionView(root);
+    const cpu = cpuView(root);
+    const dispatches = dispatchesView(root);
+    const log = logView(root);
+    const handlers = {
+      hello: (m) => controls.hello(m),
+      history: (m) => {
+        latency.history(m.builds);
+        const last = m.builds[0];
+        if (last) status.build({ ...last, id: last.id, state: last.state, stages: last.stages || {} });
+        if (last && last.bench) { status.bench(last.bench); distribution.bench(last.bench); dispatches.bench(last.bench); }
+      },
+      build: (m) => { status.build(m); controls.target(m.target); },
+      bench: (m) => { status.bench(m); latency.bench(m); distribution.bench(m); dispatches.bench(m); },
+      cpu: (m) => cpu.sample(m),
+      log: (m) => log.line(m.line),
+      unchanged: (m) => log.line(`${m.files.join(", ")}: saved, model unchanged (${(1000 * m.seconds).toFixed(1)} ms)`),
+      error: (m) => log.line(`service: ${m.message}`),
+    };
+
+    function receive(message) {
+      const handle = handlers[message.type];
+      if (handle) handle(message);
+    }
+
+    function connect() {
+      controls.connection("connecting");
+      socket = new WebSocket(service.replace(/^http/, "ws") + "/ws");
+      socket.onopen = () => { retry = 500; controls.connection("connected"); };
+      socket.onmessage = (event) => receive(JSON.parse(event.data));
+      socket.onclose = () => {
+        if (closed) return;
+        controls.connection("disconnected: retrying");
+        timer = setTimeout(connect, retry);
+        retry = Math.min(retry * 2, 5000);  // back off, but come back quickly after a restart
+      };
+    }
+
+    // Inside the Bela IDE: its own socket.io events, shown beside ours.
+    if (options.ide) {
+      options.ide.on("status", (status) => {
+        if (status && (status.running !== undefined || status.building !== undefined))
+          log.line(`Bela IDE: ${status.building ? "building" : status.running ? "running " + (status.runningProject || "") : "stopped"}`);
+      });
+      options.ide.on("cpu-usage", (data) => {
+        const figures = parseIdeCpu(data);
+        if (figures) cpu.sample({ t: Date.now() / 1000, percent: figures.percent, msw: figures.msw, source: "board", label: "Bela IDE" });
+      });
+    }
+
+    const onResize = () => { latency.resize(); cpu.resize(); };
+    window.addEventListener("resize", onResize);
+    connect();
+    return {
+      destroy() {
+        closed = true;
+        clearTimeout(timer);
+        if (socket) socket.close();
+        window.removeEventListener("resize", onResize);
+        latency.destroy();
+        cpu.destroy();
+        root.remove();
+      },
+      receive,  // feed a message as if the service had sent it (embedding, tests)
+      state() { return { latencyPoints: latency.points(), cpuSamples: cpu.samples() }; },
+    };
+  }
+
+  window.BelaIree = { createPanel, parseIdeCpu };
+})();

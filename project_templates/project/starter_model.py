@@ -1,0 +1,28 @@
+"""A small starter model: a learnable waveshaper applied to every sample of the block.
+
+Edit freely. bela-iree needs `model` (an nn.Module, or a function returning one) and
+`example_input` (a tensor, or a function returning one); BLOCK_SIZE and SAMPLE_RATE are optional.
+"""
+import torch
+from torch import nn
+
+BLOCK_SIZE = 1024
+SAMPLE_RATE = 44100
+
+
+class Waveshaper(nn.Module):
+    def __init__(self, hidden: int = 16):
+        super().__init__()
+        self.shape = nn.Sequential(nn.Linear(1, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+
+    def forward(self, x):
+        return self.shape(x.reshape(BLOCK_SIZE, 1)).reshape(1, BLOCK_SIZE)
+
+
+def model():
+    torch.manual_seed(0)
+    return Waveshaper()
+
+
+def example_input():
+    return torch.sin(torch.linspace(0, 40 * torch.pi, BLOCK_SIZE)).reshape(1, BLOCK_SIZE) * 0.5

@@ -1,0 +1,233 @@
+"""Bela projects: `bela-iree new` (scaffold from templates) and `bela-iree build` (one rebuild).
+
+A project holds user-owned files (USER_FILES), written once by `new` and never again, and the
+service-owned folder `generated/`. A build compiles model.py into a staging folder, renders
+the glue beside it, and swaps it in as `generated/model/` with two renames, so the Bela IDE
+never sees half a model; a failed build leaves the last good one in place. `generated/`
+also keeps what must survive builds (the history database).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import time
+import tomllib
+from dataclasses import asdict, dataclass, fields
+from math import prod
+from pathlib import Path
+
+import jinja2
+
+from . import __version__
+from .errors import ModelFileError, UsageError
+from .pipeline import cache
+from .pipeline.compile import CompileResult, compile_model, export_cached
+from .pipeline.targets import BACKENDS, FORMATS, TARGETS, get_target
+
+REPO = Path(__file__).resolve().parents[1]
+TEMPLATES = REPO / "project_templates"
+RUNTIME = REPO / "runtime"
+GENERATED = "generated"
+MODEL_DIR = f"{GENERATED}/model"
+CONFIG = "bela-iree.toml"
+USER_FILES = ("render.cpp", "model.py", "settings.json", CONFIG, "README.md")
+# the IREE runtime libraries a project links, as installed by runtime/README.md's recipe
+IREE_LIBRARIES = "-liree_runtime_unified -lpthread -ldl -lm"
+
+
+@dataclass
+class ProjectConfig:
+    target: str = "bela"
+    format: str = "vmfb"
+    backend: str = "llvm-cpu"
+    period: int = 128
+    input: str = "audio"
+    output: str = "audio"
+    iree_runtime_dir: str = "/root/Bela/libraries/iree"
+
+    CHOICES = {"target": tuple(TARGETS), "format": FORMATS, "backend": BACKENDS,
+               "input": ("audio", "analog"), "output": ("audio", "analog", "control")}
+
+    @classmethod
+    def load(cls, project: Path) -> "ProjectConfig":
+        path = project / CONFIG
+        if not path.exists():
+            return cls()
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as e:
+            line = int(str(e).split("line ")[1].split(",")[0]) if "line " in str(e) else None
+            raise ModelFileError(f"{CONFIG} is not valid TOML: {e}", file=str(path), line=line, stage="setup") from None
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UsageError(f"{CONFIG}: unknown setting {', '.join(unknown)}", hint=f"known: {', '.join(sorted(known))}")
+        config = cls(**data)
+        for name, choices in cls.CHOICES.items():
+            if getattr(config, name) not in choices:
+                raise UsageError(f"{CONFIG}: {name} = {getattr(config, name)!r}", hint=f"use one of: {', '.join(choices)}")
+        return config
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
+                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+
+
+def _layout(shape: list[int]) -> tuple[int, int]:
+    """(channels, frames) of a tensor shape: (1, N) and (N,) are one channel; (1, C, N) or
+    (C, N) with a few channels are C planar channels; anything else is one flat channel."""
+    dims = list(shape)
+    while len(dims) > 1 and dims[0] == 1:
+        dims = dims[1:]
+    if len(dims) == 2 and dims[0] <= 8 < dims[1]:
+        return dims[0], dims[1]
+    return 1, prod(dims)
+
+
+def glue_context(project: Path, config: ProjectConfig, compiled: CompileResult) -> dict:
+    info = compiled.export
+    model_input = info["inputs"][0]
+    in_channels, in_frames = _layout(model_input["shape"])
+    out_channels, out_frames = _layout(info["output"]["shape"])
+    noise = [{"count": prod(n["shape"]), "normal": "true" if n["distribution"] == "normal" else "false"}
+             for n in info["inputs"][1:]]
+    return {
+        "version": __version__, "project": project.name, "model_file": "model.py", "target": config.target,
+        "format": config.format, "module_file": f"{MODEL_DIR}/model.vmfb",
+        "input_shape": model_input["shape"], "input_channels": in_channels, "input_frames": in_frames,
+        "output_shape": info["output"]["shape"], "output_count": out_channels * out_frames,
+        "output_channels": out_channels, "output_frames": out_frames,
+        "output_is_audio": config.output == "audio", "noise": noise,
+        "sample_rate": info["sample_rate"], "deadline_ms": 1000.0 * in_frames / info["sample_rate"],
+        "inputs": info["inputs"], "output_count_total": prod(info["output"]["shape"]),
+    }
+
+
+def library_query_name(kernels_header: Path) -> str | None:
+    """The static library's query function declared in kernels.h: `module_linked_library_query`
+    when several executables were linked, else the one executable's (`main$async_dispatch_0_library_query`)."""
+    match = re.search(r"^([\w$]+_library_query)\($", kernels_header.read_text(), re.M)
+    return match.group(1) if match else None
+
+
+def options_setup(context: dict, config: ProjectConfig) -> str:
+    """C++ lines filling bela_iree_model_options_t for this back end."""
+    lines = [f'options.function = BELA_IREE_FUNCTION;',
+             f"options.input_count = {1 + len(context['noise'])};",
+             "options.input_element_counts[0] = kModelInputCount;"]
+    lines += [f"options.input_element_counts[{1 + i}] = kModelNoiseCounts[{i}];" for i in range(len(context["noise"]))]
+    lines.append(f"options.output_element_count = {context['output_count_total']};")
+    if config.format == "emitc":
+        lines += ["options.emitc_module_create = module_create;",
+                  f"options.static_library_query = {context['library_query']};"]
+    else:
+        lines.append("options.vmfb_path = BELA_IREE_MODULE_FILE;")
+    return "\n".join(lines)
+
+
+def render_glue(folder: Path, project: Path, config: ProjectConfig, compiled: CompileResult) -> None:
+    env = _environment()
+    context = glue_context(project, config, compiled)
+    if config.format == "emitc":
+        context["library_query"] = library_query_name(folder / "kernels.h")
+    context["options_setup"] = options_setup(context, config)
+    (folder / "model_config.h").write_text(env.get_template("generated/model_config.h.j2").render(context))
+    (folder / "realtime_model.h").write_text(env.get_template("generated/realtime_model.h.j2").render(context))
+    (folder / "bela_iree").mkdir(exist_ok=True)
+    shutil.copy(RUNTIME / "include" / "bela_iree" / "model.h", folder / "bela_iree" / "model.h")
+    shutil.copy(RUNTIME / "src" / "model.c", folder / "bela_iree_model.c")
+    if config.format == "emitc":
+        # module.c is header-style; Bela compiles every .c it finds, so it is kept as a header
+        # and compiled once, with its implementation switched on, by emitc_module.c
+        os.replace(folder / "module.c", folder / "emitc_module.h")
+        (folder / "emitc_module.c").write_text('#define EMITC_IMPLEMENTATION\n#include "emitc_module.h"\n')
+
+
+def swap_in(staging: Path, destination: Path) -> None:
+    """Replace destination by staging with two renames; the old folder is removed after."""
+    old = destination.with_name(f".{destination.name}.old-{os.getpid()}-{time.monotonic_ns()}")
+    if destination.exists():
+        os.rename(destination, old)
+    os.rename(staging, destination)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def build_project(project: Path, target: str | None = None, timeout: float = 300.0, **compile_options) -> dict:
+    """One rebuild of generated/model from model.py and bela-iree.toml; never touches user files."""
+    return rebuild(project, target, timeout, **compile_options)[0]
+
+
+def rebuild(project: Path, target: str | None = None, timeout: float = 300.0,
+            **compile_options) -> tuple[dict, CompileResult]:
+    """build_project, also returning the CompileResult (its artifacts now in generated/model).
+    compile_options go to compile_model (the service passes its warm exporter and a stage callback)."""
+    project = project.resolve()
+    model_file = project / "model.py"
+    if not model_file.exists():
+        raise UsageError(f"{project} has no model.py", hint="create a project with: bela-iree new DIR")
+    config = ProjectConfig.load(project)
+    if target:
+        config.target = get_target(target).name
+    started = time.perf_counter()
+    (project / GENERATED).mkdir(exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=project / GENERATED, prefix=".staging-"))
+    try:
+        compiled = compile_model(model_file, get_target(config.target), config.format, config.backend,
+                                 staging, timeout=timeout, **compile_options)
+        generate_started = time.perf_counter()
+        render_glue(staging, project, config, compiled)
+        swap_in(staging, project / MODEL_DIR)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    renamed = {"module.c": "emitc_module.h"}
+    compiled.artifacts = [project / MODEL_DIR / renamed.get(p.name, p.name) for p in compiled.artifacts]
+    result = compiled.to_json()
+    result["project"] = str(project)
+    result["seconds"]["generate"] = round(time.perf_counter() - generate_started, 3)
+    result["seconds"]["total"] = round(time.perf_counter() - started, 3)
+    return result, compiled
+
+
+def default_routing(info: dict) -> tuple[str, str]:
+    """Audio in, audio out when the model maps a block to a block; otherwise control values."""
+    in_channels, in_frames = _layout(info["inputs"][0]["shape"])
+    out_channels, out_frames = _layout(info["output"]["shape"])
+    model_input = "audio" if in_frames >= 64 else "analog"
+    model_output = "audio" if out_frames == in_frames and model_input == "audio" else "control"
+    return model_input, model_output
+
+
+def new_project(project: Path, model: str | None = None, fmt: str = "vmfb", target: str = "bela",
+                period: int = 128) -> dict:
+    project = project.resolve()
+    if project.exists() and any(project.iterdir()):
+        raise UsageError(f"{project} already exists and is not empty",
+                         hint="bela-iree never overwrites a project: choose a new folder")
+    target_info = get_target(target)
+    if model:
+        from zoo import model_path, names
+        if model not in names():
+            raise UsageError(f"unknown zoo model {model!r}", hint=f"use one of: {', '.join(names())}")
+        source = model_path(model)
+    else:
+        source = TEMPLATES / "project" / "starter_model.py"
+    project.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source, project / "model.py")
+    _, info, _ = export_cached(project / "model.py", unroll_loops=fmt == "emitc")
+    model_input, model_output = default_routing(info)
+    config = ProjectConfig(target=target, format=fmt, period=period, input=model_input, output=model_output)
+    include = f"{config.iree_runtime_dir}/include"
+    make = [f"CPPFLAGS=-I{include}", f"CFLAGS=-I{include} -std=c11",
+            f"LDFLAGS=-L{config.iree_runtime_dir}/lib",
+            f"LDLIBS={f'/root/Bela/projects/{project.name}/{MODEL_DIR}/kernels.o ' if fmt == 'emitc' else ''}"
+            f"{IREE_LIBRARIES}"]
+    context = {**asdict(config), "project": project.name, "board": target_info.board,
+               "iree_version": cache.iree_version(), "make": ";".join(make),
+               "model_block": _layout(info["inputs"][0]["shape"])[1]}
+    env = _environment()
+    for name in ("render.cpp", "settings.json", "bela-iree.toml", "README.md"):
+        (project / name).write_text(env.get_template(f"project/{name}.j2").render(context))
+    return build_project(project)

@@ -1,0 +1,101 @@
+"""A real `bela-iree serve` in a child process, and real websocket clients, for the tests."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import websockets
+
+BELA_IREE = str(Path(sys.executable).parent / "bela-iree")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Service:
+    def __init__(self, project: Path, *args: str):
+        self.project = project
+        self.port = free_port()
+        self.log = open(project.parent / f"serve-{self.port}.log", "w")
+        self.process = subprocess.Popen([BELA_IREE, "serve", str(project), "--port", str(self.port), *args],
+                                        stdout=subprocess.PIPE, stderr=self.log, text=True, start_new_session=True)
+        self.url = self.process.stdout.readline().strip()
+        assert self.url.startswith("http://127.0.0.1:"), self.logs()
+        self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
+
+    def logs(self) -> str:
+        self.log.flush()
+        return Path(self.log.name).read_text()[-4000:]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+class Client:
+    """Collects every message the service sends; `wait_for` a message matching a predicate."""
+
+    def __init__(self, ws):
+        self.ws = ws
+        self.messages: list[dict] = []
+        self.arrived = asyncio.Event()
+        self.reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def connect(cls, service: Service, **kwargs) -> "Client":
+        return cls(await websockets.connect(service.ws_url, max_size=2**24, **kwargs))
+
+    async def _read(self):
+        try:
+            async for text in self.ws:
+                self.messages.append(json.loads(text))
+                self.arrived.set()
+        except websockets.ConnectionClosed:
+            pass
+
+    async def wait_for(self, predicate, timeout: float = 120.0, after: int = 0) -> dict:
+        deadline = time.monotonic() + timeout
+        seen = after
+        while True:
+            for message in self.messages[seen:]:
+                if predicate(message):
+                    return message
+            seen = len(self.messages)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                kinds = [(m["type"], m.get("state")) for m in self.messages[-15:]]
+                raise AssertionError(f"no matching message within {timeout} s; last: {kinds}")
+            self.arrived.clear()
+            try:
+                await asyncio.wait_for(self.arrived.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+
+    async def build_finished(self, after: int = 0, timeout: float = 180.0) -> dict:
+        return await self.wait_for(lambda m: m["type"] == "build" and m["state"] in ("done", "failed", "cancelled"),
+                                   timeout, after)
+
+    def builds(self, build_id: int) -> list[str]:
+        return [m["state"] for m in self.messages if m["type"] == "build" and m["id"] == build_id]
+
+    async def send(self, message) -> None:
+        await self.ws.send(message if isinstance(message, str) else json.dumps(message))
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self.reader.cancel()
