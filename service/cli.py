@@ -27,6 +27,26 @@ def _add_model_args(p: argparse.ArgumentParser, targets_required: bool = True) -
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
+def _add_board_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--board", help="a Bela board over SSH: USER@HOST[:PORT] (e.g. root@bela.local)")
+    p.add_argument("--board-root", help="the Bela folder on the board (default ~/Bela)")
+    p.add_argument("--board-tools", help="the IREE runtime tools on the board (default BOARD_ROOT/libraries/iree/bin)")
+    p.add_argument("--board-prefix", help="a command prefix for those tools, e.g. an emulator")
+
+
+def _board(args, project: Path | None = None):
+    """The Board of --board, its settings from the command line, else bela-iree.toml."""
+    if not getattr(args, "board", None):
+        return None
+    from .board.address import BoardAddress
+    from .board.connection import Board
+    from .project import ProjectConfig
+    config = ProjectConfig.load(project) if project and (project / "bela-iree.toml").exists() else ProjectConfig()
+    return Board(BoardAddress.parse(args.board), root=args.board_root or config.board_root,
+                 tools=args.board_tools or config.board_tools or None,
+                 tools_prefix=args.board_prefix if args.board_prefix is not None else config.board_prefix)
+
+
 def parser() -> argparse.ArgumentParser:
     from .pipeline.targets import FORMATS, TARGETS
     top = argparse.ArgumentParser(prog="bela-iree", description="Put a PyTorch model inside a Bela instrument with IREE.")
@@ -51,6 +71,7 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--sample-rate", type=int, help="Hz (default: the model's SAMPLE_RATE, else 44100)")
     bench.add_argument("--seconds", type=float, default=2.0, help="measuring time budget (default 2)")
     bench.add_argument("--out", type=Path, help="folder for the compiled artifacts")
+    _add_board_args(bench)
     new = commands.add_parser("new", help="create a Bela project that runs a model")
     new.add_argument("dir", type=Path)
     new.add_argument("--model", help="a zoo model to start from (default: a small starter model)")
@@ -62,6 +83,7 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("dir", type=Path)
     build.add_argument("--target", choices=list(TARGETS), help="override bela-iree.toml's target")
     build.add_argument("--json", action="store_true")
+    _add_board_args(build)
     serve = commands.add_parser("serve", help="rebuild on every save and show live results in the browser")
     serve.add_argument("dir", type=Path)
     serve.add_argument("--host", default="127.0.0.1")
@@ -69,14 +91,21 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--target", choices=list(TARGETS), help="override bela-iree.toml's target")
     serve.add_argument("--ide-url", help="a Bela IDE to serve with the panel injected (default with --board: http://BOARD/)")
     serve.add_argument("--ide-port", type=int, default=8766)
+    _add_board_args(serve)
     serve.add_argument("--export-timeout", type=float, default=60.0, help="seconds an export may take (default 60)")
     serve.add_argument("--compile-timeout", type=float, default=120.0, help="seconds iree-compile may take (default 120)")
+    board = commands.add_parser("board", help="a Bela board over SSH").add_subparsers(dest="board_command", required=True)
+    check = board.add_parser("check", help="what the board has: architecture, Bela, Xenomai, IREE runtime, space")
+    check.add_argument("board")
+    check.add_argument("--board-root", default="~/Bela")
+    check.add_argument("--board-tools")
+    check.add_argument("--json", action="store_true")
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    handler = {"zoo": _zoo, "compile": _compile, "bench": _bench, "new": _new, "build": _build, "serve": _serve}[args.command]
+    handler = {"zoo": _zoo, "compile": _compile, "bench": _bench, "new": _new, "build": _build, "serve": _serve, "board": _board_check}[args.command]
     try:
         return handler(args)
     except BelaIreeError as e:
@@ -150,14 +179,76 @@ def _bench(args) -> int:
     model_file = resolve_model(args.model)
     target = get_target(args.target)
     out = args.out or Path("build") / f"{model_name(model_file)}-{target.name}-vmfb"
+    board = _board(args, model_file.parent)
     with console.status(f"benchmarking {model_name(model_file)} on {target.name}"
-                        f"{' with peers' if args.peers else ''}"):
-        result = bench_model(model_file, target, out.resolve(), peers=args.peers, block_size=args.block_size,
-                             sample_rate=args.sample_rate, seconds=args.seconds)
+                        f"{f' on the board {board.address}' if board else ''}{' with peers' if args.peers else ''}"):
+        if board:
+            result = _bench_on_board(board, model_file, target, out.resolve(), args)
+        else:
+            result = bench_model(model_file, target, out.resolve(), peers=args.peers, block_size=args.block_size,
+                                 sample_rate=args.sample_rate, seconds=args.seconds)
     console.print(bench_table(result))
     console.print(verdict(result), highlight=False)
     _emit(args, result)
     return 0
+
+
+def _bench_on_board(board, model_file: Path, target, out: Path, args) -> dict:
+    import asyncio
+
+    from .bench.bench import add_peer_ratios, measure_peers
+    from .board.remote_bench import bench_on_board
+    from .pipeline.compile import compile_model
+
+    compiled = compile_model(model_file, target, "vmfb", "llvm-cpu", out)
+
+    async def measure():
+        await board.connect()
+        try:
+            return await bench_on_board(board, compiled, args.seconds, args.block_size, args.sample_rate)
+        finally:
+            await board.close()
+    result = asyncio.run(measure())
+    if args.peers:
+        add_peer_ratios(result, measure_peers(model_file))
+    return result
+
+
+def _deploy(board, project: Path) -> dict:
+    import asyncio
+
+    from .board.deploy import Deployer
+
+    async def deploy():
+        await board.connect()
+        try:
+            deployer = Deployer(board, project)
+            return {"to": deployer.remote_project, **await deployer.deploy()}
+        finally:
+            await board.close()
+    with console.status(f"deploying to {board.address}"):
+        deployed = asyncio.run(deploy())
+    console.print(f"deployed to {board.address}:{deployed['to']}: {len(deployed['uploaded'])} file(s) sent, "
+                  f"{deployed['unchanged']} unchanged", highlight=False)
+    return deployed
+
+
+def _board_check(args) -> int:
+    import asyncio
+
+    from .board.address import BoardAddress
+    from .board.connection import Board
+    board = Board(BoardAddress.parse(args.board), root=args.board_root, tools=args.board_tools)
+    report = asyncio.run(board.check())
+    lines = [f"board {report['address']}: {report['arch']}",
+             f"  Xenomai: {report['xenomai'] or 'no'}",
+             f"  Bela: {report['bela_root'] or 'not found'}{' (' + report['bela_version'] + ')' if report['bela_version'] else ''}",
+             f"  IREE runtime: {report['iree_version'] or 'not found'}{' in ' + report['iree_tools'] if report['iree_tools'] else ''}",
+             f"  free space: {report['free_bytes'] / 1e9:.1f} GB" if report["free_bytes"] else "  free space: unknown"]
+    lines += [f"  [yellow]problem[/]: {p}" for p in report["problems"]]
+    console.print("\n".join(lines), highlight=False)
+    _emit(args, report)
+    return 0 if not report["problems"] else 1
 
 
 def _new(args) -> int:
@@ -176,6 +267,9 @@ def _build(args) -> int:
     from .project import build_project
     with console.status(f"building {args.dir}"):
         result = build_project(args.dir, args.target)
+    board = _board(args, args.dir)
+    if board:
+        result["deployed"] = _deploy(board, args.dir.resolve())
     for warning in result["warnings"]:
         console.print(f"[yellow]warning[/]: {warning}")
     console.print(f"[green]built[/] {result['model']} for {result['target']} in {result['seconds']['total']:.2f} s"
@@ -196,10 +290,12 @@ def _serve(args) -> int:
         console.print(f"[green]bela-iree[/] is watching {args.dir.resolve()}")
         console.print(f"panel: [bold]{url}[/]   (Ctrl-C to stop)", highlight=False)
         if ide:
-            console.print(f"Bela IDE with the panel: [bold]{ide}[/]  (from {args.ide_url})", highlight=False)
+            console.print(f"Bela IDE with the panel: [bold]{ide}[/]", highlight=False)
         print(url, flush=True)
 
-    asyncio.run(serve(args.dir, args.host, args.port, args.target, ready=ready, ide_url=args.ide_url,
+    board = _board(args, args.dir)
+    ide_url = args.ide_url or (f"http://{board.address.host}/" if board else None)
+    asyncio.run(serve(args.dir, args.host, args.port, args.target, ready=ready, ide_url=ide_url, board=board,
                       ide_port=args.ide_port,
                       timeouts={"export_timeout": args.export_timeout, "compile_timeout": args.compile_timeout}))
     return 0

@@ -71,3 +71,8 @@ class ToolMissing(BelaIreeError):
 class BenchError(BelaIreeError):
     """The compiled model could not be run or measured."""
     stage = "benchmarking"
+
+
+class BoardError(BelaIreeError):
+    """The board cannot be reached, refuses us, or lacks something we need."""
+    stage = "board"

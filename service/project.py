@@ -46,6 +46,9 @@ class ProjectConfig:
     input: str = "audio"
     output: str = "audio"
     iree_runtime_dir: str = "/root/Bela/libraries/iree"
+    board_root: str = "~/Bela"     # the Bela folder on the board
+    board_tools: str = ""          # IREE runtime tools on the board (default: BOARD_ROOT/libraries/iree/bin)
+    board_prefix: str = ""         # a command prefix for them (an emulator, for a stand-in board)
 
     CHOICES = {"target": tuple(TARGETS), "format": FORMATS, "backend": BACKENDS,
                "input": ("audio", "analog"), "output": ("audio", "analog", "control")}

@@ -155,7 +155,8 @@ class Server:
 
 
 async def serve(project: Path, host: str = "127.0.0.1", port: int = 8765, target: str | None = None,
-                ready=None, timeouts: dict | None = None, ide_url: str | None = None, ide_port: int = 8766) -> None:
+                ready=None, timeouts: dict | None = None, ide_url: str | None = None, ide_port: int = 8766,
+                board=None) -> None:
     """Run the service until SIGINT/SIGTERM. `ready(url, ide_url)` is called once it listens.
     With `ide_url`, the Bela IDE at that address is also served on `ide_port` with the panel in it."""
     from .builder import Builder
@@ -166,8 +167,16 @@ async def serve(project: Path, host: str = "127.0.0.1", port: int = 8765, target
     publish_to = []
     builder = Builder(project, lambda message: publish_to[0].publish(message), history, target, **(timeouts or {}))
     proxy_origins = tuple(f"http://{name}:{ide_port}" for name in ("127.0.0.1", "localhost")) if ide_url else ()
-    server = Server(builder, history, project, host, port, proxy_origins)
+    session = None
+    if board:
+        from .board.session import BoardSession
+        session = BoardSession(board, project, lambda message: publish_to[0].publish(message))
+        builder.bench_runner = session.deploy_and_bench
+    server = Server(builder, history, project, host, port, proxy_origins,
+                    cpu_source=session.cpu_sample if session else None, board=str(board.address) if board else None)
     publish_to.append(server)
+    if session:
+        session.start()
     runner = web.AppRunner(server.app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -194,6 +203,8 @@ async def serve(project: Path, host: str = "127.0.0.1", port: int = 8765, target
         cpu_task.cancel()
         watcher.stop()
         await builder.stop()
+        if session:
+            await session.stop()
         for ws in list(server.clients):
             await ws.close()
         await runner.cleanup()

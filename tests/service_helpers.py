@@ -23,12 +23,13 @@ def free_port() -> int:
 
 
 class Service:
-    def __init__(self, project: Path, *args: str):
+    def __init__(self, project: Path, *args: str, env: dict | None = None):
         self.project = project
         self.port = free_port()
         self.log = open(project.parent / f"serve-{self.port}.log", "w")
         self.process = subprocess.Popen([BELA_IREE, "serve", str(project), "--port", str(self.port), *args],
-                                        stdout=subprocess.PIPE, stderr=self.log, text=True, start_new_session=True)
+                                        stdout=subprocess.PIPE, stderr=self.log, text=True, start_new_session=True,
+                                        env=env)
         self.url = self.process.stdout.readline().strip()
         assert self.url.startswith("http://127.0.0.1:"), self.logs()
         self.ws_url = f"ws://127.0.0.1:{self.port}/ws"

@@ -18,7 +18,7 @@ from ..modelfile import model_name
 from ..pipeline.compile import CompileResult, compile_model
 from ..pipeline.targets import Target
 from ..pipeline.tools import run_tool
-from .measure import benchmark_argv, parse_benchmark, repetitions_for
+from .measure import Measurement, benchmark_argv, parse_benchmark, repetitions_for
 from .run import input_files, max_abs_error, run_module, tolerance
 from .runtime_tools import tool_command
 
@@ -33,11 +33,9 @@ def deadline_ms(block_size: int, sample_rate: int) -> float:
 
 def bench_compiled(compiled: CompileResult, target: Target, *, block_size: int | None = None,
                    sample_rate: int | None = None, seconds: float = 2.0) -> dict:
+    """Measure where the target runs on this machine: natively, or under qemu (emulated)."""
     folder = compiled.artifacts[0].parent
-    block_size = block_size or compiled.export["block_size"]
-    sample_rate = sample_rate or compiled.export["sample_rate"]
     output = run_module(folder, target)
-    error = max_abs_error(output, folder)
     prefix, ran_on = tool_command(target, "iree-benchmark-module")
     with tempfile.TemporaryDirectory(prefix="bela-iree-bench-") as tmp:
         inputs = [str(p) for p in input_files(folder, Path(tmp))]
@@ -45,12 +43,22 @@ def bench_compiled(compiled: CompileResult, target: Target, *, block_size: int |
         probe = _benchmark(prefix + benchmark_argv(module, inputs, 3, dispatches=False))
         repetitions = repetitions_for(probe.summary()["median"], seconds)
         measured = _benchmark(prefix + benchmark_argv(module, inputs, repetitions))
+    return bench_result(compiled, ran_on, output, measured, block_size, sample_rate)
+
+
+def bench_result(compiled: CompileResult, ran_on: str, output: np.ndarray, measured: Measurement,
+                 block_size: int | None, sample_rate: int | None) -> dict:
+    """The bench JSON of DESIGN.md, wherever the model ran."""
+    folder = compiled.artifacts[0].parent
+    block_size = block_size or compiled.export["block_size"]
+    sample_rate = sample_rate or compiled.export["sample_rate"]
     latency = measured.summary()
     deadline = deadline_ms(block_size, sample_rate)
     expected = np.load(folder / "expected.npy")
+    error = max_abs_error(output, folder)
     result = {
-        "model": compiled.model, "target": target.name, "ran_on": ran_on,
-        "latency_ms": latency, "samples": len(measured.latencies_ms),
+        "model": compiled.model, "target": compiled.target, "ran_on": ran_on,
+        "latency_ms": latency, "samples": len(measured.latencies_ms), "histogram": measured.histogram(),
         "block_size": block_size, "sample_rate": sample_rate,
         "deadline_ms": deadline, "headroom": 1 - latency["median"] / deadline,
         "accuracy": {"max_abs_err": error, "reference": "torch", "tolerance": tolerance(expected),

@@ -30,6 +30,16 @@ class Measurement:
         p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
         return {"min": ordered[0], "median": statistics.median(ordered), "p99": p99, "max": ordered[-1]}
 
+    def histogram(self, bins: int = 24) -> dict:
+        """Counts of calls per latency bin, from the fastest to the p99.9 call (outliers in the last bin)."""
+        ordered = sorted(self.latencies_ms)
+        low, high = ordered[0], ordered[min(len(ordered) - 1, int(0.999 * len(ordered)))]
+        width = (high - low) / bins or 1e-9
+        counts = [0] * bins
+        for value in ordered:
+            counts[min(bins - 1, int((value - low) / width))] += 1
+        return {"edges": [low + i * width for i in range(bins + 1)], "counts": counts}
+
 
 def repetitions_for(estimate_ms: float, seconds: float = TARGET_SECONDS) -> int:
     return int(max(MIN_REPETITIONS, min(MAX_REPETITIONS, seconds * 1000 / max(estimate_ms, 1e-3))))

@@ -9,6 +9,7 @@ bela:          no armv7 runtime is published; it runs on a board only.
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import sys
 import tempfile
 import zipfile
@@ -34,7 +35,7 @@ def aarch64_tools_dir() -> Path:
     """The aarch64 runtime tools matching our IREE version, downloaded on first use."""
     version = cache.iree_version()
     folder = cache.cache_root() / f"iree-runtime-{version}-aarch64"
-    if (folder / "iree-benchmark-module").exists():
+    if (folder / "iree-benchmark-module").exists() and (folder / "version.py").exists():
         return folder
     with tempfile.TemporaryDirectory(prefix="bela-iree-wheel-") as tmp:
         argv = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
@@ -48,10 +49,11 @@ def aarch64_tools_dir() -> Path:
         staging = Path(tempfile.mkdtemp(dir=cache.cache_root(), prefix=".aarch64-"))
         with zipfile.ZipFile(wheels[0]) as wheel:
             for member in wheel.namelist():
-                if member.startswith("iree/_runtime_libs/iree-"):
+                if member.startswith("iree/_runtime_libs/iree-") or member == "iree/_runtime_libs/version.py":
                     target = staging / Path(member).name
                     target.write_bytes(wheel.read(member))
                     target.chmod(0o755)
+        shutil.rmtree(folder, ignore_errors=True)
         staging.rename(folder)
     return folder
 

@@ -1,0 +1,102 @@
+"""A board while `serve --board` runs: kept connected, deployed to, measured on, watched.
+
+- connection: retried with backoff (0.5 s doubling to 10 s) whenever it drops; the panel gets
+  `board` events (online/offline) so an unplugged cable shows at once;
+- after each build: deploy (board/deploy.py), then benchmark there (board/remote_bench.py);
+- once a second: the board's CPU (Xenomai when present, else /proc/stat) as `cpu` events;
+- once a second: model.py / bela-iree.toml edited on the board (saved in the Bela IDE) are
+  pulled here, which the local watcher turns into a rebuild whose result is pushed back.
+"""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from .. import events
+from ..errors import BoardError
+from .connection import Board
+from .deploy import Deployer
+from .remote_bench import bench_on_board
+from .xenomai import parse_sched_stat, proc_stat_busy
+
+BACKOFF_START, BACKOFF_MAX = 0.5, 10.0
+POLL_SECONDS = 1.0
+
+
+class BoardSession:
+    def __init__(self, board: Board, project: Path, publish):
+        self.board = board
+        self.deployer = Deployer(board, project)
+        self.publish = publish
+        self.online = asyncio.Event()
+        self.task: asyncio.Task | None = None
+        self.last_proc_stat: str | None = None
+        self.lock = asyncio.Lock()   # one conversation with the board at a time
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._keep_connected())
+
+    async def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        await self.board.close()
+
+    def _state(self, state: str, message: str) -> None:
+        self.publish({"type": "board", "state": state, "address": str(self.board.address), "message": message})
+        self.publish(events.log(None, f"board {self.board.address}: {message}"))
+
+    async def _keep_connected(self) -> None:
+        delay = BACKOFF_START
+        while True:
+            try:
+                await self.board.connect()
+                self.board.require_root()
+                delay = BACKOFF_START
+                self.online.set()
+                self._state("online", f"connected (Bela folder {self.board.root})")
+                await self._watch_remote_changes()
+            except BoardError as e:
+                was_online = self.online.is_set()
+                self.online.clear()
+                await self.board.close()
+                self._state("offline", f"{e.message}; retrying in {delay:g} s" + (f" ({e.hint})" if e.hint and not was_online else ""))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX)
+
+    async def _watch_remote_changes(self) -> None:
+        while True:
+            await asyncio.sleep(POLL_SECONDS)
+            async with self.lock:
+                pulled = await self.deployer.pull_changed()
+            if pulled:
+                self.publish(events.log(None, f"{', '.join(pulled)} changed on the board: pulled, rebuilding"))
+
+    async def require_online(self, timeout: float = 15.0) -> None:
+        try:
+            await asyncio.wait_for(self.online.wait(), timeout)
+        except asyncio.TimeoutError:
+            raise BoardError(f"{self.board.address} is offline", hint="waiting for the board to come back") from None
+
+    async def deploy_and_bench(self, compiled, target) -> dict:
+        """The builder's bench step when a board is attached."""
+        await self.require_online()
+        async with self.lock:
+            deployed = await self.deployer.deploy()
+            self.publish(events.log(None, f"deployed to {self.deployer.remote_project}: "
+                                          f"{len(deployed['uploaded'])} file(s) sent, {deployed['unchanged']} unchanged"))
+            return await bench_on_board(self.board, compiled, seconds=0.5)
+
+    async def cpu_sample(self) -> dict | None:
+        if not self.online.is_set():
+            return None
+        async with self.lock:
+            text = await self.board.run("cat /proc/xenomai/sched/stat 2>/dev/null; echo @@; head -1 /proc/stat", check=False)
+        xenomai, _, proc_stat = text.partition("@@")
+        proc_stat = proc_stat.strip()
+        linux = proc_stat_busy(self.last_proc_stat, proc_stat) if self.last_proc_stat else None
+        self.last_proc_stat = proc_stat
+        if xenomai.strip():
+            load = parse_sched_stat(xenomai, linux)
+            return events.cpu(load.total, "board", msw=load.mode_switches, audio=load.audio, xenomai=True)
+        return None if linux is None else events.cpu(linux, "board", xenomai=False)

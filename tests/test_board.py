@@ -1,0 +1,144 @@
+"""The board over SSH, against a real sshd on loopback standing in for a Bela (see sshd.py)."""
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from service.board.xenomai import parse_sched_stat, proc_stat_busy
+
+from .conftest import cli
+from .service_helpers import BELA_IREE, Client, Service
+from .sshd import FakeBoard
+
+
+@pytest.fixture
+def board(tmp_path):
+    fake = FakeBoard(tmp_path / "board")
+    fake.start()
+    yield fake
+    fake.kill()
+
+
+def run(board: FakeBoard, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([BELA_IREE, *args], capture_output=True, text=True, env=board.env(), timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(result.stderr[-3000:])
+    return result
+
+
+def test_board_check_reports_what_the_board_has(board):
+    board.install_aarch64_tools()
+    result = run(board, "board", "check", board.address, "--board-root", str(board.root), "--json",
+                 "--board-tools", str(board.root / "libraries/iree/bin"))
+    report = json.loads(result.stdout)
+    assert report["arch"] == "x86_64" and report["xenomai"] is None
+    assert report["bela_root"] == str(board.root)
+    assert report["iree_version"].startswith("3.13.0") and report["problems"] == []
+    assert report["free_bytes"] > 0
+    assert "IREE runtime: 3.13.0" in result.stderr
+
+
+def test_wrong_host_refused_key_and_missing_folder_are_one_line_messages(board, tmp_path):
+    wrong = run(board, "board", "check", "root@127.0.0.1:9", check=False)
+    assert wrong.returncode == 1 and "cannot reach root@127.0.0.1:9" in wrong.stderr and "plugged in" in wrong.stderr
+    stranger = tmp_path / "stranger"
+    (stranger / ".ssh").mkdir(parents=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger / ".ssh/id_ed25519")], check=True)
+    refused = subprocess.run([BELA_IREE, "board", "check", board.address], capture_output=True, text=True,
+                             env={**board.env(), "HOME": str(stranger)})
+    assert refused.returncode == 1 and "refused our SSH key" in refused.stderr and "ssh-copy-id" in refused.stderr
+    missing = run(board, "board", "check", board.address, "--board-root", "/nonexistent/Bela", "--json", check=False)
+    assert missing.returncode == 1 and "no Bela folder" in json.loads(missing.stdout)["problems"][0]
+
+
+def test_deploy_sends_only_changed_files(board, tmp_path):
+    project = tmp_path / "deployed"
+    cli("new", str(project), "--target", "gem")
+    first = json.loads(run(board, "build", str(project), "--json", *board.args(tools=False)).stdout)["deployed"]
+    remote = board.root / "projects" / "deployed"
+    assert "model.py" in first["uploaded"] and "generated/model/model.vmfb" in first["uploaded"]
+    for name in ("model.py", "render.cpp", "settings.json", "generated/model/model.vmfb", "generated/model/realtime_model.h"):
+        assert (remote / name).read_bytes() == (project / name).read_bytes(), name
+    again = json.loads(run(board, "build", str(project), "--json", *board.args(tools=False)).stdout)["deployed"]
+    assert again["uploaded"] == [] and again["unchanged"] > 0
+    text = (project / "model.py").read_text().replace("hidden: int = 16", "hidden: int = 8")
+    (project / "model.py").write_text(text)
+    changed = json.loads(run(board, "build", str(project), "--json", *board.args(tools=False)).stdout)["deployed"]
+    assert "model.py" in changed["uploaded"] and "generated/model/model.vmfb" in changed["uploaded"]
+    assert "generated/model/realtime_model.h" not in changed["uploaded"]
+    assert not list(remote.rglob("*.bela-iree-partial")) and not (remote / "generated/.model-staging").exists()
+
+
+def test_gem_board_benchmark_runs_real_arm_code_over_ssh(board, tmp_path):
+    board.install_aarch64_tools()
+    result = run(board, "bench", "single_mm", "--target", "gem", "--seconds", "0.3", "--json",
+                 "--out", str(tmp_path / "out"), *board.args())
+    data = json.loads(result.stdout)
+    assert data["ran_on"] == "board" and data["target"] == "gem"
+    assert data["accuracy"]["max_abs_err"] <= data["accuracy"]["tolerance"]
+    assert data["latency_ms"]["median"] > 0 and data["dispatches"]
+
+
+def test_runtime_version_mismatch_is_told_before_anything_runs(board, tmp_path):
+    board.install_aarch64_tools(version_override="3.12.0")
+    result = run(board, "bench", "single_mm", "--target", "gem", "--json", "--out", str(tmp_path / "o"),
+                 *board.args(), check=False)
+    error = json.loads(result.stdout)["error"]
+    assert result.returncode == 1 and "3.12.0" in error["message"] and "3.13.0" in error["message"]
+
+
+def test_xenomai_stat_gives_the_figures_the_bela_ide_shows():
+    stat = """CPU  PID    MSW        CSW        XSC        PF    STAT       %CPU  NAME
+  0  0      0          5963431    0          0     00018000   73.2  [ROOT]
+  0  2188   1          5952213    5955147    0     00048042   22.5  bela-audio
+  0  2190   3          1190       2398       0     00048046    1.1  bela-aux
+  0  0      0          2380467    0          0     00000000    2.9  [IRQ16: [timer]]
+"""
+    load = parse_sched_stat(stat, linux_percent=10.0)
+    # the IDE: 22.5 + 1.1 (threads) + 10.0 * 0.732 (Linux's share of ROOT)
+    assert load.total == pytest.approx(22.5 + 1.1 + 7.32, abs=0.01)
+    assert load.audio == 22.5 and load.mode_switches == 0
+    assert load.threads == {"bela-audio": 22.5, "bela-aux": 1.1}
+    assert proc_stat_busy("cpu 100 0 100 800 0 0 0", "cpu 150 0 150 900 0 0 0") == 50.0
+
+
+async def test_serve_with_a_board_deploys_follows_board_edits_and_survives_a_pulled_cable(board, tmp_path):
+    board.install_aarch64_tools()
+    project = tmp_path / "live"
+    cli("new", str(project), "--target", "gem")
+    service = Service(project, *board.args(), env=board.env())
+    try:
+        client = await Client.connect(service)
+        await client.wait_for(lambda m: m["type"] == "board" and m["state"] == "online", timeout=30)
+        done = await client.build_finished(timeout=300)
+        assert done["state"] == "done", done
+        bench = await client.wait_for(lambda m: m["type"] == "bench" and m["build_id"] == done["id"])
+        assert bench["ran_on"] == "board"
+        remote = board.root / "projects" / "live"
+        assert (remote / "generated/model/model.vmfb").read_bytes() == (project / "generated/model/model.vmfb").read_bytes()
+        cpu = await client.wait_for(lambda m: m["type"] == "cpu" and m["source"] == "board", timeout=10)
+        assert 0 <= cpu["percent"] <= 100
+        # saved in the Bela IDE: model.py changes on the board
+        mark = len(client.messages)
+        edited = (remote / "model.py").read_text().replace("hidden: int = 16", "hidden: int = 12")
+        (remote / "model.py").write_text(edited)
+        done = await client.build_finished(after=mark, timeout=300)
+        assert done["state"] == "done" and (project / "model.py").read_text() == edited
+        await client.wait_for(lambda m: m["type"] == "bench" and m["build_id"] == done["id"], after=mark)
+        assert (remote / "generated/model/model.vmfb").read_bytes() == (project / "generated/model/model.vmfb").read_bytes()
+        # the cable is pulled, then plugged back
+        mark = len(client.messages)
+        board.kill()
+        await client.wait_for(lambda m: m["type"] == "board" and m["state"] == "offline", timeout=30, after=mark)
+        board.start()
+        await client.wait_for(lambda m: m["type"] == "board" and m["state"] == "online", timeout=60, after=mark)
+        mark = len(client.messages)
+        await client.send({"type": "rebuild"})
+        done = await client.build_finished(after=mark, timeout=300)
+        assert done["state"] == "done"
+        await client.close()
+    finally:
+        service.stop()
