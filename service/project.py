@@ -117,11 +117,12 @@ def library_query_name(kernels_header: Path) -> str | None:
 
 
 def options_setup(context: dict, config: ProjectConfig) -> str:
-    """C++ lines filling bela_iree_model_options_t for this back end."""
-    lines = [f'options.function = BELA_IREE_FUNCTION;',
-             f"options.input_count = {1 + len(context['noise'])};",
-             "options.input_element_counts[0] = kModelInputCount;"]
-    lines += [f"options.input_element_counts[{1 + i}] = kModelNoiseCounts[{i}];" for i in range(len(context["noise"]))]
+    """C++ lines filling bela_iree_model_options_t for this model and back end."""
+    lines = ["options.function = BELA_IREE_FUNCTION;", f"options.input_count = {len(context['inputs'])};"]
+    for index, model_input in enumerate(context["inputs"]):
+        shape = model_input["shape"]
+        lines.append(f"options.input_ranks[{index}] = {len(shape)};")
+        lines += [f"options.input_shapes[{index}][{d}] = {size};" for d, size in enumerate(shape)]
     lines.append(f"options.output_element_count = {context['output_count_total']};")
     if config.format == "emitc":
         lines += ["options.emitc_module_create = module_create;",

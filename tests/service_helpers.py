@@ -23,10 +23,10 @@ def free_port() -> int:
 
 
 class Service:
-    def __init__(self, project: Path, *args: str, env: dict | None = None):
+    def __init__(self, project: Path, *args: str, env: dict | None = None, port: int | None = None):
         self.project = project
-        self.port = free_port()
-        self.log = open(project.parent / f"serve-{self.port}.log", "w")
+        self.port = port or free_port()
+        self.log = open(project.parent / f"serve-{self.port}.log", "a")
         self.process = subprocess.Popen([BELA_IREE, "serve", str(project), "--port", str(self.port), *args],
                                         stdout=subprocess.PIPE, stderr=self.log, text=True, start_new_session=True,
                                         env=env)

@@ -1,0 +1,129 @@
+"""The panel in a real browser: Debian's Chromium driven by Playwright, against the real service.
+Screenshots go to test-artifacts/ for people to look at."""
+import json
+import time
+from pathlib import Path
+
+import pytest
+from playwright.async_api import async_playwright
+
+from .conftest import ARTIFACTS, cli
+from .service_helpers import Service
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture
+async def browser(tmp_path):
+    async with async_playwright() as playwright:
+        context = await playwright.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+            headless=True, viewport={"width": 1000, "height": 1100})
+        yield context
+        await context.close()
+
+
+async def open_panel(browser, url: str):
+    page = await browser.new_page()
+    problems = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    await page.goto(url)
+    await page.wait_for_selector(".bi-connection[data-state=connected]", timeout=30000)
+    return page, problems
+
+
+async def wait_state(page, state: str, build_id: int | None = None, timeout: float = 180):
+    selector = f".bi-status[data-state={state}]"
+    await page.wait_for_selector(selector, timeout=timeout * 1000)
+    if build_id is not None:
+        await page.wait_for_function(f"document.querySelector('.bi-status-line').textContent.startsWith('build {build_id} ')",
+                                     timeout=timeout * 1000)
+
+
+def shot(name: str) -> str:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return str(ARTIFACTS / f"{name}.png")
+
+
+async def test_panel_follows_saves_errors_reloads_and_restarts(browser, tmp_path):
+    project = tmp_path / "panel"
+    cli("new", str(project), "--target", "host")
+    service = Service(project)
+    try:
+        page, problems = await open_panel(browser, service.url)
+        await wait_state(page, "done")
+        await page.wait_for_function("belaIreePanel.state().latencyPoints >= 1", timeout=60000)
+        await page.screenshot(path=shot("panel-standalone"))
+
+        # a save moves the status through its stages and adds a point to the latency chart
+        seen = []
+        await page.expose_function("noteStage", lambda s: seen.append(s))
+        await page.evaluate("""new MutationObserver(() => noteStage(document.querySelector('.bi-status').dataset.state))
+                               .observe(document.querySelector('.bi-status'), {attributes: true})""")
+        model = project / "model.py"
+        model.write_text(model.read_text().replace("hidden: int = 16", "hidden: int = 20"))
+        await page.wait_for_function("belaIreePanel.state().latencyPoints >= 2", timeout=180000)
+        await wait_state(page, "done")
+        assert {"exporting", "compiling", "benchmarking", "done"} <= set(seen), seen
+        assert "fits:" in await page.text_content(".bi-verdict")
+        assert await page.locator(".bi-dispatches tr").count() >= 1
+
+        # a broken model.py shows the error with its line
+        good = model.read_text()
+        model.write_text(good.replace("def model():", "def model()"))
+        await wait_state(page, "failed")
+        where = await page.text_content(".bi-error-where")
+        line = next(i for i, text in enumerate(model.read_text().splitlines(), 1) if text.startswith("def model()"))
+        assert f"model.py:{line}" in where and "export" in where
+        await page.screenshot(path=shot("panel-error"))
+        model.write_text(good)
+        await wait_state(page, "done")
+
+        # a reload shows the same history
+        points = await page.evaluate("belaIreePanel.state().latencyPoints")
+        await page.reload()
+        await page.wait_for_selector(".bi-connection[data-state=connected]")
+        await page.wait_for_function(f"belaIreePanel.state().latencyPoints >= {points}", timeout=30000)
+
+        # the service restarts: the panel notices, reconnects, and keeps working
+        service.stop()
+        await page.wait_for_selector(".bi-connection[data-state^=disconnected]", timeout=30000)
+        service = Service(project, port=service.port)  # on the port the page knows
+        await page.wait_for_selector(".bi-connection[data-state=connected]", timeout=60000)
+        await wait_state(page, "done")
+        assert not problems, problems
+    finally:
+        service.stop()
+
+
+async def test_panel_handles_a_thousand_builds_and_an_hour_of_cpu(browser, tmp_path):
+    project = tmp_path / "busy"
+    cli("new", str(project), "--target", "host")
+    history = project / "generated" / "history.sqlite"
+    from service.history import History
+    store = History(history)
+    bench = {"latency_ms": {"min": 0.1, "median": 0.2, "p99": 0.4, "max": 0.9}, "deadline_ms": 23.2}
+    for i in range(1000):
+        build = store.start("host", "vmfb", "save")
+        store.update(build, state="done", bench={**bench, "latency_ms": {**bench["latency_ms"], "median": 0.2 + i / 1e4}})
+    store.close()
+    service = Service(project)
+    try:
+        page, problems = await open_panel(browser, service.url)
+        await page.wait_for_function("belaIreePanel.state().latencyPoints >= 1000", timeout=60000)
+        started = time.perf_counter()
+        await page.evaluate("""() => { const now = Date.now() / 1000;
+            for (let i = 0; i < 3600; i++) belaIreePanel.receive({type: 'cpu', t: now - 3600 + i, percent: 20 + 10 * Math.sin(i / 50), source: 'host'}); }""")
+        await page.wait_for_function("belaIreePanel.state().cpuSamples >= 3600")
+        # still responsive: a click is answered
+        await page.click(".bi-rebuild")
+        await wait_state(page, "done")
+        elapsed = time.perf_counter() - started
+        await page.screenshot(path=shot("panel-busy"))
+        (ARTIFACTS / "panel-busy.json").write_text(json.dumps({"cpu_samples_fed_and_rebuild_seconds": elapsed}))
+        assert not problems, problems
+    finally:
+        service.stop()

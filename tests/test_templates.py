@@ -1,0 +1,124 @@
+"""`bela-iree new` and `build`: every template renders for every zoo model, target and format;
+the generated C++ has the real-time structure; user files are never touched."""
+import hashlib
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import zoo
+from service.project import USER_FILES, glue_context, new_project
+from service.pipeline.targets import TARGETS
+
+from .conftest import cli, cli_json
+
+
+def render_body(render_cpp: str) -> str:
+    start = render_cpp.index("void render(")
+    return render_cpp[start:render_cpp.index("\nvoid cleanup(", start)]
+
+
+def method(header: str, name: str) -> str:
+    start = header.index(f"\t{name}(")
+    return header[start:header.index("\n\t}\n", start)]
+
+
+FORBIDDEN_IN_AUDIO_THREAD = re.compile(r"\b(malloc|calloc|realloc|free|new|delete|lock|mutex|printf|fprintf|"
+                                       r"usleep|sleep|wait|bela_iree_model_run|std::vector|assign|push_back)\b")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", zoo.names())
+def test_every_zoo_model_makes_a_real_time_safe_project(tmp_path, model):
+    project = tmp_path / model
+    result = new_project(project, model, "vmfb", "gem")
+    assert sorted(p.name for p in project.iterdir()) == sorted([*USER_FILES, "generated"])
+    render = (project / "render.cpp").read_text()
+    for part in ("bool setup(BelaContext* context, void* userData)", "void render(BelaContext* context, void* userData)",
+                 "void cleanup(BelaContext* context, void* userData)", '#include "generated/model/realtime_model.h"'):
+        assert part in render
+    assert not FORBIDDEN_IN_AUDIO_THREAD.search(render_body(render))
+    glue = (project / "generated/model/realtime_model.h").read_text()
+    for name in ("advanceInput", "advanceOutput", "output", "input"):
+        assert not FORBIDDEN_IN_AUDIO_THREAD.search(method(glue, name)), name   # render() calls these
+    assert "Bela_createAuxiliaryTask" in method(glue, "setup") and "bela_iree_model_load" in method(glue, "setup")
+    assert "++overruns_" in method(glue, "advanceInput") and "Bela_scheduleAuxiliaryTask" in method(glue, "advanceInput")
+    assert "bela_iree_model_run" in glue[glue.index("void infer()"):]
+    assert "bela_iree_model_free" in method(glue, "cleanup")
+    config = (project / "generated/model/model_config.h").read_text()
+    info = result["inputs"][0]
+    assert f"kModelInputCount = {int(__import__('math').prod(info['shape']))};" in config
+    settings = json.loads((project / "settings.json").read_text())
+    assert settings["CLArgs"]["-p"] == "128" and "-liree_runtime_unified" in settings["CLArgs"]["make"]
+    assert "-I/root/Bela/libraries/iree/include" in settings["CLArgs"]["make"]
+
+
+def test_routing_follows_the_model(tmp_path):
+    audio = new_project(tmp_path / "audio", "basic_mlp", "vmfb", "bela")
+    assert 'output = "audio"' in (tmp_path / "audio/bela-iree.toml").read_text()
+    assert "audioWrite" in (tmp_path / "audio/render.cpp").read_text()
+    new_project(tmp_path / "classifier", "simple_conv_1d", "vmfb", "bbai64")
+    render = (tmp_path / "classifier/render.cpp").read_text()
+    assert 'output = "control"' in (tmp_path / "classifier/bela-iree.toml").read_text()
+    assert "gModel.latest()" in render and "audioWrite" not in render
+    new_project(tmp_path / "gesture", "mdrnn", "vmfb", "gem")
+    assert "analogRead" in (tmp_path / "gesture/render.cpp").read_text()
+    new_project(tmp_path / "noise", "variational_encoder", "vmfb", "gem")
+    config = (tmp_path / "noise/generated/model/model_config.h").read_text()
+    assert "kModelNoiseInputs = 1;" in config and "{ 128 }" in config and "{ true }" in config
+    glue = (tmp_path / "noise/generated/model/realtime_model.h").read_text()
+    assert "options.input_count = 2;" in glue
+
+
+def test_emitc_project_compiles_the_module_in(tmp_path):
+    new_project(tmp_path / "emitc", "single_mm", "emitc", "gem")
+    model = tmp_path / "emitc/generated/model"
+    assert (model / "emitc_module.h").exists() and not (model / "module.c").exists()
+    assert "#define EMITC_IMPLEMENTATION" in (model / "emitc_module.c").read_text()
+    glue = (model / "realtime_model.h").read_text()
+    assert "options.emitc_module_create = module_create;" in glue
+    assert re.search(r"options.static_library_query = [\w$]+_library_query;", glue)
+    assert "kernels.o" in json.loads((tmp_path / "emitc/settings.json").read_text())["CLArgs"]["make"]
+
+
+def test_new_refuses_to_overwrite_a_project(tmp_path):
+    project = tmp_path / "taken"
+    project.mkdir()
+    (project / "render.cpp").write_text("// mine\n")
+    data, result = cli_json("new", str(project), "--model", "single_mm", check=False)
+    assert result.returncode == 1 and "already exists" in data["error"]["message"]
+    assert (project / "render.cpp").read_text() == "// mine\n"
+
+
+def test_build_never_touches_user_files_and_keeps_the_last_good_model(tmp_path):
+    project = tmp_path / "mine"
+    cli("new", str(project), "--target", "gem")
+    (project / "render.cpp").write_text((project / "render.cpp").read_text() + "\n// my own change\n")
+    before = {name: hashlib.sha256((project / name).read_bytes()).hexdigest() for name in USER_FILES}
+    data, _ = cli_json("build", str(project))
+    assert data["artifacts"] == [str(project / "generated/model/model.vmfb")]
+    after = {name: hashlib.sha256((project / name).read_bytes()).hexdigest() for name in USER_FILES}
+    assert before == after
+    good = (project / "generated/model/model.vmfb").read_bytes()
+    model = project / "model.py"
+    model.write_text(model.read_text().replace("def model():", "def model("))
+    data, result = cli_json("build", str(project), check=False)
+    assert result.returncode == 1 and data["error"]["file"].endswith("model.py")
+    assert (project / "generated/model/model.vmfb").read_bytes() == good
+    assert not [p for p in (project / "generated").iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.skipif(not os.environ.get("IREE_RUNTIME_DIR"),
+                    reason="needs an IREE runtime build: set IREE_RUNTIME_DIR (see runtime/README.md)")
+def test_runtime_and_a_generated_project_compile_against_a_real_iree_runtime(tmp_path):
+    runtime_dir = os.environ["IREE_RUNTIME_DIR"]
+    root = Path(__file__).parents[1] / "runtime"
+    subprocess.run(["make", "-C", str(root), "test-program", f"IREE_RUNTIME_DIR={runtime_dir}",
+                    f"BUILD={tmp_path / 'build'}"], check=True)
+    compiled = cli_json("compile", "single_mm", "--target", "host", "--out", str(tmp_path / "m"))[0]
+    run = subprocess.run([str(tmp_path / "build/run_model"), compiled["artifacts"][0], "10", "1", "1024"],
+                         capture_output=True, text=True, check=True)
+    assert "runs 10 failures 0" in run.stdout
