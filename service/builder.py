@@ -26,7 +26,8 @@ from .watcher import fingerprint
 from .worker import WarmExporter
 
 DEBOUNCE_SECONDS = 0.05   # editors save in bursts (write temp, rename, touch)
-BENCH_SECONDS = 0.3       # measuring budget per rebuild: a first figure fast, not a paper's table
+QUICK_CALLS = 20          # the first latency figure of a build: a few calls, right away
+BENCH_SECONDS = 1.0       # then a fuller measurement, after `done`, unless a newer build starts
 
 
 class Builder:
@@ -98,13 +99,14 @@ class Builder:
         clock = {"stage": "queued", "since": time.perf_counter()}
         loop = asyncio.get_running_loop()
 
-        def enter(stage: str) -> None:  # called from the build thread
+        def enter(stage: str) -> None:  # called from the build thread, or the loop
             now = time.perf_counter()
             stages[clock["stage"]] = round(now - clock["since"], 3)
             clock.update(stage=stage, since=now)
             self.history.update(build_id, state=stage, stages=stages)
             loop.call_soon_threadsafe(self.publish, events.build(build_id, stage, target, dict(stages)))
 
+        finished = False
         self.publish(events.build(build_id, "queued", target, {}, reason=reason))
         self.publish(events.log(build_id, f"build {build_id} for {target}: {reason}"))
         try:
@@ -117,17 +119,22 @@ class Builder:
             self.publish(events.log(build_id, f"compiled in {result['seconds']['compile']:.2f} s"
                                               f"{' (cached)' if result['cached'] else ''}: {', '.join(Path(a).name for a in result['artifacts'])}"))
             enter("benchmarking")
-            bench = await self._bench(compiled, target)
-            enter("done")
+            bench = await self._bench(compiled, target, quick=True)
             if bench:
                 self.history.update(build_id, bench=bench)
-                self.publish(events.bench(build_id, bench))
-            self.history.update(build_id, state="done", stages=stages)
-            self.publish(events.build(build_id, "done", target, dict(stages)))
+                self.publish(events.bench(build_id, {**bench, "phase": "quick"}))
+            enter("done")
+            finished = True
+            if bench and not self.bench_runner:
+                # a fuller figure (more calls: a real p99) while the user reads the first one
+                bench = await self._bench(compiled, target, quick=False)
+                self.history.update(build_id, bench=bench)
+                self.publish(events.bench(build_id, {**bench, "phase": "full"}))
         except asyncio.CancelledError:
             self._kill_processes()
-            self.history.update(build_id, state="cancelled", stages=stages)
-            self.publish(events.build(build_id, "cancelled", target, dict(stages)))
+            if not finished:  # after `done` only the fuller measurement is dropped
+                self.history.update(build_id, state="cancelled", stages=stages)
+                self.publish(events.build(build_id, "cancelled", target, dict(stages)))
             raise
         except BelaIreeError as e:
             error = e.to_json()
@@ -142,7 +149,7 @@ class Builder:
             self.history.update(build_id, state="failed", stages=stages, error=error)
             self.publish(events.build(build_id, "failed", target, dict(stages), error=error))
 
-    async def _bench(self, compiled, target: str) -> dict | None:
+    async def _bench(self, compiled, target: str, quick: bool) -> dict | None:
         from .bench.bench import bench_compiled
         target_info = TARGETS[target]
         if self.bench_runner:
@@ -151,6 +158,8 @@ class Builder:
             self.publish(events.log(self.current_id, "no board connected: Bela latency is measured on the board "
                                                      "(serve --board root@bela.local)"))
             return None
+        if quick:
+            return await self._in_thread(bench_compiled, compiled, target_info, repetitions=QUICK_CALLS)
         return await self._in_thread(bench_compiled, compiled, target_info, seconds=BENCH_SECONDS)
 
     async def _in_thread(self, function, *args, **kwargs):

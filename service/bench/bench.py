@@ -32,16 +32,18 @@ def deadline_ms(block_size: int, sample_rate: int) -> float:
 
 
 def bench_compiled(compiled: CompileResult, target: Target, *, block_size: int | None = None,
-                   sample_rate: int | None = None, seconds: float = 2.0) -> dict:
-    """Measure where the target runs on this machine: natively, or under qemu (emulated)."""
+                   sample_rate: int | None = None, seconds: float = 2.0, repetitions: int | None = None) -> dict:
+    """Measure where the target runs on this machine: natively, or under qemu (emulated).
+    `repetitions` fixes the number of calls (no calibration run) for a quick first figure."""
     folder = compiled.artifacts[0].parent
     output = run_module(folder, target)
     prefix, ran_on = tool_command(target, "iree-benchmark-module")
     with tempfile.TemporaryDirectory(prefix="bela-iree-bench-") as tmp:
         inputs = [str(p) for p in input_files(folder, Path(tmp))]
         module = str(folder / "model.vmfb")
-        probe = _benchmark(prefix + benchmark_argv(module, inputs, 3, dispatches=False))
-        repetitions = repetitions_for(probe.summary()["median"], seconds)
+        if repetitions is None:
+            probe = _benchmark(prefix + benchmark_argv(module, inputs, 3, dispatches=False))
+            repetitions = repetitions_for(probe.summary()["median"], seconds)
         measured = _benchmark(prefix + benchmark_argv(module, inputs, repetitions))
     return bench_result(compiled, ran_on, output, measured, block_size, sample_rate)
 

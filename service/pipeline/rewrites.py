@@ -18,6 +18,8 @@ output with PyTorch's.
   sqrt(re^2 + im^2) from `view_as_real`.
 - dropout in inference (`nn.Dropout1d/2d`, `feature_dropout`, `alpha_dropout` with train=False):
   IREE has no lowering for the feature forms; in inference every dropout is the identity.
+- `detach_` (torch.export adds it to tensors a forward() creates, e.g. `torch.tensor([0])`, when
+  the model has parameters): no lowering in IREE; without autograd it is the identity.
 - random sampling (`randn`, `rand` and their `_like` forms): the generator does not compile
   for every target and cannot be seeded from outside; each draw becomes an extra input of the
   compiled function, filled by the caller (the runtime draws it, tests pass PyTorch's draws).
@@ -163,6 +165,7 @@ REWRITES = {
     **{op: ("dropout is the identity in inference", _identity, _not_training)
        for op in (aten.dropout.default, aten.feature_dropout.default, aten.alpha_dropout.default,
                   aten.feature_alpha_dropout.default)},
+    aten.detach_.default: ("detach is the identity in inference", _identity, None),
     aten.rnn_tanh.input: ("recurrent layer kept as a loop", _recurrent(_cell_rnn(torch.tanh), 1), None),
     aten.rnn_relu.input: ("recurrent layer kept as a loop", _recurrent(_cell_rnn(torch.relu), 1), None),
     aten.lstm.input: ("recurrent layer kept as a loop", _recurrent(_cell_lstm, 2), None),
