@@ -16,6 +16,7 @@
   const MAX_CPU_SAMPLES = 3600;
   const MAX_LOG_LINES = 500;
   const STAGES = ["queued", "exporting", "compiling", "benchmarking", "done"];
+  const FAILED_STAGE = { export: "exporting", compile: "compiling", benchmarking: "benchmarking", board: "benchmarking" };
 
   function element(tag, className, text) {
     const node = document.createElement(tag);
@@ -53,6 +54,7 @@
 
   function statusView(root) {
     const box = element("section", "bi-status");
+    let last = null;
     const line = element("div", "bi-status-line");
     const stages = element("ol", "bi-stages");
     const error = element("div", "bi-error");
@@ -60,7 +62,9 @@
     box.append(line, stages, verdict, error);
     root.append(box);
     return {
+      last() { return last; },
       build(message) {
+        last = { id: message.id, state: message.state };
         line.textContent = `build ${message.id} · ${message.target} · ${message.state}`;
         box.dataset.state = message.state;
         stages.replaceChildren(...STAGES.map((stage) => {
@@ -68,7 +72,8 @@
           const seconds = message.stages && message.stages[stage];
           item.textContent = seconds !== undefined ? `${stage} ${seconds.toFixed(2)} s` : stage;
           const reached = STAGES.indexOf(message.state);
-          item.dataset.state = stage === message.state ? "current"
+          const failedAt = message.state === "failed" && message.error && FAILED_STAGE[message.error.stage];
+          item.dataset.state = stage === failedAt ? "failed" : stage === message.state ? "current"
             : (reached > STAGES.indexOf(stage) || seconds !== undefined) ? "passed" : "waiting";
           return item;
         }));
@@ -119,8 +124,9 @@
       if (!plot) {
         plot = new uPlot({
           ...chartSize(holder, 180),
-          scales: { x: { time: false } },
-          axes: [{ label: "build" }, {}],
+          // log scale: a 0.02 ms median and a 23 ms deadline both stay readable
+          scales: { x: { time: false }, y: { distr: 3 } },
+          axes: [{ label: "build", incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] }, {}],
           series: [{ label: "build" },
             { label: "median", stroke: "#2a7ae2", width: 2, points: { show: true } },
             { label: "p99", stroke: "#e2a72a", width: 1, points: { show: true } },
@@ -365,7 +371,7 @@
         root.remove();
       },
       receive,  // feed a message as if the service had sent it (embedding, tests)
-      state() { return { latencyPoints: latency.points(), cpuSamples: cpu.samples() }; },
+      state() { return { latencyPoints: latency.points(), cpuSamples: cpu.samples(), lastBuild: status.last() }; },
     };
   }
 

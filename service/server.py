@@ -26,6 +26,7 @@ PANEL_FILES = {"/panel.js": ("panel.js", "application/javascript"), "/panel.css"
 # the charting library, installed from npm by `make` (ide_extension/package.json); only these files
 VENDOR_FILES = {name: PANEL_DIR / "node_modules" / "uplot" / "dist" / name for name in ("uPlot.iife.min.js", "uPlot.min.css")}
 CLIENT_QUEUE = 2000
+STICKY = ("board",)   # the latest message of these types is replayed to each new client
 HISTORY_LIMIT = 1000
 
 
@@ -41,6 +42,7 @@ class Server:
         self.cpu_source = cpu_source or (lambda: events.cpu(self.host_cpu.sample(), "host"))
         self.board = board
         self.clients: dict[web.WebSocketResponse, asyncio.Queue] = {}
+        self.sticky: dict[str, dict] = {}
         self.app = web.Application(middlewares=[self.same_origin_only], client_max_size=64 * 1024)
         self.app.add_routes([web.get("/", self.index), web.get("/api/history", self.api_history),
                              web.get("/ws", self.websocket), web.get("/vendor/{name}", self.vendor),
@@ -92,6 +94,8 @@ class Server:
         sender = asyncio.create_task(self._send_loop(ws, queue))
         self._offer(ws, events.hello(self.project.name, self.builder.target, list(self._targets()), self.board))
         self._offer(ws, events.history(self.history.builds(HISTORY_LIMIT)))
+        for message in self.sticky.values():
+            self._offer(ws, message)
         try:
             async for message in ws:
                 if message.type == WSMsgType.TEXT:
@@ -136,6 +140,8 @@ class Server:
             asyncio.get_running_loop().create_task(ws.close(code=1008, message=b"too slow: events were dropped"))
 
     def publish(self, message: dict) -> None:
+        if message["type"] in STICKY:
+            self.sticky[message["type"]] = message
         text = json.dumps(message)
         for ws in list(self.clients):
             self._offer(ws, message, text)

@@ -9,10 +9,11 @@ in with two renames, so the Bela IDE never builds a half-copied model.
 from __future__ import annotations
 
 import hashlib
+import json
 import shlex
 from pathlib import Path
 
-from ..project import MODEL_DIR, USER_FILES
+from ..project import GENERATED, MODEL_DIR, USER_FILES
 from .connection import Board
 
 
@@ -25,7 +26,19 @@ class Deployer:
     def __init__(self, board: Board, project: Path):
         self.board = board
         self.project = project
-        self.pushed: dict[str, str] = {}   # user file -> hash we last put on (or pulled from) the board
+        # user file -> hash we last put on (or pulled from) this board, kept across runs
+        self.state_file = project / GENERATED / "board-sync.json"
+        saved = json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
+        self.pushed: dict[str, str] = saved.get(str(board.address), {})
+
+    def _remember(self, name: str, digest: str) -> None:
+        self.pushed[name] = digest
+        saved = json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
+        saved[str(self.board.address)] = self.pushed
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.state_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps(saved, indent=1))
+        temporary.replace(self.state_file)
 
     @property
     def remote_project(self) -> str:
@@ -68,11 +81,12 @@ class Deployer:
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
             remote_digest = theirs.get(name)
             if remote_digest == digest:
-                self.pushed[name] = digest
+                if self.pushed.get(name) != digest:
+                    self._remember(name, digest)
                 continue
             if remote_digest is None or remote_digest == self.pushed.get(name):
                 await self.board.put_atomic(path, f"{remote}/{name}")
-                self.pushed[name] = digest
+                self._remember(name, digest)
                 uploaded.append(name)
         return uploaded
 
@@ -89,6 +103,6 @@ class Deployer:
             temporary = local.with_name(f".{name}.from-board")
             await self.board.get(f"{self.remote_project}/{name}", temporary)
             temporary.replace(local)
-            self.pushed[name] = digest
+            self._remember(name, digest)
             pulled.append(name)
         return pulled
