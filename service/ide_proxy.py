@@ -25,10 +25,11 @@ def panel_snippet(service_url: str) -> str:
 <link rel="stylesheet" href="{service}/vendor/uPlot.min.css"><link rel="stylesheet" href="{service}/panel.css">
 <style>
   #bela-iree-side {{ position: fixed; top: 0; right: 0; width: {PANEL_WIDTH}px; height: 100vh; overflow-y: auto;
-    z-index: 10000; box-shadow: -2px 0 6px rgba(0,0,0,.15); background: #fafafa; }}
+    z-index: 10000; box-shadow: -2px 0 6px rgba(0,0,0,.15); background: #fafafa; padding-left: 22px; box-sizing: border-box; }}
   #bela-iree-side.collapsed {{ width: 28px; overflow: hidden; }}
   body.bela-iree-open {{ margin-right: {PANEL_WIDTH}px !important; }}
-  #bela-iree-toggle {{ position: absolute; top: 6px; left: 4px; z-index: 1; cursor: pointer; border: 0; background: none; }}
+  #bela-iree-toggle {{ position: absolute; top: 0; left: 0; width: 22px; height: 100%; cursor: pointer; border: 0;
+    background: #e8e8e8; padding: 6px 0 0; vertical-align: top; text-align: center; align-items: flex-start; display: flex; justify-content: center; }}
 </style>
 <div id="bela-iree-side"><button id="bela-iree-toggle" title="show/hide bela-iree">&#9776;</button></div>
 <script src="{service}/vendor/uPlot.iife.min.js"></script>
@@ -84,7 +85,12 @@ class IdeProxy:
                 body = await upstream.read()
                 response_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
                 if upstream.content_type == "text/html" and b"</body>" in body:
-                    body = body.replace(b"</body>", self.snippet.encode() + b"</body>", 1)
+                    at = body.rindex(b"</body>")
+                    body = body[:at] + self.snippet.encode() + body[at:]
+                    # the page now differs from the IDE's: no cached copy (with an older panel) may be used
+                    response_headers = {k: v for k, v in response_headers.items()
+                                        if k.lower() not in ("etag", "last-modified", "cache-control")}
+                    response_headers["Cache-Control"] = "no-store"
                 return web.Response(status=upstream.status, body=body, headers=response_headers)
         except aiohttp.ClientError as e:
             return web.Response(status=502, text=f"the Bela IDE at {self.ide_url} is not answering: {e}\n"

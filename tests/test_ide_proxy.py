@@ -13,7 +13,7 @@ IDE_PAGE = b"<html><head><script src='/socket.io/socket.io.js'></script></head><
 @pytest.fixture
 async def upstream():
     async def index(request):
-        return web.Response(body=IDE_PAGE, content_type="text/html")
+        return web.Response(body=IDE_PAGE, content_type="text/html", headers={"ETag": '"ide-1"'})
 
     async def asset(request):
         return web.Response(body=bytes(range(256)) * 40, content_type="application/octet-stream")
@@ -52,6 +52,7 @@ async def test_ide_page_gets_the_panel_and_everything_else_passes_unchanged(prox
     async with aiohttp.ClientSession() as session:
         async with session.get(proxy + "/") as response:
             page = await response.text()
+            assert "ETag" not in response.headers and response.headers["Cache-Control"] == "no-store"
         assert "<div id='ide'>IDE</div>" in page
         assert 'src="http://127.0.0.1:8765/panel.js"' in page and "BelaIree.createPanel" in page
         assert page.index("bela-iree-side") < page.index("</body>")
