@@ -224,7 +224,11 @@ def new_project(project: Path, model: str | None = None, fmt: str = "vmfb", targ
     model_input, model_output = default_routing(info)
     config = ProjectConfig(target=target, format=fmt, period=period, input=model_input, output=model_output)
     include = f"{config.iree_runtime_dir}/include"
-    make = [f"CPPFLAGS=-I{include}", f"CFLAGS=-I{include} -std=c11",
+    # IREE's headers need the allocator its library was built with; the loader follows the target
+    iree_defines = "-DIREE_ALLOCATOR_SYSTEM_CTL=iree_allocator_libc_ctl"
+    loader = "STATIC" if fmt == "emitc" else "SYSTEM" if target_info.arch == "armv7" else "EMBEDDED"
+    make = [f"CPPFLAGS=-I{include} {iree_defines}",
+            f"CFLAGS=-I{include} {iree_defines} -DBELA_IREE_LOADER_{loader} -std=gnu11",
             f"LDFLAGS=-L{config.iree_runtime_dir}/lib",
             f"LDLIBS={f'/root/Bela/projects/{project.name}/{MODEL_DIR}/kernels.o ' if fmt == 'emitc' else ''}"
             f"{IREE_LIBRARIES}"]

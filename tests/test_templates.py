@@ -54,11 +54,13 @@ def test_every_zoo_model_makes_a_real_time_safe_project(tmp_path, model):
     settings = json.loads((project / "settings.json").read_text())
     assert settings["CLArgs"]["-p"] == "128" and "-liree_runtime_unified" in settings["CLArgs"]["make"]
     assert "-I/root/Bela/libraries/iree/include" in settings["CLArgs"]["make"]
+    assert "-DBELA_IREE_LOADER_EMBEDDED" in settings["CLArgs"]["make"]   # aarch64 (bela would be SYSTEM)
 
 
 def test_routing_follows_the_model(tmp_path):
     audio = new_project(tmp_path / "audio", "basic_mlp", "vmfb", "bela")
     assert 'output = "audio"' in (tmp_path / "audio/bela-iree.toml").read_text()
+    assert "-DBELA_IREE_LOADER_SYSTEM" in (tmp_path / "audio/settings.json").read_text()
     assert "audioWrite" in (tmp_path / "audio/render.cpp").read_text()
     new_project(tmp_path / "classifier", "simple_conv_1d", "vmfb", "bbai64")
     render = (tmp_path / "classifier/render.cpp").read_text()
@@ -81,7 +83,8 @@ def test_emitc_project_compiles_the_module_in(tmp_path):
     glue = (model / "realtime_model.h").read_text()
     assert "options.emitc_module_create = module_create;" in glue
     assert re.search(r"options.static_library_query = [\w$]+_library_query;", glue)
-    assert "kernels.o" in json.loads((tmp_path / "emitc/settings.json").read_text())["CLArgs"]["make"]
+    make = json.loads((tmp_path / "emitc/settings.json").read_text())["CLArgs"]["make"]
+    assert "kernels.o" in make and "-DBELA_IREE_LOADER_STATIC" in make
 
 
 def test_new_refuses_to_overwrite_a_project(tmp_path):
