@@ -25,6 +25,8 @@ def _add_model_args(p: argparse.ArgumentParser, targets_required: bool = True) -
     p.add_argument("--backend", default="llvm-cpu", choices=BACKENDS)
     p.add_argument("--timeout", type=float, default=300.0, help="seconds iree-compile may take (default 300)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--no-tune", dest="tune", action="store_false",
+                   help="skip measuring flag variants (host vmfb) and use IREE's default flags")
 
 
 def _add_board_args(p: argparse.ArgumentParser) -> None:
@@ -158,7 +160,15 @@ def _compile(args) -> int:
     target = get_target(args.target)
     out = args.out or Path("build") / f"{model_name(model_file)}-{target.name}-{args.format}"
     with console.status(f"compiling {model_name(model_file)} for {target.name} ({args.format}, {args.backend})"):
-        result = compile_model(model_file, target, args.format, args.backend, out.resolve(), timeout=args.timeout)
+        if args.tune and args.format == "vmfb":
+            from .bench.tuning import compile_tuned
+            result = compile_tuned(model_file, target, out.resolve(), args.backend, timeout=args.timeout)
+        else:
+            result = compile_model(model_file, target, args.format, args.backend, out.resolve(), timeout=args.timeout)
+    if result.tuning:
+        console.print("flag variants measured: " + ", ".join(
+            f"{name} {row['median_ms']:.3g} ms" if "median_ms" in row else f"{name} failed"
+            for name, row in result.tuning.items()) + f" -> [bold]{result.variant}[/]", highlight=False)
     for warning in result.warnings:
         console.print(f"[yellow]warning[/]: {warning}")
     if result.export["rewrites"]:
@@ -186,7 +196,7 @@ def _bench(args) -> int:
             result = _bench_on_board(board, model_file, target, out.resolve(), args)
         else:
             result = bench_model(model_file, target, out.resolve(), peers=args.peers, block_size=args.block_size,
-                                 sample_rate=args.sample_rate, seconds=args.seconds)
+                                 sample_rate=args.sample_rate, seconds=args.seconds, tune=args.tune)
     console.print(bench_table(result))
     console.print(verdict(result), highlight=False)
     _emit(args, result)

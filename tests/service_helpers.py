@@ -54,6 +54,7 @@ class Client:
     def __init__(self, ws):
         self.ws = ws
         self.messages: list[dict] = []
+        self.arrival: list[float] = []   # time.perf_counter() when each message arrived
         self.arrived = asyncio.Event()
         self.reader = asyncio.create_task(self._read())
 
@@ -64,6 +65,7 @@ class Client:
     async def _read(self):
         try:
             async for text in self.ws:
+                self.arrival.append(time.perf_counter())
                 self.messages.append(json.loads(text))
                 self.arrived.set()
         except websockets.ConnectionClosed:

@@ -81,3 +81,16 @@ def test_random_draws_become_inputs_in_order(tmp_path):
     result = compile_model(write_model(tmp_path, "random_draws"), TARGETS["host"], "vmfb", "llvm-cpu", tmp_path / "o")
     roles = [(i["role"], i.get("distribution")) for i in result.export["inputs"]]
     assert roles == [("input", None), ("noise", "normal"), ("noise", "uniform")]
+
+
+def test_convolutions_become_one_matmul_each(tmp_path):
+    import torch
+    for conv in (torch.nn.Conv1d(3, 5, 4, stride=2, padding=3, dilation=2), torch.nn.Conv1d(3, 5, 1, bias=False)):
+        x = torch.randn(1, 3, 40)
+        program = torch.export.export(conv.eval(), (x,))
+        rewritten, applied, _ = rewrites.apply(program, x)
+        assert applied == ["1-D convolution as im2col and one matmul"]
+        targets = {str(n.target) for n in rewritten.graph.nodes if n.op == "call_function"}
+        assert not any("convolution" in t for t in targets) and any("matmul" in t or "bmm" in t or "mm" in t for t in targets)
+        with torch.no_grad():
+            torch.testing.assert_close(rewritten.module()(x), conv(x), rtol=1e-5, atol=1e-5)

@@ -106,9 +106,15 @@ def add_peer_ratios(result: dict, peers: dict) -> dict:
 
 
 def bench_model(model_file: Path, target: Target, out_dir: Path, *, peers: bool = False,
-                block_size: int | None = None, sample_rate: int | None = None, seconds: float = 2.0) -> dict:
-    compiled = compile_model(model_file, target, "vmfb", "llvm-cpu", out_dir)
+                block_size: int | None = None, sample_rate: int | None = None, seconds: float = 2.0,
+                tune: bool = True) -> dict:
+    if tune:
+        from .tuning import compile_tuned
+        compiled = compile_tuned(model_file, target, out_dir)
+    else:
+        compiled = compile_model(model_file, target, "vmfb", "llvm-cpu", out_dir)
     result = bench_compiled(compiled, target, block_size=block_size, sample_rate=sample_rate, seconds=seconds)
+    result["variant"], result["tuning"] = compiled.variant, compiled.tuning
     if peers:
         add_peer_ratios(result, measure_peers(model_file))
     return result

@@ -40,13 +40,15 @@ class CompileResult:
     cached: bool
     export: dict
     warnings: list[str] = field(default_factory=list)
+    variant: str = "default"          # which flag set (see bench/tuning.py)
+    tuning: dict | None = None        # each variant's measured median ms, or why it failed
 
     def to_json(self) -> dict:
         return {"model": self.model, "target": self.target, "format": self.format, "backend": self.backend,
                 "artifacts": [str(p) for p in self.artifacts], "flags": self.flags, "seconds": self.seconds,
                 "cached": self.cached, "warnings": self.warnings, "rewrites": self.export["rewrites"],
                 "inputs": self.export["inputs"], "output": self.export["output"],
-                "iree_version": cache.iree_version()}
+                "iree_version": cache.iree_version(), "variant": self.variant, "tuning": self.tuning}
 
 
 def export_in_child(model_file: Path, out_dir: Path, unroll_loops: bool, timeout: float) -> dict:
@@ -80,8 +82,8 @@ def export_cached(model_file: Path, timeout: float = EXPORT_TIMEOUT, unroll_loop
     return entry, info, False
 
 
-def compile_flags(target: Target, fmt: str, backend: str) -> list[str]:
-    flags = target.flags(backend)
+def compile_flags(target: Target, fmt: str, backend: str, extra: tuple[str, ...] = ()) -> list[str]:
+    flags = target.flags(backend) + list(extra)
     if fmt == "emitc":
         return flags + target.emitc_flags(backend, Path(KERNELS_PLACEHOLDER))
     return flags + (target.vmfb_link_flags() if backend == "llvm-cpu" else [])
@@ -94,8 +96,8 @@ def artifact_names(fmt: str, backend: str) -> list[str]:
 
 
 def compile_exported(export_dir: Path, info: dict, target: Target, fmt: str, backend: str,
-                     timeout: float = COMPILE_TIMEOUT) -> tuple[Path, list[str], bool]:
-    flags = compile_flags(target, fmt, backend)
+                     timeout: float = COMPILE_TIMEOUT, extra_flags: tuple[str, ...] = ()) -> tuple[Path, list[str], bool]:
+    flags = compile_flags(target, fmt, backend, extra_flags)
     mlir = export_dir / "model.mlirbc"
     store = cache.Cache("compile")
     key = cache.compile_key(mlir.read_bytes(), flags)
@@ -120,14 +122,14 @@ def compile_exported(export_dir: Path, info: dict, target: Target, fmt: str, bac
 
 def compile_model(model_file: Path, target: Target, fmt: str, backend: str, out_dir: Path,
                   timeout: float = COMPILE_TIMEOUT, exporter=export_in_child, on_stage=lambda stage: None,
-                  export_timeout: float = EXPORT_TIMEOUT) -> CompileResult:
+                  export_timeout: float = EXPORT_TIMEOUT, extra_flags: tuple[str, ...] = ()) -> CompileResult:
     started = time.perf_counter()
     on_stage("exporting")
     # EmitC cannot keep a recurrent layer's time loop (see rewrites.py): unroll it there
     export_dir, info, export_cached_hit = export_cached(model_file, export_timeout, fmt == "emitc", exporter)
     exported = time.perf_counter()
     on_stage("compiling")
-    entry, flags, compile_cached_hit = compile_exported(export_dir, info, target, fmt, backend, timeout)
+    entry, flags, compile_cached_hit = compile_exported(export_dir, info, target, fmt, backend, timeout, extra_flags)
     names = artifact_names(fmt, backend)
     artifacts = cache.publish(entry, out_dir, names + REFERENCE_FILES + ["compile.log"])[:len(names)]
     warnings = [EMITC_ARMV7_WARNING] if fmt == "emitc" and not target.emitc_works else []

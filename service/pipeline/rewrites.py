@@ -20,6 +20,9 @@ output with PyTorch's.
   IREE has no lowering for the feature forms; in inference every dropout is the identity.
 - `detach_` (torch.export adds it to tensors a forward() creates, e.g. `torch.tensor([0])`, when
   the model has parameters): no lowering in IREE; without autograd it is the identity.
+- 1-D convolutions (`nn.Conv1d`, groups 1): IREE's direct convolution is its weak spot (15-20x
+  slower than ONNX Runtime here); the same convolution as im2col (K strided slices of the input)
+  plus one matmul compiles to fast matmul kernels. Same sums, in another order.
 - random sampling (`randn`, `rand` and their `_like` forms): the generator does not compile
   for every target and cannot be seeded from outside; each draw becomes an extra input of the
   compiled function, filled by the caller (the runtime draws it, tests pass PyTorch's draws).
@@ -152,6 +155,33 @@ def _recurrent(cell, n_state):
     return rewrite
 
 
+def _conv1d_as_matmul(x, weight, bias, stride, padding, dilation, transposed, output_padding, groups):
+    (step,), (pad,), (spacing,) = stride, padding, dilation
+    if pad:
+        x = torch.nn.functional.pad(x, (pad, pad))
+    batch, channels, length = x.shape
+    out_channels, _, kernel = weight.shape
+    out_length = (length - spacing * (kernel - 1) - 1) // step + 1
+    last = (out_length - 1) * step + 1
+    columns = torch.stack([x[:, :, k * spacing:k * spacing + last:step] for k in range(kernel)], dim=2)
+    out = weight.reshape(out_channels, channels * kernel) @ columns.reshape(batch, channels * kernel, out_length)
+    return out if bias is None else out + bias.reshape(1, out_channels, 1)
+
+
+def _conv1d(x, weight, bias=None, stride=(1,), padding=(0,), dilation=(1,), groups=1):
+    return _conv1d_as_matmul(x, weight, bias, stride, padding, dilation, False, None, groups)
+
+
+def _is_plain_conv1d_call(args) -> bool:
+    groups = args[6] if len(args) > 6 else 1
+    return args[0].dim() == 3 and groups == 1
+
+
+def _is_plain_conv1d(args) -> bool:
+    weight, stride, transposed, groups = args[1], args[3], args[6], args[8]
+    return weight is not None and weight.dim() == 3 and len(stride) == 1 and not transposed and groups == 1
+
+
 def _identity(x, *_):
     return x
 
@@ -166,6 +196,8 @@ REWRITES = {
        for op in (aten.dropout.default, aten.feature_dropout.default, aten.alpha_dropout.default,
                   aten.feature_alpha_dropout.default)},
     aten.detach_.default: ("detach is the identity in inference", _identity, None),
+    aten.convolution.default: ("1-D convolution as im2col and one matmul", _conv1d_as_matmul, _is_plain_conv1d),
+    aten.conv1d.default: ("1-D convolution as im2col and one matmul", _conv1d, _is_plain_conv1d_call),
     aten.rnn_tanh.input: ("recurrent layer kept as a loop", _recurrent(_cell_rnn(torch.tanh), 1), None),
     aten.rnn_relu.input: ("recurrent layer kept as a loop", _recurrent(_cell_rnn(torch.relu), 1), None),
     aten.lstm.input: ("recurrent layer kept as a loop", _recurrent(_cell_lstm, 2), None),

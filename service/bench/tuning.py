@@ -1,0 +1,70 @@
+"""Choosing, per model and target, the fastest of a few iree-compile flag sets, by measuring.
+
+IREE's best flags differ by model: data tiling speeds up matmuls and slows some other
+kernels; microkernels help some shapes. Each variant is compiled (through the compile cache)
+and timed with iree-benchmark-module on the target; the fastest wins. The measurements are
+cached by the exported MLIR, the target's flags and the IREE version, so a model is tuned once.
+Measured where the target runs for real: natively for `host` (and on a board, given one);
+emulated timings say nothing about a board, so ARM targets without a board keep the default.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from ..errors import BelaIreeError
+from ..pipeline import cache
+from ..pipeline.compile import CompileResult, compile_model, export_cached
+from ..pipeline.targets import Target
+from .bench import _benchmark
+from .measure import benchmark_argv
+from .run import input_files
+from .runtime_tools import tool_command
+
+VARIANTS = {
+    "default": (),
+    "data-tiling": ("--iree-opt-data-tiling",),
+    "ukernels": ("--iree-llvmcpu-enable-ukernels=all",),
+    "data-tiling+ukernels": ("--iree-opt-data-tiling", "--iree-llvmcpu-enable-ukernels=all"),
+}
+CALLS = 40
+
+
+def measured_here(target: Target) -> bool:
+    return target.arch == "x86_64"
+
+
+def _median_ms(compiled: CompileResult, target: Target) -> float:
+    prefix, _ = tool_command(target, "iree-benchmark-module")
+    folder = compiled.artifacts[0].parent
+    with tempfile.TemporaryDirectory(prefix="bela-iree-tune-") as tmp:
+        inputs = [str(p) for p in input_files(folder, Path(tmp))]
+        return _benchmark(prefix + benchmark_argv(str(folder / "model.vmfb"), inputs, CALLS, dispatches=False)).summary()["median"]
+
+
+def compile_tuned(model_file: Path, target: Target, out_dir: Path, backend: str = "llvm-cpu", **options) -> CompileResult:
+    """compile_model with the fastest variant for this model on this target (vmfb)."""
+    if backend != "llvm-cpu" or not measured_here(target):
+        return compile_model(model_file, target, "vmfb", backend, out_dir, **options)
+    export_dir, _, _ = export_cached(model_file)
+    key = cache.digest((export_dir / "model.mlirbc").read_bytes(), target.name, backend, cache.iree_version(),
+                       json.dumps(VARIANTS))
+    store = cache.cache_root() / "tuning" / f"{key}.json"
+    table = json.loads(store.read_text()) if store.exists() else None
+    if table is None:
+        table = {}
+        for name, flags in VARIANTS.items():
+            try:
+                with tempfile.TemporaryDirectory(prefix="bela-iree-variant-") as tmp:
+                    compiled = compile_model(model_file, target, "vmfb", backend, Path(tmp), extra_flags=flags, **options)
+                    table[name] = {"median_ms": _median_ms(compiled, target)}
+            except BelaIreeError as e:  # a variant that does not compile or run is just not chosen
+                table[name] = {"error": e.message[:300]}
+        store.parent.mkdir(parents=True, exist_ok=True)
+        store.write_text(json.dumps(table, indent=1))
+    timed = {name: row["median_ms"] for name, row in table.items() if "median_ms" in row}
+    best = min(timed, key=timed.get) if timed else "default"
+    result = compile_model(model_file, target, "vmfb", backend, out_dir, extra_flags=VARIANTS[best], **options)
+    result.variant, result.tuning = best, table
+    return result
