@@ -22,7 +22,8 @@ def render_body(render_cpp: str) -> str:
 
 
 def method(header: str, name: str) -> str:
-    start = header.index(f"\t{name}(")
+    """The body of RealtimeModel's method `name` (one tab in, ends at the closing tab brace)."""
+    start = re.search(rf"^\t[^\n]*\b{name}\(", header, re.M).start()
     return header[start:header.index("\n\t}\n", start)]
 
 

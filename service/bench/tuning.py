@@ -13,7 +13,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from ..errors import BelaIreeError
+from ..errors import BelaIreeError, ToolTimeout
 from ..pipeline import cache
 from ..pipeline.compile import CompileResult, compile_model, export_cached
 from ..pipeline.targets import Target
@@ -52,19 +52,24 @@ def compile_tuned(model_file: Path, target: Target, out_dir: Path, backend: str 
                        json.dumps(VARIANTS))
     store = cache.cache_root() / "tuning" / f"{key}.json"
     table = json.loads(store.read_text()) if store.exists() else None
+    measured_now = table is None
     if table is None:
-        table = {}
+        table, timed_out = {}, False
         for name, flags in VARIANTS.items():
             try:
                 with tempfile.TemporaryDirectory(prefix="bela-iree-variant-") as tmp:
                     compiled = compile_model(model_file, target, "vmfb", backend, Path(tmp), extra_flags=flags, **options)
                     table[name] = {"median_ms": _median_ms(compiled, target)}
+            except ToolTimeout as e:  # says nothing about the variant: not remembered
+                table[name], timed_out = {"error": e.message[:300]}, True
             except BelaIreeError as e:  # a variant that does not compile or run is just not chosen
                 table[name] = {"error": e.message[:300]}
-        store.parent.mkdir(parents=True, exist_ok=True)
-        store.write_text(json.dumps(table, indent=1))
+        if not timed_out and "median_ms" in table["default"]:
+            store.parent.mkdir(parents=True, exist_ok=True)
+            store.write_text(json.dumps(table, indent=1))
     timed = {name: row["median_ms"] for name, row in table.items() if "median_ms" in row}
     best = min(timed, key=timed.get) if timed else "default"
     result = compile_model(model_file, target, "vmfb", backend, out_dir, extra_flags=VARIANTS[best], **options)
     result.variant, result.tuning = best, table
+    result.cached = result.cached and not measured_now
     return result
