@@ -22,12 +22,9 @@ output with PyTorch's.
   the model has parameters): no lowering in IREE; without autograd it is the identity.
 - 1-D convolutions (`nn.Conv1d`, groups 1): IREE's direct convolution is its weak spot (15-20x
   slower than ONNX Runtime here); the same convolution as im2col (K strided slices of the input)
-  plus one matmul compiles to fast matmul kernels. Same sums, in another order. Two cases
-  need less arithmetic than that, which is how we beat peers already near the machine's peak:
-  kernel-3 convolutions use Winograd's F(2,3) minimal filtering (4 products for every 2 outputs
-  instead of 6: 1.5x fewer multiply-adds; error measured against PyTorch in the tests), and a
-  convolution followed by AvgPool1d(2) becomes one convolution of stride 2 with the averaged
-  kernel (the pool is linear: half the outputs, computed directly).
+  plus one matmul compiles to fast matmul kernels. Same sums, in another order. A convolution
+  followed by AvgPool1d(2) becomes one convolution of stride 2 with the averaged kernel (the
+  pool is linear: half the outputs, computed directly, about half the multiply-adds).
 - random sampling (`randn`, `rand` and their `_like` forms): the generator does not compile
   for every target and cannot be seeded from outside; each draw becomes an extra input of the
   compiled function, filled by the caller (the runtime draws it, tests pass PyTorch's draws).
@@ -164,8 +161,6 @@ def _conv1d_as_matmul(x, weight, bias, stride, padding, dilation, transposed, ou
     (step,), (pad,), (spacing,) = stride, padding, dilation
     if pad:
         x = torch.nn.functional.pad(x, (pad, pad))
-    if weight.shape[2] == 3 and step == 1 and spacing == 1 and weight.shape[1] >= WINOGRAD_MIN_CHANNELS:
-        return _winograd_f23(x, weight, bias)
     batch, channels, length = x.shape
     out_channels, _, kernel = weight.shape
     out_length = (length - spacing * (kernel - 1) - 1) // step + 1
@@ -173,9 +168,6 @@ def _conv1d_as_matmul(x, weight, bias, stride, padding, dilation, transposed, ou
     columns = torch.stack([x[:, :, k * spacing:k * spacing + last:step] for k in range(kernel)], dim=2)
     out = weight.reshape(out_channels, channels * kernel) @ columns.reshape(batch, channels * kernel, out_length)
     return out if bias is None else out + bias.reshape(1, out_channels, 1)
-
-
-WINOGRAD_MIN_CHANNELS = 16   # below this the transforms cost more than the products saved
 
 
 def _conv_then_pool(x, weight, bias=None, stride=(1,), padding=(0,), dilation=(1,), groups=1):
@@ -200,26 +192,6 @@ def _pool_after(node) -> "torch.fx.Node | None":
             and list(conv_stride) == [1] and list(conv_dilation) == [1]:
         return pool
     return None
-
-
-def _winograd_f23(x, weight, bias):
-    """Stride-1, kernel-3 convolution of an already padded x by Winograd's F(2,3)."""
-    batch, channels, length = x.shape
-    out_channels = weight.shape[0]
-    out_length = length - 2
-    tiles = (out_length + 1) // 2
-    if 2 * tiles + 2 > length:
-        x = torch.nn.functional.pad(x, (0, 2 * tiles + 2 - length))
-    # each tile of 4 inputs, seen as 4 rows of (C, N*T): plain 2-D matmuls compile best
-    d0, d1, d2, d3 = (x[:, :, i:i + 2 * tiles:2].transpose(0, 1).reshape(channels, batch * tiles) for i in range(4))
-    g0, g1, g2 = weight[:, :, 0], weight[:, :, 1], weight[:, :, 2]   # transforms of constants fold at compile time
-    m0 = g0 @ (d0 - d2)
-    m1 = ((g0 + g1 + g2) * 0.5) @ (d1 + d2)
-    m2 = ((g0 - g1 + g2) * 0.5) @ (d2 - d1)
-    m3 = g2 @ (d1 - d3)
-    y = torch.stack([m0 + m1 + m2, m1 - m2 - m3], dim=-1)              # (O, N*T, 2)
-    y = y.reshape(out_channels, batch, 2 * tiles).transpose(0, 1)[:, :, :out_length]
-    return y if bias is None else y + bias.reshape(1, out_channels, 1)
 
 
 def _conv1d(x, weight, bias=None, stride=(1,), padding=(0,), dilation=(1,), groups=1):
