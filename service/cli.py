@@ -124,6 +124,11 @@ def _emit(args, data: dict) -> None:
         print(json.dumps(data))
 
 
+def _warn(warnings: list[str]) -> None:
+    for warning in warnings:
+        console.print(f"[yellow]warning[/]: {warning}")
+
+
 def _zoo(args) -> int:
     import zoo
     if args.zoo_command == "list":
@@ -169,8 +174,7 @@ def _compile(args) -> int:
         console.print("flag variants measured: " + ", ".join(
             f"{name} {row['median_ms']:.3g} ms" if "median_ms" in row else f"{name} failed"
             for name, row in result.tuning.items()) + f" -> [bold]{result.variant}[/]", highlight=False)
-    for warning in result.warnings:
-        console.print(f"[yellow]warning[/]: {warning}")
+    _warn(result.warnings)
     if result.export["rewrites"]:
         console.print(f"rewrites applied: {', '.join(result.export['rewrites'])}")
     console.print(f"[green]compiled[/] {result.model} for {target.name}: "
@@ -265,8 +269,7 @@ def _new(args) -> int:
     from .project import new_project
     with console.status(f"creating {args.dir} and building its model for {args.target}"):
         result = new_project(args.dir, args.model, args.format, args.target)
-    for warning in result["warnings"]:
-        console.print(f"[yellow]warning[/]: {warning}")
+    _warn(result["warnings"])
     console.print(f"[green]created[/] {result['project']}: open it in the Bela IDE, or run "
                   f"[bold]bela-iree serve {args.dir}[/] to rebuild on every save", highlight=False)
     _emit(args, result)
@@ -280,8 +283,7 @@ def _build(args) -> int:
     board = _board(args, args.dir)
     if board:
         result["deployed"] = _deploy(board, args.dir.resolve())
-    for warning in result["warnings"]:
-        console.print(f"[yellow]warning[/]: {warning}")
+    _warn(result["warnings"])
     console.print(f"[green]built[/] {result['model']} for {result['target']} in {result['seconds']['total']:.2f} s"
                   f"{' (cached)' if result['cached'] else ''}", highlight=False)
     _emit(args, result)

@@ -22,6 +22,8 @@ CASES = {
                           "torch.randn(1, 64)"),
     "complex_abs": ("torch.nn.Identity()", "lambda m, x: torch.fft.rfft(x).abs()", "torch.randn(1, 64)"),
     "dropout_in_inference": ("torch.nn.Dropout1d(0.5)", "lambda m, x: m(x) * 2", "torch.randn(1, 4, 8)"),
+    "attention": ("torch.nn.TransformerEncoderLayer(16, 4, dim_feedforward=32, batch_first=True)",
+                  "lambda m, x: m(x)", "torch.randn(1, 10, 16)"),
     "random_draws": ("torch.nn.Linear(8, 8)", "lambda m, x: m(x) + torch.randn_like(x) * torch.rand(1, 8)",
                      "torch.randn(1, 8)"),
 }

@@ -259,3 +259,22 @@ async def test_history_survives_a_restart(tmp_path):
     assert status == 200 and builds[-1]["reason"] == "service started" and builds[-1]["state"] == "done"
     assert builds[-1]["latency_ms"]["median"] > 0
     assert [b["id"] for b in history["builds"]][-1] == builds[-1]["id"]
+
+
+async def test_compile_that_runs_past_its_limit_is_stopped_and_the_service_goes_on(tmp_path):
+    project = tmp_path / "slow"
+    cli("new", str(project), "--model", "transformer_block", "--target", "host")
+    service = Service(project, "--compile-timeout", "0.3")
+    try:
+        client = await Client.connect(service)
+        model = project / "model.py"
+        mark = len(client.messages)
+        model.write_text(model.read_text().replace("nhead=4", "nhead=8"))  # a new model: iree-compile must run
+        failed = await client.wait_for(lambda m: m["type"] == "build" and m["state"] == "failed", after=mark, timeout=120)
+        assert failed["error"]["stage"] == "compile" and "did not finish within 0.3 s" in failed["error"]["message"]
+        assert (project / "generated/model/model.vmfb").exists()   # the last good model stays
+        status, _ = fetch(service.url + "api/history")
+        assert status == 200
+        await client.close()
+    finally:
+        service.stop()

@@ -18,6 +18,8 @@ output with PyTorch's.
   sqrt(re^2 + im^2) from `view_as_real`.
 - dropout in inference (`nn.Dropout1d/2d`, `feature_dropout`, `alpha_dropout` with train=False):
   IREE has no lowering for the feature forms; in inference every dropout is the identity.
+- `scaled_dot_product_attention` (nn.MultiheadAttention, TransformerEncoderLayer): IREE's fused
+  attention kernel is slow on CPU; written out as softmax(q k^T * scale) v.
 - `detach_` (torch.export adds it to tensors a forward() creates, e.g. `torch.tensor([0])`, when
   the model has parameters): no lowering in IREE; without autograd it is the identity.
 - 1-D convolutions (`nn.Conv1d`, groups 1): IREE's direct convolution is its weak spot (15-20x
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import contextvars
 import math
+import operator
 from dataclasses import dataclass
 
 import torch
@@ -41,6 +44,7 @@ from torch.fx import traceback as fx_traceback
 
 aten = torch.ops.aten
 _UNROLL_LOOPS = contextvars.ContextVar("unroll_loops", default=False)
+_SEQUENCE_USED = contextvars.ContextVar("sequence_used", default=True)   # the layer's output sequence
 
 
 @dataclass
@@ -96,11 +100,13 @@ def _cell_gru(x, state, w_ih, w_hh, b_ih, b_hh):
     return ((1 - z) * n + z * h,)
 
 
-def _run_direction(cell, seq, state, weights, reverse):
+def _run_direction(cell, seq, state, weights, reverse, keep_outputs=True):
     """One layer, one direction, over seq (time, batch, features) as a while loop.
 
     Everything the body reads is loop-carried: torch-mlir's import of while_loop drops
-    closed-over tensors (additional_inputs) in IREE 3.13.
+    closed-over tensors (additional_inputs) in IREE 3.13. The output sequence is carried (and
+    written each step) only when something reads it: for a model that keeps the final state
+    alone, that buffer would be copied on every step.
     """
     steps = seq.shape[0]
     if _UNROLL_LOOPS.get():
@@ -110,7 +116,7 @@ def _run_direction(cell, seq, state, weights, reverse):
             outputs[t] = state[0]
         return torch.stack(outputs), tuple(state)
     hidden = state[0].shape[-1]
-    outputs = seq.new_zeros(steps, seq.shape[1], hidden)
+    outputs = seq.new_zeros(steps, seq.shape[1], hidden) if keep_outputs else seq.new_zeros(1)
 
     def cond(i, *_):
         return i < steps
@@ -120,13 +126,17 @@ def _run_direction(cell, seq, state, weights, reverse):
         t = steps - 1 - i if reverse else i
         x = seq.index_select(0, t.reshape(1)).squeeze(0)
         state = cell(x, state, *weights)
-        outputs = outputs.index_put((t.reshape(1),), state[0].unsqueeze(0))
+        if keep_outputs:
+            outputs = outputs.index_put((t.reshape(1),), state[0].unsqueeze(0))
+        else:
+            outputs = outputs.clone()
         return (i + 1, seq.clone(), outputs) + tuple(state) + tuple(w.clone() for w in weights)
 
     start = torch.zeros((), dtype=torch.int64)
     # a loop's result fed straight into the next loop trips torch.export (2.13): pass a copy
     result = while_loop(cond, body, (start, seq.clone(), outputs, *state, *weights))
-    return result[2], tuple(result[3:3 + len(state)])
+    final = tuple(result[3:3 + len(state)])
+    return (result[2] if keep_outputs else seq.new_zeros(steps, seq.shape[1], hidden)), final
 
 
 def _recurrent(cell, n_state):
@@ -147,7 +157,8 @@ def _recurrent(cell, n_state):
                 if not has_biases:
                     w = [w[0], w[1], w[0].new_zeros(w[0].shape[0]), w[1].new_zeros(w[1].shape[0])]
                 state = tuple(s[index] for s in initial)
-                out, state = _run_direction(cell, seq, state, tuple(w), reverse=direction == 1)
+                keep = layer < num_layers - 1 or _SEQUENCE_USED.get()
+                out, state = _run_direction(cell, seq, state, tuple(w), reverse=direction == 1, keep_outputs=keep)
                 outputs.append(out)
                 for k in range(n_state):
                     finals[k].append(state[k])
@@ -208,6 +219,23 @@ def _is_plain_conv1d(args) -> bool:
     return weight is not None and weight.dim() == 3 and len(stride) == 1 and not transposed and groups == 1
 
 
+def _attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
+    """softmax(q k^T * scale + mask) v, written out: IREE's fused attention kernel runs ~10x
+    slower than these two matmuls and a softmax on this CPU (transformer_block: 47 of 55 ms)."""
+    scale = scale if scale is not None else 1.0 / math.sqrt(q.shape[-1])
+    scores = (q @ k.transpose(-2, -1)) * scale
+    if is_causal:
+        length, source = q.shape[-2], k.shape[-2]
+        scores = scores.masked_fill(torch.ones(length, source, dtype=torch.bool).triu(1), float("-inf"))
+    if attn_mask is not None:
+        scores = scores.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else scores + attn_mask
+    return torch.softmax(scores, dim=-1) @ v
+
+
+def _attention_applies(args) -> bool:
+    return len(args) < 5 or not args[4]  # no dropout inside attention (inference)
+
+
 def _identity(x, *_):
     return x
 
@@ -222,6 +250,7 @@ REWRITES = {
        for op in (aten.dropout.default, aten.feature_dropout.default, aten.alpha_dropout.default,
                   aten.feature_alpha_dropout.default)},
     aten.detach_.default: ("detach is the identity in inference", _identity, None),
+    aten.scaled_dot_product_attention.default: ("attention as two matmuls and a softmax", _attention, _attention_applies),
     aten.convolution.default: ("1-D convolution as im2col and one matmul", _conv1d_as_matmul, _is_plain_conv1d),
     aten.conv1d.default: ("1-D convolution as im2col and one matmul", _conv1d, _is_plain_conv1d_call),
     aten.rnn_tanh.input: ("recurrent layer kept as a loop", _recurrent(_cell_rnn(torch.tanh), 1), None),
@@ -263,7 +292,12 @@ class _Rewriter(torch.fx.Interpreter):
             why, replacement, applies = REWRITES[target]
             if applies is None or applies(args):
                 self.applied.add(why)
-                return replacement(*args, **kwargs)
+                used = any(u.args[1] == 0 and u.users for u in self.node.users if u.target is operator.getitem)
+                token = _SEQUENCE_USED.set(used)
+                try:
+                    return replacement(*args, **kwargs)
+                finally:
+                    _SEQUENCE_USED.reset(token)
         return super().call_function(target, args, kwargs)
 
 
