@@ -13,7 +13,6 @@ import asyncio
 import json
 import signal
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
@@ -217,10 +216,3 @@ async def serve(project: Path, host: str = "127.0.0.1", port: int = 8765, target
         if proxy:
             await proxy.cleanup()
         history.close()
-
-
-def origin_of(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-

@@ -69,8 +69,3 @@ def parse_benchmark(stdout: str, stderr: str) -> Measurement:
         raise BenchError("iree-benchmark-module reported no timed calls", detail=stderr[-4000:])
     peaks = [int(m.group(1)) for m in re.finditer(r"(\d+)B peak", stderr)]
     return Measurement(latencies, dispatches, sum(peaks) if peaks else None)
-
-
-def load_inputs_as_files(artifact_dir: Path, work: Path) -> list[Path]:
-    from .run import input_files
-    return input_files(artifact_dir, work)

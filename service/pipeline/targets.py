@@ -78,9 +78,3 @@ def get_target(name: str) -> Target:
     if name not in TARGETS:
         raise UsageError(f"unknown target {name!r}", hint=f"use one of: {', '.join(TARGETS)}")
     return TARGETS[name]
-
-
-def check_choice(value: str, choices: tuple[str, ...], what: str) -> str:
-    if value not in choices:
-        raise UsageError(f"unknown {what} {value!r}", hint=f"use one of: {', '.join(choices)}")
-    return value

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import contextvars
 import os
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from ..errors import BelaIreeError, ToolMissing, ToolTimeout
+from ..errors import ToolMissing, ToolTimeout
 
 # Set by whoever may need to stop a run early (the service cancelling a stale build): called
 # with each process run_tool starts in this context.
@@ -74,19 +75,8 @@ def _write_log(log: Path | None, argv: list[str], out: bytes, err: bytes, outcom
         return
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as f:
-        f.write(" ".join(_quote(a) for a in argv) + "\n# " + outcome + "\n")
+        f.write(shlex.join(argv) + "\n# " + outcome + "\n")
         if out:
             f.write("# stdout\n" + out.decode(errors="replace")[-200_000:])
         if err:
             f.write("# stderr\n" + err.decode(errors="replace")[-200_000:])
-
-
-def _quote(arg: str) -> str:
-    import shlex
-    return shlex.quote(arg)
-
-
-def check(result: subprocess.CompletedProcess, error: type[BelaIreeError], message: str) -> subprocess.CompletedProcess:
-    if result.returncode != 0:
-        raise error(message, detail=result.stderr[-4000:])
-    return result
