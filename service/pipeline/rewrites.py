@@ -8,7 +8,8 @@ output with PyTorch's.
 
 - recurrent layers (nn.RNN, nn.LSTM, nn.GRU): IREE cannot lower `aten.rnn_tanh`, `lstm`,
   `gru`; the stock decomposition unrolls time (a 1024-step RNN: 1.5 MB of MLIR, 72 s of
-  compile). Here time stays a loop (`torch.while_loop` -> scf.while), so it compiles in ~1 s.
+  compile). Here time stays a loop (`torch.while_loop` -> scf.while), so it compiles in ~1 s;
+  sequences of at most UNROLL_MAX_STEPS steps are unrolled, which runs faster and still compiles fast.
   EmitC cannot express that loop (its sync wrapper would have to yield inside it: "callee must
   be an import for yieldable call", after which iree-compile hangs), so for `--format emitc`
   the same cell is unrolled over time instead (`unroll_loops=True`): slower to compile, same math.
@@ -45,6 +46,8 @@ from torch.fx import traceback as fx_traceback
 aten = torch.ops.aten
 _UNROLL_LOOPS = contextvars.ContextVar("unroll_loops", default=False)
 _SEQUENCE_USED = contextvars.ContextVar("sequence_used", default=True)   # the layer's output sequence
+# Short sequences run faster unrolled (no per-step loop overhead) and still compile in a second
+UNROLL_MAX_STEPS = 64
 
 
 @dataclass
@@ -109,7 +112,7 @@ def _run_direction(cell, seq, state, weights, reverse, keep_outputs=True):
     alone, that buffer would be copied on every step.
     """
     steps = seq.shape[0]
-    if _UNROLL_LOOPS.get():
+    if _UNROLL_LOOPS.get() or steps <= UNROLL_MAX_STEPS:
         outputs = [None] * steps
         for t in (reversed(range(steps)) if reverse else range(steps)):
             state = cell(seq[t], state, *weights)
@@ -253,10 +256,10 @@ REWRITES = {
     aten.scaled_dot_product_attention.default: ("attention as two matmuls and a softmax", _attention, _attention_applies),
     aten.convolution.default: ("1-D convolution as im2col and one matmul", _conv1d_as_matmul, _is_plain_conv1d),
     aten.conv1d.default: ("1-D convolution as im2col and one matmul", _conv1d, _is_plain_conv1d_call),
-    aten.rnn_tanh.input: ("recurrent layer kept as a loop", _recurrent(_cell_rnn(torch.tanh), 1), None),
-    aten.rnn_relu.input: ("recurrent layer kept as a loop", _recurrent(_cell_rnn(torch.relu), 1), None),
-    aten.lstm.input: ("recurrent layer kept as a loop", _recurrent(_cell_lstm, 2), None),
-    aten.gru.input: ("recurrent layer kept as a loop", _recurrent(_cell_gru, 1), None),
+    aten.rnn_tanh.input: ("recurrent layer as a time loop (unrolled if short)", _recurrent(_cell_rnn(torch.tanh), 1), None),
+    aten.rnn_relu.input: ("recurrent layer as a time loop (unrolled if short)", _recurrent(_cell_rnn(torch.relu), 1), None),
+    aten.lstm.input: ("recurrent layer as a time loop (unrolled if short)", _recurrent(_cell_lstm, 2), None),
+    aten.gru.input: ("recurrent layer as a time loop (unrolled if short)", _recurrent(_cell_gru, 1), None),
     aten.fft_rfft.default: ("normalised rfft as a scaled input", _rfft_normalised,
                             lambda args: len(args) > 3 and args[3] in ("ortho", "forward")),
     aten.abs.default: ("complex abs from real and imaginary parts", _complex_abs,
