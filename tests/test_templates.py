@@ -126,3 +126,15 @@ def test_runtime_and_a_generated_project_compile_against_a_real_iree_runtime(tmp
     run = subprocess.run([str(tmp_path / "build/run_model"), compiled["artifacts"][0], "10", "1", "1024"],
                          capture_output=True, text=True, check=True)
     assert "runs 10 failures 0" in run.stdout
+    # a generated EmitC project's C sources (the glue's runtime copy and the module) compile too;
+    # render.cpp also needs the Bela headers: with BELA_INCLUDE_DIR set, it is compiled as well
+    project = tmp_path / "project"
+    new_project(project, "single_mm", "emitc", "gem")
+    include = ["-I", f"{runtime_dir}/include", "-I", str(project / "generated/model"),
+               "-DIREE_ALLOCATOR_SYSTEM_CTL=iree_allocator_libc_ctl", "-DBELA_IREE_LOADER_STATIC"]
+    for source in ("bela_iree_model.c", "emitc_module.c"):
+        subprocess.run(["cc", "-std=gnu11", "-c", str(project / "generated/model" / source), "-o",
+                        str(tmp_path / f"{source}.o"), *include], check=True)
+    if os.environ.get("BELA_INCLUDE_DIR"):
+        subprocess.run(["c++", "-std=c++17", "-fsyntax-only", "-I", os.environ["BELA_INCLUDE_DIR"], *include,
+                        str(project / "render.cpp")], check=True)
