@@ -12,8 +12,12 @@ import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import ModelFileError, UsageError
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_SAMPLE_RATE = 44100
 

@@ -1,7 +1,7 @@
 """bench: latency against the deadline, accuracy against PyTorch, memory, dispatches, peers."""
 import pytest
 
-from .conftest import cli, cli_json
+from .conftest import cli_json
 
 CONTRACT = {"model", "target", "ran_on", "latency_ms", "deadline_ms", "headroom", "accuracy", "memory", "dispatches"}
 

@@ -1,9 +1,6 @@
 """The board over SSH, against a real sshd on loopback standing in for a Bela (see sshd.py)."""
-import asyncio
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 

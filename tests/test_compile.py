@@ -1,5 +1,4 @@
 """The compiler: every zoo model onto every board, checked by running it where we can."""
-import json
 import time
 from pathlib import Path
 

@@ -2,7 +2,6 @@
 Screenshots go to test-artifacts/ for people to look at."""
 import json
 import time
-from pathlib import Path
 
 import pytest
 from playwright.async_api import async_playwright

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 import zoo
-from service.project import USER_FILES, glue_context, new_project
-from service.pipeline.targets import TARGETS
+from service.project import USER_FILES, new_project
 
 from .conftest import cli, cli_json
 
@@ -59,7 +58,7 @@ def test_every_zoo_model_makes_a_real_time_safe_project(tmp_path, model):
 
 
 def test_routing_follows_the_model(tmp_path):
-    audio = new_project(tmp_path / "audio", "basic_mlp", "vmfb", "bela")
+    new_project(tmp_path / "audio", "basic_mlp", "vmfb", "bela")
     assert 'output = "audio"' in (tmp_path / "audio/bela-iree.toml").read_text()
     assert "-DBELA_IREE_LOADER_SYSTEM" in (tmp_path / "audio/settings.json").read_text()
     assert "audioWrite" in (tmp_path / "audio/render.cpp").read_text()

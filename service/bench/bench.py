@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BenchError
-from ..modelfile import model_name
 from ..pipeline.compile import CompileResult, compile_model
 from ..pipeline.targets import Target
 from ..pipeline.tools import run_tool
@@ -127,5 +126,3 @@ def verdict(result: dict) -> str:
         return f"fits: {median:.3g} ms of {deadline:.3g} ms ({100 * result['headroom']:.1f} % headroom){where}"
     return f"does not fit: {median:.3g} ms for a {deadline:.3g} ms block ({median / deadline:.1f}x over){where}"
 
-
-__all__ = ["bench_model", "bench_compiled", "verdict", "model_name"]

@@ -11,7 +11,6 @@ import json
 import re
 import statistics
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..errors import BenchError
 

@@ -32,7 +32,6 @@ def time_calls(call, seconds: float, min_calls: int = 20) -> dict:
 
 
 def eager(module, example):
-    import torch
     return lambda: module(example)
 
 

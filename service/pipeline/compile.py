@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import CompileError, ExportError, ToolTimeout
+from ..errors import CompileError, ExportError
 from ..modelfile import model_name
 from . import cache
 from .elf_check import inspect_armv7_kernels
@@ -173,5 +173,3 @@ def compile_error(stderr: str, model_file: Path) -> CompileError:
     return CompileError(headline[:400], file=file or str(model_file), line=line, detail=stderr[-6000:],
                         hint="rewrite that part of the model with other ops, or report it to bela-iree with the log")
 
-
-__all__ = ["compile_model", "CompileResult", "ToolTimeout"]
