@@ -38,6 +38,36 @@ def machine() -> str:
     return f"{cpu}, {platform.machine()}, Linux {platform.release()}; {versions}"
 
 
+def flops_per_block(name: str) -> int:
+    """Floating-point operations of one call (multiply-adds count 2), by PyTorch's flop counter."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from service.modelfile import load_model
+    loaded = load_model(zoo.model_path(name))
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        loaded.module(loaded.example_input)
+    return counter.get_total_flops()
+
+
+def single_core_peak_gflops() -> float:
+    """What one core of this machine reaches on a large float32 matmul (PyTorch's, one thread)."""
+    import time
+
+    import torch
+    torch.set_num_threads(1)
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(10):
+        started = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - started)
+    return 2 * 1024 ** 3 / best / 1e9
+
+
 def run(names: list[str], seconds: float, console: Console) -> list[dict]:
     rows = []
     with Progress(console=console) as progress, tempfile.TemporaryDirectory() as tmp:
@@ -45,8 +75,9 @@ def run(names: list[str], seconds: float, console: Console) -> list[dict]:
         for name in names:
             progress.update(task, description=f"{name}: compiling, measuring ours and the peers")
             try:
-                rows.append(bench_model(zoo.model_path(name), TARGETS["host"], Path(tmp) / name, peers=True,
-                                        seconds=seconds))
+                row = bench_model(zoo.model_path(name), TARGETS["host"], Path(tmp) / name, peers=True, seconds=seconds)
+                row["flops"] = flops_per_block(name)
+                rows.append(row)
             except BelaIreeError as e:
                 rows.append({"model": name, "error": str(e).splitlines()[0]})
             progress.advance(task)
@@ -58,17 +89,19 @@ def best_peer(row: dict) -> tuple[str, float] | None:
     return min(timed, key=lambda t: t[1]) if timed else None
 
 
-def markdown(rows: list[dict]) -> str:
+def markdown(rows: list[dict], peak: float) -> str:
     lines = [f"# bela-iree against the peers ({date.today()})", "",
-             f"Machine: {machine()}.", "",
+             f"Machine: {machine()}; one core reaches {peak:.0f} GFLOP/s on a 1024x1024 float32 matmul.", "",
              "Median ms per 1024-sample block, one thread, same input and weights; ratio = best peer / ours "
-             "(above 1: we are faster). Accuracy: max abs error against PyTorch.", "",
-             "| model | ours | torch eager | TorchScript | ONNX Runtime | ratio to best peer | accuracy |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             "(above 1: we are faster). Accuracy: max abs error against PyTorch. MFLOP: floating-point "
+             "operations per block (PyTorch's flop counter: matmuls and convolutions); GFLOP/s: ours, "
+             "and as a share of that single-core peak.", "",
+             "| model | ours | torch eager | TorchScript | ONNX Runtime | ratio to best peer | accuracy | MFLOP | GFLOP/s (of peak) | variant |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     ratios = []
     for row in rows:
         if "error" in row:
-            lines.append(f"| {row['model']} | failed: {row['error']} | | | | | |")
+            lines.append(f"| {row['model']} | failed: {row['error']} | | | | | | | | |")
             continue
         ours = row["latency_ms"]["median"]
         cells = [f"{row['peers'][p]['median_ms']:.4g}" if "median_ms" in row["peers"][p] else "fails" for p in PEERS]
@@ -76,8 +109,10 @@ def markdown(rows: list[dict]) -> str:
         ratio = best[1] / ours if best else None
         if ratio:
             ratios.append(ratio)
+        gflops = row["flops"] / ours / 1e6
         lines.append(f"| {row['model']} | {ours:.4g} | {' | '.join(cells)} | "
-                     f"{f'{ratio:.2f}' if ratio else 'n/a'} | {row['accuracy']['max_abs_err']:.2g} |")
+                     f"{f'{ratio:.2f}' if ratio else 'n/a'} | {row['accuracy']['max_abs_err']:.2g} | "
+                     f"{row['flops'] / 1e6:.4g} | {gflops:.3g} ({100 * gflops / peak:.0f} %) | {row.get('variant', '')} |")
     if ratios:
         geomean = math.exp(sum(map(math.log, ratios)) / len(ratios))
         wins = sum(r >= 1 for r in ratios)
@@ -114,12 +149,13 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args()
     console = Console(stderr=True)
+    peak = single_core_peak_gflops()
     rows = run(args.names or zoo.names(), args.seconds, console)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(rows, indent=1))
-    (args.out / "results.md").write_text(markdown(rows))
+    (args.out / "results.json").write_text(json.dumps({"peak_gflops": peak, "models": rows}, indent=1))
+    (args.out / "results.md").write_text(markdown(rows, peak))
     chart(rows, args.out / "results.png")
-    console.print(markdown(rows))
+    console.print(markdown(rows, peak))
     return 0
 
 
