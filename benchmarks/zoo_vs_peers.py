@@ -94,8 +94,11 @@ def markdown(rows: list[dict], peak: float) -> str:
              f"Machine: {machine()}; one core reaches {peak:.0f} GFLOP/s on a 1024x1024 float32 matmul.", "",
              "Median ms per 1024-sample block, one thread, same input and weights; ratio = best peer / ours "
              "(above 1: we are faster). Accuracy: max abs error against PyTorch. MFLOP: floating-point "
-             "operations per block (PyTorch's flop counter: matmuls and convolutions); GFLOP/s: ours, "
-             "and as a share of that single-core peak.", "",
+             "operations per block of the model as written (PyTorch's flop counter counts matmuls and "
+             "convolutions, not FFTs, elementwise math or PyTorch's fused transformer path, so it reads "
+             "0 or too low for log_spectrum and transformer_block); GFLOP/s: ours, and as a share of that "
+             "single-core peak. Above 100 % means a rewrite does less arithmetic than the model as written "
+             "(simple_conv_1d's conv+pool fusion halves it).", "",
              "| model | ours | torch eager | TorchScript | ONNX Runtime | ratio to best peer | accuracy | MFLOP | GFLOP/s (of peak) | variant |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     ratios = []
