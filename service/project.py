@@ -34,7 +34,8 @@ MODEL_DIR = f"{GENERATED}/model"
 CONFIG = "bela-iree.toml"
 USER_FILES = ("render.cpp", "model.py", "settings.json", CONFIG, "README.md")
 # the IREE runtime libraries a project links, as installed by runtime/README.md's recipe
-IREE_LIBRARIES = "-liree_runtime_unified -lpthread -ldl -lm"
+IREE_LIBRARIES = "-liree_runtime_unified -lflatcc_parsing -lpthread -ldl -lm"
+STATIC_LOADER_LIBRARY = "-liree_hal_local_loaders_static_library_loader"   # EmitC's kernels
 
 
 @dataclass
@@ -230,7 +231,7 @@ def new_project(project: Path, model: str | None = None, fmt: str = "vmfb", targ
     make = [f"CPPFLAGS=-I{include} {iree_defines}",
             f"CFLAGS=-I{include} {iree_defines} -DBELA_IREE_LOADER_{loader} -std=gnu11",
             f"LDFLAGS=-L{config.iree_runtime_dir}/lib",
-            f"LDLIBS={f'/root/Bela/projects/{project.name}/{MODEL_DIR}/kernels.o ' if fmt == 'emitc' else ''}"
+            f"LDLIBS={f'/root/Bela/projects/{project.name}/{MODEL_DIR}/kernels.o {STATIC_LOADER_LIBRARY} ' if fmt == 'emitc' else ''}"
             f"{IREE_LIBRARIES}"]
     context = {**asdict(config), "project": project.name, "board": target_info.board,
                "iree_version": cache.iree_version(), "make": ";".join(make),
