@@ -1,15 +1,23 @@
-// bela_iree/model.c: see include/bela_iree/model.h. Written against the IREE 3.x runtime API
-// (iree/runtime/api.h, the local-sync driver and the executable loaders).
+// bela_iree/model.c: see include/bela_iree/model.h. Written against the IREE 3.x runtime C API
+// (iree/runtime/api.h, the local-sync driver, the executable loaders) as of the 3.13 release.
+
+// iree_allocator_system() exists only when the build names the allocator IREE's libraries were
+// built with; a runtime built with default options uses libc's (IREE_ALLOCATOR_SYSTEM=libc).
+#if !defined(IREE_ALLOCATOR_SYSTEM_CTL)
+#define IREE_ALLOCATOR_SYSTEM_CTL iree_allocator_libc_ctl
+#endif
+
 #include "bela_iree/model.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "iree/async/util/proactor_pool.h"
 #include "iree/base/threading/numa.h"
 #include "iree/hal/drivers/local_sync/sync_device.h"
+#include "iree/modules/hal/types.h"
 #include "iree/runtime/api.h"
 
 #if defined(BELA_IREE_LOADER_SYSTEM)
@@ -21,17 +29,29 @@
 #if defined(BELA_IREE_LOADER_STATIC)
 #include "iree/hal/local/loaders/static_library_loader.h"
 #endif
+#if defined(BELA_IREE_LOADER_VMVX)
+#include "iree/hal/local/loaders/vmvx_module_loader.h"
+#endif
+
+#define BELA_IREE_MAX_LOADERS 4
+
+typedef struct {
+	iree_hal_buffer_view_t* view;        // what the function receives, made once
+	iree_hal_buffer_mapping_t mapping;   // persistent mapping of the view's buffer: the caller's input
+	int mapped;
+	float* staging;                      // only if persistent mapping was refused: copied in per run
+	size_t count;
+} input_t;
 
 struct bela_iree_model {
+	iree_allocator_t host;
 	iree_runtime_instance_t* instance;
 	iree_hal_device_t* device;
 	iree_runtime_session_t* session;
-	iree_runtime_call_t call;
+	iree_runtime_call_t call;            // its input and output lists are sized once and reused
 	int call_ready;
 	int input_count;
-	size_t input_counts[BELA_IREE_MAX_INPUTS];
-	float* inputs[BELA_IREE_MAX_INPUTS];
-	iree_hal_buffer_view_t* input_views[BELA_IREE_MAX_INPUTS];
+	input_t inputs[BELA_IREE_MAX_INPUTS];
 	float* output;
 	size_t output_count;
 	bela_iree_counters_t counters;
@@ -39,114 +59,173 @@ struct bela_iree_model {
 	char last_error[256];
 };
 
-static void describe(iree_status_t status, char* out, size_t size) {
-	iree_host_size_t length = 0;
-	char* text = NULL;
-	iree_allocator_t allocator = iree_allocator_system();
+// Writes status's message to out (if any) and frees the status.
+static void describe(iree_status_t status, iree_allocator_t host, char* out, size_t size) {
 	if (out && size) {
-		if (iree_status_to_string(status, &allocator, &text, &length) && text) {
+		char* text = NULL;
+		iree_host_size_t length = 0;
+		if (iree_status_to_string(status, &host, &text, &length) && text) {
 			snprintf(out, size, "%.*s", (int)length, text);
-			iree_allocator_free(allocator, text);
+			iree_allocator_free(host, text);
 		} else {
-			snprintf(out, size, "IREE error %d", (int)iree_status_code(status));
+			snprintf(out, size, "IREE error %s", iree_status_code_string(iree_status_code(status)));
 		}
 	}
 	iree_status_ignore(status);
 }
 
-static iree_status_t create_loader(const bela_iree_model_options_t* options, iree_allocator_t host,
-                                   iree_hal_executable_loader_t** out_loader) {
+// Every loader this file was compiled with; the device asks each in turn whether it can load an
+// executable's format, so a .vmfb built for the system loader is never handed to the embedded one.
+static iree_status_t create_loaders(bela_iree_model_t* model, const bela_iree_model_options_t* options,
+                                    iree_hal_executable_loader_t** loaders, iree_host_size_t* count) {
+	*count = 0;
+	iree_status_t status = iree_ok_status();
 	if (options->static_library_query) {
 #if defined(BELA_IREE_LOADER_STATIC)
 		const iree_hal_executable_library_query_fn_t libraries[] = {options->static_library_query};
-		return iree_hal_static_library_loader_create(1, libraries, iree_hal_executable_import_provider_null(), host,
-		                                             out_loader);
+		status = iree_hal_static_library_loader_create(1, libraries, iree_hal_executable_import_provider_null(),
+		                                               model->host, &loaders[(*count)++]);
 #else
-		return iree_make_status(IREE_STATUS_UNAVAILABLE, "runtime built without BELA_IREE_LOADER_STATIC (EmitC)");
+		return iree_make_status(IREE_STATUS_UNAVAILABLE,
+		                        "static_library_query given but compiled without BELA_IREE_LOADER_STATIC");
 #endif
 	}
 #if defined(BELA_IREE_LOADER_SYSTEM)
-	return iree_hal_system_library_loader_create(NULL, host, out_loader);
-#elif defined(BELA_IREE_LOADER_EMBEDDED)
-	return iree_hal_embedded_elf_loader_create(NULL, host, out_loader);
-#else
-	return iree_make_status(IREE_STATUS_UNAVAILABLE, "runtime built without a .vmfb kernel loader "
-	                        "(define BELA_IREE_LOADER_SYSTEM or BELA_IREE_LOADER_EMBEDDED)");
+	// No plugin manager: bela-iree's kernels import nothing but libc/libm, which dlopen resolves.
+	if (iree_status_is_ok(status))
+		status = iree_hal_system_library_loader_create(NULL, model->host, &loaders[(*count)++]);
 #endif
+#if defined(BELA_IREE_LOADER_EMBEDDED)
+	if (iree_status_is_ok(status))
+		status = iree_hal_embedded_elf_loader_create(NULL, model->host, &loaders[(*count)++]);
+#endif
+#if defined(BELA_IREE_LOADER_VMVX)
+	if (iree_status_is_ok(status))
+		status = iree_hal_vmvx_module_loader_create(iree_runtime_instance_vm_instance(model->instance), 0, NULL,
+		                                            model->host, &loaders[(*count)++]);
+#endif
+	if (!iree_status_is_ok(status)) {
+		loaders[--*count] = NULL;  // the failed create left nothing to release
+		return status;
+	}
+	if (*count == 0)
+		return iree_make_status(IREE_STATUS_UNAVAILABLE,
+		                        "no executable loader: compile with BELA_IREE_LOADER_SYSTEM, _EMBEDDED, _STATIC or _VMVX");
+	return status;
 }
 
-// The local-sync device: one thread, kernels run inline in bela_iree_model_run().
-static iree_status_t create_device(const bela_iree_model_options_t* options, iree_allocator_t host,
-                                   iree_hal_device_t** out_device) {
-	iree_hal_executable_loader_t* loader = NULL;
+// The local-sync device, created directly (no driver registry): kernels run inline in
+// bela_iree_model_run(), on the caller's thread.
+static iree_status_t create_device(bela_iree_model_t* model, const bela_iree_model_options_t* options) {
+	iree_hal_executable_loader_t* loaders[BELA_IREE_MAX_LOADERS] = {0};
+	iree_host_size_t loader_count = 0;
 	iree_hal_allocator_t* allocator = NULL;
 	iree_async_proactor_pool_t* proactors = NULL;
 	iree_string_view_t identifier = iree_make_cstring_view("local-sync");
-	iree_status_t status = create_loader(options, host, &loader);
+	iree_status_t status = create_loaders(model, options, loaders, &loader_count);
+	// Buffers are plain host memory (malloc'd by the heap allocator): mappable at no cost.
 	if (iree_status_is_ok(status))
-		status = iree_hal_allocator_create_heap(identifier, host, host, &allocator);
+		status = iree_hal_allocator_create_heap(identifier, model->host, model->host, &allocator);
+	// IREE >= 3.12 requires a proactor pool for device creation; the device retains it.
 	if (iree_status_is_ok(status))
-		status = iree_async_proactor_pool_create(iree_numa_node_count(), NULL, iree_async_proactor_pool_options_default(),
-		                                         host, &proactors);
+		status = iree_async_proactor_pool_create(iree_numa_node_count(), NULL,
+		                                         iree_async_proactor_pool_options_default(), model->host, &proactors);
 	if (iree_status_is_ok(status)) {
 		iree_hal_sync_device_params_t params;
 		iree_hal_sync_device_params_initialize(&params);
 		iree_hal_device_create_params_t create_params = iree_hal_device_create_params_default();
 		create_params.proactor_pool = proactors;
-		status = iree_hal_sync_device_create(identifier, &params, &create_params, 1, &loader, allocator, host, out_device);
+		status = iree_hal_sync_device_create(identifier, &params, &create_params, loader_count, loaders, allocator,
+		                                     model->host, &model->device);
 	}
 	iree_async_proactor_pool_release(proactors);
 	iree_hal_allocator_release(allocator);
-	iree_hal_executable_loader_release(loader);
+	for (iree_host_size_t i = 0; i < loader_count; ++i)
+		iree_hal_executable_loader_release(loaders[i]);
+	return status;
+}
+
+static iree_status_t append_module(bela_iree_model_t* model, const bela_iree_model_options_t* options) {
+	if (options->emitc_module_create) {
+		iree_vm_module_t* module = NULL;
+		IREE_RETURN_IF_ERROR(
+			options->emitc_module_create(iree_runtime_instance_vm_instance(model->instance), model->host, &module));
+		iree_status_t status = iree_runtime_session_append_module(model->session, module);
+		iree_vm_module_release(module);
+		return status;
+	}
+	return iree_runtime_session_append_bytecode_module_from_file(model->session, options->vmfb_path);
+}
+
+// One input: a device buffer and its view, made once. The buffer stays mapped for the model's
+// life and the mapping is what bela_iree_model_input() returns, so the caller writes straight
+// into the memory the kernels read and run() copies nothing in.
+static iree_status_t create_input(bela_iree_model_t* model, input_t* input, int rank, const int64_t* dims) {
+	iree_hal_dim_t shape[BELA_IREE_MAX_RANK];
+	input->count = 1;
+	for (int d = 0; d < rank; ++d) {
+		if (dims[d] < 0)
+			return iree_make_status(IREE_STATUS_INVALID_ARGUMENT, "input dimension %d is negative", d);
+		shape[d] = (iree_hal_dim_t)dims[d];
+		input->count *= (size_t)dims[d];
+	}
+	iree_device_size_t bytes = (iree_device_size_t)(input->count * sizeof(float));
+	iree_hal_buffer_params_t params = {0};
+	params.type = IREE_HAL_MEMORY_TYPE_DEVICE_LOCAL | IREE_HAL_MEMORY_TYPE_HOST_VISIBLE |
+	              IREE_HAL_MEMORY_TYPE_HOST_COHERENT;
+	params.usage = IREE_HAL_BUFFER_USAGE_DEFAULT | IREE_HAL_BUFFER_USAGE_MAPPING_SCOPED |
+	               IREE_HAL_BUFFER_USAGE_MAPPING_PERSISTENT | IREE_HAL_BUFFER_USAGE_MAPPING_ACCESS_RANDOM;
+	params.access = IREE_HAL_MEMORY_ACCESS_ALL;
+	iree_hal_buffer_t* buffer = NULL;
+	IREE_RETURN_IF_ERROR(
+		iree_hal_allocator_allocate_buffer(iree_hal_device_allocator(model->device), params, bytes, &buffer));
+	iree_status_t status = iree_hal_buffer_view_create(buffer, (iree_host_size_t)rank, shape,
+	                                                   IREE_HAL_ELEMENT_TYPE_FLOAT_32,
+	                                                   IREE_HAL_ENCODING_TYPE_DENSE_ROW_MAJOR, model->host, &input->view);
+	if (iree_status_is_ok(status)) {
+		iree_status_t mapped = iree_hal_buffer_map_range(buffer, IREE_HAL_MAPPING_MODE_PERSISTENT,
+		                                                 IREE_HAL_MEMORY_ACCESS_ALL, 0, bytes, &input->mapping);
+		if (iree_status_is_ok(mapped)) {
+			input->mapped = 1;
+			memset(input->mapping.contents.data, 0, (size_t)bytes);
+		} else {
+			// A device without persistent mappings: fill a host copy, written in per run.
+			iree_status_ignore(mapped);
+			input->staging = (float*)calloc(input->count ? input->count : 1, sizeof(float));
+			if (!input->staging)
+				status = iree_make_status(IREE_STATUS_RESOURCE_EXHAUSTED, "input staging buffer");
+		}
+	}
+	iree_hal_buffer_release(buffer);  // the view holds it
 	return status;
 }
 
 static iree_status_t load(bela_iree_model_t* model, const bela_iree_model_options_t* options) {
-	iree_allocator_t host = iree_allocator_system();
+	if (!options->vmfb_path == !options->emitc_module_create)
+		return iree_make_status(IREE_STATUS_INVALID_ARGUMENT,
+		                        "set exactly one of vmfb_path (bytecode) and emitc_module_create (EmitC)");
 	iree_runtime_instance_options_t instance_options;
-	iree_runtime_instance_options_initialize(&instance_options);
-	IREE_RETURN_IF_ERROR(iree_runtime_instance_create(&instance_options, host, &model->instance));
-	IREE_RETURN_IF_ERROR(create_device(options, host, &model->device));
+	iree_runtime_instance_options_initialize(&instance_options);  // no driver registry: device made below
+	IREE_RETURN_IF_ERROR(iree_runtime_instance_create(&instance_options, model->host, &model->instance));
+	IREE_RETURN_IF_ERROR(create_device(model, options));
 	iree_runtime_session_options_t session_options;
 	iree_runtime_session_options_initialize(&session_options);
 	IREE_RETURN_IF_ERROR(iree_runtime_session_create_with_device(model->instance, &session_options, model->device,
-	                                                             host, &model->session));
-	if (options->emitc_module_create) {
-		iree_vm_module_t* module = NULL;
-		IREE_RETURN_IF_ERROR(options->emitc_module_create(iree_runtime_instance_vm_instance(model->instance), host,
-		                                                  &module));
-		iree_status_t status = iree_runtime_session_append_module(model->session, module);
-		iree_vm_module_release(module);
-		IREE_RETURN_IF_ERROR(status);
-	} else {
-		if (!options->vmfb_path)
-			return iree_make_status(IREE_STATUS_INVALID_ARGUMENT, "no vmfb_path and no emitc_module_create");
-		IREE_RETURN_IF_ERROR(iree_runtime_session_append_bytecode_module_from_file(model->session, options->vmfb_path));
-	}
+	                                                             model->host, &model->session));
+	IREE_RETURN_IF_ERROR(append_module(model, options));
 	const char* function = options->function ? options->function : "module.main";
 	IREE_RETURN_IF_ERROR(iree_runtime_call_initialize_by_name(model->session, iree_make_cstring_view(function),
 	                                                          &model->call));
 	model->call_ready = 1;
 
-	// Inputs: a host buffer the caller fills, and a device buffer view made once, reused every run.
 	model->input_count = options->input_count;
 	for (int i = 0; i < options->input_count; ++i) {
-		iree_hal_dim_t shape[BELA_IREE_MAX_RANK];
-		size_t count = 1;
-		for (int d = 0; d < options->input_ranks[i]; ++d) {
-			shape[d] = (iree_hal_dim_t)options->input_shapes[i][d];
-			count *= (size_t)options->input_shapes[i][d];
-		}
-		model->input_counts[i] = count;
-		model->inputs[i] = (float*)calloc(count, sizeof(float));
-		if (!model->inputs[i])
-			return iree_make_status(IREE_STATUS_RESOURCE_EXHAUSTED, "input buffer");
-		iree_hal_buffer_params_t params = {.type = IREE_HAL_MEMORY_TYPE_DEVICE_LOCAL | IREE_HAL_MEMORY_TYPE_HOST_VISIBLE,
-		                                   .usage = IREE_HAL_BUFFER_USAGE_DEFAULT | IREE_HAL_BUFFER_USAGE_MAPPING};
-		IREE_RETURN_IF_ERROR(iree_hal_buffer_view_allocate_buffer_copy(
-			model->device, iree_hal_device_allocator(model->device), (iree_host_size_t)options->input_ranks[i], shape,
-			IREE_HAL_ELEMENT_TYPE_FLOAT_32, IREE_HAL_ENCODING_TYPE_DENSE_ROW_MAJOR, params,
-			iree_make_const_byte_span(model->inputs[i], count * sizeof(float)), &model->input_views[i]));
+		if (options->input_ranks[i] < 0 || options->input_ranks[i] > BELA_IREE_MAX_RANK)
+			return iree_make_status(IREE_STATUS_INVALID_ARGUMENT, "input %d: rank must be 0..%d", i,
+			                        BELA_IREE_MAX_RANK);
+		IREE_RETURN_IF_ERROR(create_input(model, &model->inputs[i], options->input_ranks[i], options->input_shapes[i]));
+		// The inputs list keeps these views for good: invoking reads it and never consumes it.
+		IREE_RETURN_IF_ERROR(iree_runtime_call_inputs_push_back_buffer_view(&model->call, model->inputs[i].view));
 	}
 	model->output_count = options->output_element_count;
 	model->output = (float*)calloc(model->output_count ? model->output_count : 1, sizeof(float));
@@ -156,17 +235,23 @@ static iree_status_t load(bela_iree_model_t* model, const bela_iree_model_option
 }
 
 bela_iree_model_t* bela_iree_model_load(const bela_iree_model_options_t* options, char* error, size_t error_size) {
+	if (error && error_size)
+		error[0] = '\0';
 	if (!options || options->input_count < 1 || options->input_count > BELA_IREE_MAX_INPUTS) {
 		if (error && error_size)
 			snprintf(error, error_size, "options: input_count must be 1..%d", BELA_IREE_MAX_INPUTS);
 		return NULL;
 	}
 	bela_iree_model_t* model = (bela_iree_model_t*)calloc(1, sizeof(*model));
-	if (!model)
+	if (!model) {
+		if (error && error_size)
+			snprintf(error, error_size, "out of memory");
 		return NULL;
+	}
+	model->host = iree_allocator_system();
 	iree_status_t status = load(model, options);
 	if (!iree_status_is_ok(status)) {
-		describe(status, error, error_size);
+		describe(status, model->host, error, error_size);
 		bela_iree_model_free(model);
 		return NULL;
 	}
@@ -174,39 +259,54 @@ bela_iree_model_t* bela_iree_model_load(const bela_iree_model_options_t* options
 }
 
 float* bela_iree_model_input(bela_iree_model_t* model, int index) {
-	return (index >= 0 && index < model->input_count) ? model->inputs[index] : NULL;
+	if (!model || index < 0 || index >= model->input_count)
+		return NULL;
+	input_t* input = &model->inputs[index];
+	return input->mapped ? (float*)input->mapping.contents.data : input->staging;
 }
 
-static double now_us(void) {
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
-}
-
+// The steady-state path: no allocation here; what IREE allocates inside invoke (the output
+// buffer and its view, fences, the VM stack) is listed in README.md.
 static iree_status_t run(bela_iree_model_t* model) {
-	iree_runtime_call_reset(&model->call);
 	for (int i = 0; i < model->input_count; ++i) {
-		IREE_RETURN_IF_ERROR(iree_hal_buffer_map_write(iree_hal_buffer_view_buffer(model->input_views[i]), 0,
-		                                               model->inputs[i], model->input_counts[i] * sizeof(float)));
-		IREE_RETURN_IF_ERROR(iree_runtime_call_inputs_push_back_buffer_view(&model->call, model->input_views[i]));
+		input_t* input = &model->inputs[i];
+		if (!input->mapped) {
+			IREE_RETURN_IF_ERROR(iree_hal_buffer_map_write(iree_hal_buffer_view_buffer(input->view), 0, input->staging,
+			                                               input->count * sizeof(float)));
+		}
 	}
-	IREE_RETURN_IF_ERROR(iree_runtime_call_invoke(&model->call, 0));
+	iree_vm_list_t* outputs = iree_runtime_call_outputs(&model->call);
+	iree_status_t status = iree_runtime_call_invoke(&model->call, 0);
 	iree_hal_buffer_view_t* output = NULL;
-	IREE_RETURN_IF_ERROR(iree_runtime_call_outputs_pop_front_buffer_view(&model->call, &output));
-	iree_device_size_t bytes = iree_hal_buffer_view_byte_length(output);
-	if (bytes > model->output_count * sizeof(float))
-		bytes = model->output_count * sizeof(float);
-	iree_status_t status = iree_hal_buffer_map_read(iree_hal_buffer_view_buffer(output), 0, model->output, bytes);
-	iree_hal_buffer_view_release(output);
+	if (iree_status_is_ok(status)) {
+		output = iree_vm_list_get_buffer_view_assign(outputs, 0);  // borrowed: the list owns it
+		if (!output)
+			status = iree_make_status(IREE_STATUS_FAILED_PRECONDITION, "the function returned no tensor");
+	}
+	if (iree_status_is_ok(status) && iree_hal_buffer_view_element_type(output) != IREE_HAL_ELEMENT_TYPE_FLOAT_32)
+		status = iree_make_status(IREE_STATUS_FAILED_PRECONDITION, "the output is not float32");
+	if (iree_status_is_ok(status)) {
+		iree_device_size_t bytes = iree_hal_buffer_view_byte_length(output);
+		if (bytes != (iree_device_size_t)(model->output_count * sizeof(float)))
+			status = iree_make_status(IREE_STATUS_FAILED_PRECONDITION,
+			                          "the output has %" PRIu64 " floats, output_element_count is %" PRIu64,
+			                          (uint64_t)(bytes / sizeof(float)), (uint64_t)model->output_count);
+		else
+			status = iree_hal_buffer_map_read(iree_hal_buffer_view_buffer(output), 0, model->output, bytes);
+	}
+	// Drops the outputs (the buffer returns to IREE) but keeps the list's storage.
+	iree_status_ignore(iree_vm_list_resize(outputs, 0));
 	return status;
 }
 
 int bela_iree_model_run(bela_iree_model_t* model) {
-	double start = now_us();
+	if (!model)
+		return -1;
+	iree_time_t start = iree_time_now();
 	iree_status_t status = run(model);
-	double elapsed = now_us() - start;
+	double elapsed = (double)(iree_time_now() - start) / 1e3;
 	if (!iree_status_is_ok(status)) {
-		describe(status, model->last_error, sizeof(model->last_error));
+		describe(status, model->host, model->last_error, sizeof(model->last_error));
 		model->counters.failures++;
 		return -1;
 	}
@@ -219,21 +319,29 @@ int bela_iree_model_run(bela_iree_model_t* model) {
 	return 0;
 }
 
-const float* bela_iree_model_output(const bela_iree_model_t* model) { return model->output; }
-size_t bela_iree_model_output_count(const bela_iree_model_t* model) { return model->output_count; }
-bela_iree_counters_t bela_iree_model_counters(const bela_iree_model_t* model) { return model->counters; }
-const char* bela_iree_model_last_error(const bela_iree_model_t* model) { return model->last_error; }
+const float* bela_iree_model_output(const bela_iree_model_t* model) { return model ? model->output : NULL; }
+size_t bela_iree_model_output_count(const bela_iree_model_t* model) { return model ? model->output_count : 0; }
+
+bela_iree_counters_t bela_iree_model_counters(const bela_iree_model_t* model) {
+	bela_iree_counters_t none = {0};
+	return model ? model->counters : none;
+}
+
+const char* bela_iree_model_last_error(const bela_iree_model_t* model) { return model ? model->last_error : ""; }
 
 void bela_iree_model_free(bela_iree_model_t* model) {
 	if (!model)
 		return;
+	if (model->call_ready)
+		iree_runtime_call_deinitialize(&model->call);  // releases its references to the input views
 	for (int i = 0; i < BELA_IREE_MAX_INPUTS; ++i) {
-		iree_hal_buffer_view_release(model->input_views[i]);
-		free(model->inputs[i]);
+		input_t* input = &model->inputs[i];
+		if (input->mapped)
+			iree_status_ignore(iree_hal_buffer_unmap_range(&input->mapping));
+		iree_hal_buffer_view_release(input->view);
+		free(input->staging);
 	}
 	free(model->output);
-	if (model->call_ready)
-		iree_runtime_call_deinitialize(&model->call);
 	iree_runtime_session_release(model->session);
 	iree_hal_device_release(model->device);
 	iree_runtime_instance_release(model->instance);
