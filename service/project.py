@@ -106,7 +106,7 @@ def glue_context(project: Path, config: ProjectConfig, compiled: CompileResult) 
         "output_channels": out_channels, "output_frames": out_frames,
         "output_is_audio": config.output == "audio", "noise": noise,
         "sample_rate": info["sample_rate"], "deadline_ms": 1000.0 * in_frames / info["sample_rate"],
-        "inputs": info["inputs"], "output_count_total": prod(info["output"]["shape"]),
+        "inputs": info["inputs"],
     }
 
 
@@ -124,7 +124,7 @@ def options_setup(context: dict, config: ProjectConfig) -> str:
         shape = model_input["shape"]
         lines.append(f"options.input_ranks[{index}] = {len(shape)};")
         lines += [f"options.input_shapes[{index}][{d}] = {size};" for d, size in enumerate(shape)]
-    lines.append(f"options.output_element_count = {context['output_count_total']};")
+    lines.append(f"options.output_element_count = {context['output_count']};")
     if config.format == "emitc":
         lines += ["options.emitc_module_create = module_create;",
                   f"options.static_library_query = {context['library_query']};"]

@@ -17,6 +17,7 @@
 #include "iree/async/util/proactor_pool.h"
 #include "iree/base/threading/numa.h"
 #include "iree/hal/drivers/local_sync/sync_device.h"
+#include "iree/hal/utils/caching_allocator.h"
 #include "iree/modules/hal/types.h"
 #include "iree/runtime/api.h"
 
@@ -123,9 +124,16 @@ static iree_status_t create_device(bela_iree_model_t* model, const bela_iree_mod
 	iree_async_proactor_pool_t* proactors = NULL;
 	iree_string_view_t identifier = iree_make_cstring_view("local-sync");
 	iree_status_t status = create_loaders(model, options, loaders, &loader_count);
-	// Buffers are plain host memory (malloc'd by the heap allocator): mappable at no cost.
+	// Buffers are plain host memory (malloc'd by the heap allocator): mappable at no cost. The
+	// caching allocator over it keeps the buffers a run frees (its output, its transients) for the
+	// next run, so after the first run no buffer comes from malloc: a model's shapes are fixed,
+	// so what it caches is bounded by one run's buffers.
+	iree_hal_allocator_t* heap = NULL;
 	if (iree_status_is_ok(status))
-		status = iree_hal_allocator_create_heap(identifier, model->host, model->host, &allocator);
+		status = iree_hal_allocator_create_heap(identifier, model->host, model->host, &heap);
+	if (iree_status_is_ok(status))
+		status = iree_hal_caching_allocator_create_unbounded(heap, model->host, &allocator);
+	iree_hal_allocator_release(heap);
 	// IREE >= 3.12 requires a proactor pool for device creation; the device retains it.
 	if (iree_status_is_ok(status))
 		status = iree_async_proactor_pool_create(iree_numa_node_count(), NULL,
