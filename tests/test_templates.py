@@ -7,10 +7,11 @@ import re
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import zoo
-from service.project import USER_FILES, new_project
+from service.project import USER_FILES, library_query_name, new_project
 
 from .conftest import cli, cli_json
 
@@ -114,17 +115,39 @@ def test_build_never_touches_user_files_and_keeps_the_last_good_model(tmp_path):
     assert not [p for p in (project / "generated").iterdir() if p.name.startswith(".")]
 
 
+def run_against_pytorch(program: Path, compiled: dict, model_path: str, tmp_path: Path) -> None:
+    """Runs `program` (tests/run_model.c) on the exported example input and checks its output
+    against PyTorch's with the foundation's tolerance."""
+    folder = Path(compiled["artifacts"][0]).parent
+    example = next(iter(np.load(folder / "inputs.npz").values())).astype(np.float32)
+    expected = np.load(folder / "expected.npy").ravel()
+    example.tofile(tmp_path / "input.bin")
+    run = subprocess.run([str(program), "--input", str(tmp_path / "input.bin"), "--output", str(tmp_path / "out.bin"),
+                          "--output-count", str(expected.size), model_path, "10", *map(str, example.shape)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "runs 10 failures 0" in run.stdout
+    got = np.fromfile(tmp_path / "out.bin", dtype=np.float32)
+    assert np.abs(got - expected).max() <= 1e-4 + 1e-4 * np.abs(expected).max()
+
+
 @pytest.mark.skipif(not os.environ.get("IREE_RUNTIME_DIR"),
                     reason="needs an IREE runtime build: set IREE_RUNTIME_DIR (see runtime/README.md)")
-def test_runtime_and_a_generated_project_compile_against_a_real_iree_runtime(tmp_path):
+def test_runtime_runs_both_back_ends_and_a_generated_project_compiles_against_a_real_iree_runtime(tmp_path):
     runtime_dir = os.environ["IREE_RUNTIME_DIR"]
     root = Path(__file__).parents[1] / "runtime"
-    subprocess.run(["make", "-C", str(root), "test-program", f"IREE_RUNTIME_DIR={runtime_dir}",
-                    f"BUILD={tmp_path / 'build'}"], check=True)
-    compiled = cli_json("compile", "single_mm", "--target", "host", "--out", str(tmp_path / "m"))[0]
-    run = subprocess.run([str(tmp_path / "build/run_model"), compiled["artifacts"][0], "10", "1", "1024"],
-                         capture_output=True, text=True, check=True)
-    assert "runs 10 failures 0" in run.stdout
+    make = ["make", "-C", str(root), f"IREE_RUNTIME_DIR={runtime_dir}", f"BUILD={tmp_path / 'build'}"]
+    # bytecode back end: a .vmfb from the file system (log_spectrum: several dispatches, libm calls)
+    compiled = cli_json("compile", "log_spectrum", "--target", "host", "--out", str(tmp_path / "vmfb"))[0]
+    subprocess.run([*make, "test-program"], check=True)
+    run_against_pytorch(tmp_path / "build/run_model", compiled, compiled["artifacts"][0], tmp_path)
+    # EmitC back end: module.c and the static kernels linked into the program
+    compiled = cli_json("compile", "log_spectrum", "--target", "host", "--format", "emitc",
+                        "--out", str(tmp_path / "emitc"))[0]
+    folder = tmp_path / "emitc"
+    subprocess.run([*make, "test-program-emitc", f"EMITC_DIR={folder}",
+                    f"EMITC_QUERY={library_query_name(folder / 'kernels.h')}"], check=True)
+    run_against_pytorch(tmp_path / "build/run_emitc", compiled, "-", tmp_path)
     # a generated EmitC project's C sources (the glue's runtime copy and the module) compile too;
     # render.cpp also needs the Bela headers: with BELA_INCLUDE_DIR set, it is compiled as well
     project = tmp_path / "project"

@@ -51,6 +51,15 @@ struct bela_iree_model {
 	iree_runtime_session_t* session;
 	iree_runtime_call_t call;            // its input and output lists are sized once and reused
 	int call_ready;
+	// The function's `$async` form (IREE's coarse-fences ABI), when the module has one: it takes a
+	// wait fence (none) and a signal fence after the inputs, and run() waits on the signal fence.
+	// Calling it directly skips the sync wrapper, whose EmitC translation in IREE 3.13 frees its
+	// signal fence before awaiting it (a use-after-free: a crash in hal.fence.await on x86-64,
+	// "ref type mismatch" on armv7). One semaphore and one fence serve every run: each run raises
+	// the fence's timepoint to the next payload value, so nothing is allocated for it.
+	iree_hal_semaphore_t* semaphore;
+	iree_hal_fence_t* signal_fence;
+	uint64_t signal_value;
 	int input_count;
 	input_t inputs[BELA_IREE_MAX_INPUTS];
 	float* output;
@@ -208,6 +217,36 @@ static iree_status_t create_input(bela_iree_model_t* model, input_t* input, int 
 	return status;
 }
 
+// Prefers `<function>$async`; a module without one (no coarse-fences form) is called synchronously.
+static iree_status_t initialize_call(bela_iree_model_t* model, const char* function) {
+	char async_name[256];
+	snprintf(async_name, sizeof(async_name), "%s$async", function);
+	iree_status_t status =
+		iree_runtime_call_initialize_by_name(model->session, iree_make_cstring_view(async_name), &model->call);
+	if (iree_status_is_ok(status)) {
+		model->call_ready = 1;
+		IREE_RETURN_IF_ERROR(iree_hal_semaphore_create(model->device, IREE_HAL_QUEUE_AFFINITY_ANY, 0ull,
+		                                               IREE_HAL_SEMAPHORE_FLAG_DEFAULT, &model->semaphore));
+		return iree_hal_fence_create(1, model->host, &model->signal_fence);
+	}
+	if (!iree_status_is_not_found(status))
+		return status;
+	iree_status_ignore(status);
+	IREE_RETURN_IF_ERROR(
+		iree_runtime_call_initialize_by_name(model->session, iree_make_cstring_view(function), &model->call));
+	model->call_ready = 1;
+	return iree_ok_status();
+}
+
+// After the inputs: no wait fence (the inputs are ready), then the signal fence.
+static iree_status_t push_fences(bela_iree_model_t* model) {
+	iree_vm_list_t* inputs = iree_runtime_call_inputs(&model->call);
+	iree_vm_ref_t no_wait_fence = iree_vm_ref_null();
+	IREE_RETURN_IF_ERROR(iree_vm_list_push_ref_retain(inputs, &no_wait_fence));
+	iree_vm_ref_t signal_fence = iree_hal_fence_retain_ref(model->signal_fence);
+	return iree_vm_list_push_ref_move(inputs, &signal_fence);
+}
+
 static iree_status_t load(bela_iree_model_t* model, const bela_iree_model_options_t* options) {
 	if (!options->vmfb_path == !options->emitc_module_create)
 		return iree_make_status(IREE_STATUS_INVALID_ARGUMENT,
@@ -221,10 +260,7 @@ static iree_status_t load(bela_iree_model_t* model, const bela_iree_model_option
 	IREE_RETURN_IF_ERROR(iree_runtime_session_create_with_device(model->instance, &session_options, model->device,
 	                                                             model->host, &model->session));
 	IREE_RETURN_IF_ERROR(append_module(model, options));
-	const char* function = options->function ? options->function : "module.main";
-	IREE_RETURN_IF_ERROR(iree_runtime_call_initialize_by_name(model->session, iree_make_cstring_view(function),
-	                                                          &model->call));
-	model->call_ready = 1;
+	IREE_RETURN_IF_ERROR(initialize_call(model, options->function ? options->function : "module.main"));
 
 	model->input_count = options->input_count;
 	for (int i = 0; i < options->input_count; ++i) {
@@ -234,6 +270,9 @@ static iree_status_t load(bela_iree_model_t* model, const bela_iree_model_option
 		IREE_RETURN_IF_ERROR(create_input(model, &model->inputs[i], options->input_ranks[i], options->input_shapes[i]));
 		// The inputs list keeps these views for good: invoking reads it and never consumes it.
 		IREE_RETURN_IF_ERROR(iree_runtime_call_inputs_push_back_buffer_view(&model->call, model->inputs[i].view));
+	}
+	if (model->signal_fence) {
+		IREE_RETURN_IF_ERROR(push_fences(model));
 	}
 	model->output_count = options->output_element_count;
 	model->output = (float*)calloc(model->output_count ? model->output_count : 1, sizeof(float));
@@ -284,7 +323,12 @@ static iree_status_t run(bela_iree_model_t* model) {
 		}
 	}
 	iree_vm_list_t* outputs = iree_runtime_call_outputs(&model->call);
+	if (model->signal_fence) {
+		IREE_RETURN_IF_ERROR(iree_hal_fence_insert(model->signal_fence, model->semaphore, ++model->signal_value));
+	}
 	iree_status_t status = iree_runtime_call_invoke(&model->call, 0);
+	if (iree_status_is_ok(status) && model->signal_fence)
+		status = iree_hal_fence_wait(model->signal_fence, iree_infinite_timeout(), IREE_ASYNC_WAIT_FLAG_NONE);
 	iree_hal_buffer_view_t* output = NULL;
 	if (iree_status_is_ok(status)) {
 		output = iree_vm_list_get_buffer_view_assign(outputs, 0);  // borrowed: the list owns it
@@ -350,6 +394,8 @@ void bela_iree_model_free(bela_iree_model_t* model) {
 		free(input->staging);
 	}
 	free(model->output);
+	iree_hal_fence_release(model->signal_fence);
+	iree_hal_semaphore_release(model->semaphore);
 	iree_runtime_session_release(model->session);
 	iree_hal_device_release(model->device);
 	iree_runtime_instance_release(model->instance);

@@ -1,17 +1,27 @@
-// run_model: load a .vmfb with bela_iree/model.h, run it, print outputs, counters and how many
+// run_model: load a model with bela_iree/model.h, run it, print outputs, counters and how many
 // heap allocations one steady-state run makes.
 //
-//   run_model [--value V] [--output-count N] [--function NAME] MODEL.vmfb RUNS DIM0 [DIM1 ...]
+//   run_model [--value V | --input FILE] [--output FILE] [--output-count N] [--function NAME]
+//             MODEL.vmfb RUNS DIM0 [DIM1 ...]
 //
-// One float32 input of shape DIM0xDIM1..., every element V (default 0.5); the output has N
-// floats (default: as many as the input). Compare with
+// One float32 input of shape DIM0xDIM1...: every element V (default 0.5), or read from FILE
+// (raw little-endian float32). The output has N floats (default: as many as the input); --output
+// writes it to FILE as raw float32. Compare with
 //   iree-run-module --module=MODEL.vmfb --device=local-sync --function=main --input=1x1024xf32=0.5
+//
+// Built with -DBELA_IREE_EMITC_QUERY=<kernels.h's query function> (make test-program-emitc), the
+// program runs the EmitC module linked into it instead, and MODEL.vmfb is ignored (pass "-").
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bela_iree/model.h"
+
+#if defined(BELA_IREE_EMITC_QUERY)
+#include "kernels.h"
+iree_status_t module_create(iree_vm_instance_t* instance, iree_allocator_t allocator, iree_vm_module_t** out_module);
+#endif
 
 // Built with -Wl,--wrap=malloc etc. (see the Makefile): every allocation made by this program's
 // static libraries (IREE, libbela_iree) passes here and is counted.
@@ -30,8 +40,23 @@ int __wrap_posix_memalign(void** out, size_t alignment, size_t size) {
 	return __real_posix_memalign(out, alignment, size);
 }
 
+// Reads (mode "rb") or writes ("wb") count floats; 0 and a message on failure.
+static int transfer(const char* path, const char* mode, float* values, size_t count) {
+	FILE* file = fopen(path, mode);
+	size_t done = 0;
+	if (file) {
+		done = mode[0] == 'r' ? fread(values, sizeof(float), count, file) : fwrite(values, sizeof(float), count, file);
+		fclose(file);
+	}
+	if (done != count)
+		fprintf(stderr, "%s: expected %zu floats, %s %zu\n", path, count, mode[0] == 'r' ? "read" : "wrote", done);
+	return done == count;
+}
+
 static int usage(const char* program) {
-	fprintf(stderr, "usage: %s [--value V] [--output-count N] [--function NAME] MODEL.vmfb RUNS DIM0 [DIM1 ...]\n",
+	fprintf(stderr,
+	        "usage: %s [--value V | --input FILE] [--output FILE] [--output-count N] [--function NAME] "
+	        "MODEL.vmfb RUNS DIM0 [DIM1 ...]\n",
 	        program);
 	return 2;
 }
@@ -40,6 +65,8 @@ int main(int argc, char** argv) {
 	float value = 0.5f;
 	size_t output_count = 0;
 	const char* function = NULL;
+	const char* input_file = NULL;
+	const char* output_file = NULL;
 	int arg = 1;
 	for (; arg + 1 < argc && strncmp(argv[arg], "--", 2) == 0; arg += 2) {
 		if (strcmp(argv[arg], "--value") == 0)
@@ -48,13 +75,22 @@ int main(int argc, char** argv) {
 			output_count = strtoull(argv[arg + 1], NULL, 10);
 		else if (strcmp(argv[arg], "--function") == 0)
 			function = argv[arg + 1];
+		else if (strcmp(argv[arg], "--input") == 0)
+			input_file = argv[arg + 1];
+		else if (strcmp(argv[arg], "--output") == 0)
+			output_file = argv[arg + 1];
 		else
 			return usage(argv[0]);
 	}
 	if (argc - arg < 3 || argc - arg - 2 > BELA_IREE_MAX_RANK)
 		return usage(argv[0]);
 	bela_iree_model_options_t options = {0};
+#if defined(BELA_IREE_EMITC_QUERY)
+	options.emitc_module_create = module_create;
+	options.static_library_query = BELA_IREE_EMITC_QUERY;
+#else
 	options.vmfb_path = argv[arg];
+#endif
 	options.function = function;
 	int runs = atoi(argv[arg + 1]);
 	options.input_count = 1;
@@ -75,6 +111,10 @@ int main(int argc, char** argv) {
 	float* input = bela_iree_model_input(model, 0);
 	for (size_t i = 0; i < count; ++i)
 		input[i] = value;
+	if (input_file && !transfer(input_file, "rb", input, count)) {
+		bela_iree_model_free(model);
+		return 1;
+	}
 	uint64_t first_run_allocations = 0, steady_allocations = 0;
 	for (int r = 0; r < runs; ++r) {
 		uint64_t before = allocations;
@@ -89,6 +129,10 @@ int main(int argc, char** argv) {
 			steady_allocations += allocations - before;
 	}
 	const float* output = bela_iree_model_output(model);
+	if (output_file && !transfer(output_file, "wb", (float*)output, bela_iree_model_output_count(model))) {
+		bela_iree_model_free(model);
+		return 1;
+	}
 	size_t shown = bela_iree_model_output_count(model) < 8 ? bela_iree_model_output_count(model) : 8;
 	printf("output[0..%zu] =", shown);
 	for (size_t i = 0; i < shown; ++i)

@@ -69,8 +69,9 @@ TARGETS = {t.name: t for t in [
     Target("bbai64", "BeagleBone AI-64 (Cortex-A72)", "aarch64", "aarch64-none-linux-gnu", "cortex-a72"),
 ]}
 
-EMITC_ARMV7_WARNING = ("IREE's EmitC modules currently fail at run time on 32-bit ARM "
-                       "('ref type mismatch' in hal.fence.await); use --format vmfb for Bela, "
+EMITC_ARMV7_WARNING = ("IREE 3.13's EmitC modules fail at run time on 32-bit ARM ('ref type mismatch' "
+                       "in hal.fence.join: references packed 8-byte aligned, read 4-byte aligned); "
+                       "use --format vmfb for Bela, "
                        "which loads the kernels with the system-library loader")
 
 

@@ -46,7 +46,8 @@ typedef struct {
 	const char* vmfb_path;                                  // bytecode back end: the .vmfb to load
 	bela_iree_module_create_fn_t emitc_module_create;       // EmitC back end: module.c's module_create
 	iree_hal_executable_library_query_fn_t static_library_query;  // ...and kernels.h's query function
-	const char* function;                                   // default "module.main"
+	const char* function;                                   // default "module.main" (its `$async` form is
+	                                                        // called when the module has one)
 	int input_count;                                        // float32 inputs, 1..BELA_IREE_MAX_INPUTS
 	int input_ranks[BELA_IREE_MAX_INPUTS];                  // each input's shape: its element count is
 	int64_t input_shapes[BELA_IREE_MAX_INPUTS][BELA_IREE_MAX_RANK];  // the product of its dimensions
