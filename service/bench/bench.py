@@ -18,6 +18,7 @@ from ..pipeline.compile import CompileResult, compile_model
 from ..pipeline.targets import Target
 from ..pipeline.tools import run_tool
 from .measure import Measurement, benchmark_argv, parse_benchmark, repetitions_for
+from .peers import ROUNDS as PEERS_ROUNDS
 from .run import input_files, max_abs_error, run_module, tolerance
 from .runtime_tools import tool_command
 
@@ -82,8 +83,11 @@ def _benchmark(argv: list[str]):
     return parse_benchmark(result.stdout, result.stderr)
 
 
-def measure_peers(model_file: Path, seconds: float = 1.0) -> dict:
+def measure_peers(model_file: Path, seconds: float = 1.0, ours: list[str] | None = None) -> dict:
+    """The peers' figures; with `ours` (an iree-benchmark-module argv) ours too, in turns with them."""
     argv = [sys.executable, "-m", "service.bench.peers", str(model_file), "--seconds", str(seconds)]
+    if ours:
+        argv += ["--ours", json.dumps(ours)]
     result = run_tool(argv, timeout=PEERS_TIMEOUT, stage="benchmarking")
     try:
         return json.loads(result.stdout.strip().splitlines()[-1])
@@ -93,8 +97,12 @@ def measure_peers(model_file: Path, seconds: float = 1.0) -> dict:
 
 
 def add_peer_ratios(result: dict, peers: dict) -> dict:
-    """Each peer's median and how many times faster we are (peer / ours; >1 means we win)."""
-    ours = result["latency_ms"]["median"]
+    """Each peer's median and how many times faster we are (peer / ours; >1 means we win),
+    against our side-by-side figure when there is one."""
+    side_by_side = peers.pop("ours", None)
+    if side_by_side and "median_ms" in side_by_side:
+        result["side_by_side_ms"] = side_by_side["median_ms"]
+    ours = result.get("side_by_side_ms", result["latency_ms"]["median"])
     for figures in peers.values():
         if "median_ms" in figures:
             figures["ours_speedup"] = figures["median_ms"] / ours
@@ -115,8 +123,23 @@ def bench_model(model_file: Path, target: Target, out_dir: Path, *, peers: bool 
     result = bench_compiled(compiled, target, block_size=block_size, sample_rate=sample_rate, seconds=seconds)
     result["variant"], result["tuning"] = compiled.variant, compiled.tuning
     if peers:
-        add_peer_ratios(result, measure_peers(model_file))
+        add_peer_ratios(result, measure_peers_beside(compiled, target, model_file, result, seconds))
     return result
+
+
+def measure_peers_beside(compiled: CompileResult, target: Target, model_file: Path, result: dict,
+                         seconds: float) -> dict:
+    """The peers and, where ours runs natively, ours again in turns with them (PEERS_ROUNDS rounds
+    of about seconds / PEERS_ROUNDS each)."""
+    prefix, ran_on = tool_command(target, "iree-benchmark-module")
+    if ran_on != "host":
+        return measure_peers(model_file, seconds)
+    folder = compiled.artifacts[0].parent
+    with tempfile.TemporaryDirectory(prefix="bela-iree-peers-") as tmp:
+        inputs = [str(p) for p in input_files(folder, Path(tmp))]
+        calls = repetitions_for(result["latency_ms"]["median"], seconds / PEERS_ROUNDS)
+        ours = prefix + benchmark_argv(str(folder / "model.vmfb"), inputs, calls, dispatches=False)
+        return measure_peers(model_file, seconds, ours)
 
 
 def verdict(result: dict) -> str:

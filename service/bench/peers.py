@@ -1,13 +1,19 @@
 """The peers: the same model, same input, one thread, in eager PyTorch, TorchScript and
-ONNX Runtime. Run as `python -m service.bench.peers MODEL_FILE [--seconds S]` in its own
-process (thread settings and crashes stay there); prints one JSON object:
+ONNX Runtime. Run as `python -m service.bench.peers MODEL_FILE [--seconds S] [--ours ARGV_JSON]`
+in its own process (thread settings and crashes stay there); prints one JSON object:
 {peer: {"median_ms": float, "calls": int} or {"error": str}}.
+
+With --ours (an iree-benchmark-module command line), our module is timed side by side: the
+contenders take turns in short rounds, so a machine that slows down for a while (a shared VM
+does, by 30 % and more) slows every contender alike instead of whichever ran then. The result
+then also has "ours".
 """
 from __future__ import annotations
 
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -15,10 +21,12 @@ import warnings
 from pathlib import Path
 
 PEERS = ("torch_eager", "torchscript", "onnxruntime")
+ROUNDS = 5
 
 
-def time_calls(call, seconds: float, min_calls: int = 20) -> dict:
-    for _ in range(5):
+def time_calls(call, seconds: float, min_calls: int = 4) -> list[float]:
+    """Milliseconds of each call, after a short warm-up, for about `seconds`."""
+    for _ in range(3):
         call()
     times = []
     deadline = time.perf_counter() + seconds
@@ -28,6 +36,17 @@ def time_calls(call, seconds: float, min_calls: int = 20) -> dict:
         times.append((time.perf_counter_ns() - started) / 1e6)
         if len(times) >= 100_000:
             break
+    return times
+
+
+def time_ours(argv: list[str]) -> list[float]:
+    """Per-call milliseconds of one iree-benchmark-module run."""
+    from .measure import parse_benchmark
+    run = subprocess.run(argv, capture_output=True, text=True)
+    return parse_benchmark(run.stdout, run.stderr).latencies_ms
+
+
+def summary(times: list[float]) -> dict:
     return {"median_ms": statistics.median(times), "calls": len(times)}
 
 
@@ -57,20 +76,38 @@ def onnxruntime(module, example):
     return lambda: session.run(None, feed)
 
 
-def measure_peers(model_file: Path, seconds: float) -> dict:
+def _error(e: Exception) -> dict:
+    message = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+    return {"error": f"{type(e).__name__}: {message}"}
+
+
+def measure_peers(model_file: Path, seconds: float, ours: list[str] | None = None, rounds: int = ROUNDS) -> dict:
+    """Each peer (and ours, given its benchmark command) for `seconds` in all, in turns."""
     import torch
 
     from ..modelfile import load_model
     torch.set_num_threads(1)
     loaded = load_model(model_file)
-    results = {}
+    results, calls = {}, {}
     for name, prepare in (("torch_eager", eager), ("torchscript", torchscript), ("onnxruntime", onnxruntime)):
         try:
             with torch.no_grad():
-                results[name] = time_calls(prepare(loaded.module, loaded.example_input), seconds)
+                calls[name] = prepare(loaded.module, loaded.example_input)
+                calls[name]()
         except Exception as e:  # a peer that cannot run the model reports why, the others go on
-            message = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
-            results[name] = {"error": f"{type(e).__name__}: {message}"}
+            results[name] = _error(e)
+    times = {name: [] for name in [*calls, *(["ours"] if ours else [])]}
+    for _ in range(rounds):
+        if ours:
+            times["ours"] += time_ours(ours)
+        for name, call in list(calls.items()):
+            try:
+                with torch.no_grad():
+                    times[name] += time_calls(call, seconds / rounds)
+            except Exception as e:
+                results[name] = _error(e)
+                del calls[name], times[name]
+    results.update({name: summary(t) for name, t in times.items()})
     return results
 
 
@@ -78,9 +115,10 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("model_file", type=Path)
     parser.add_argument("--seconds", type=float, default=1.0)
+    parser.add_argument("--ours", type=json.loads, help="iree-benchmark-module argv (JSON list), timed in turns too")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
-    print(json.dumps(measure_peers(args.model_file, args.seconds)))
+    print(json.dumps(measure_peers(args.model_file, args.seconds, args.ours)))
     return 0
 
 

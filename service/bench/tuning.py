@@ -2,7 +2,8 @@
 
 IREE's best flags differ by model: data tiling speeds up matmuls and slows some other
 kernels; microkernels help some shapes. Each variant is compiled (through the compile cache)
-and timed with iree-benchmark-module on the target; the fastest wins. The measurements are
+and timed with iree-benchmark-module on the target, the variants taking turns over a few rounds
+(a shared machine's slow spells then hit every variant alike); the lowest median wins. The measurements are
 cached by the exported MLIR, the target's flags and the IREE version, so a model is tuned once.
 Measured where the target runs for real: natively for `host` (and on a board, given one);
 emulated timings say nothing about a board, so ARM targets without a board keep the default.
@@ -10,6 +11,7 @@ emulated timings say nothing about a board, so ARM targets without a board keep 
 from __future__ import annotations
 
 import json
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -32,19 +34,45 @@ VARIANTS = {
     "ukernels": ("--iree-llvmcpu-enable-ukernels=all",),
     "data-tiling+ukernels": DATA_TILING + ("--iree-llvmcpu-enable-ukernels=all",),
 }
-CALLS = 40
+CALLS = 15   # per variant and round
+ROUNDS = 3
 
 
 def measured_here(target: Target) -> bool:
     return target.arch == "x86_64"
 
 
-def _median_ms(compiled: CompileResult, target: Target) -> float:
+def _call_times(compiled: CompileResult, target: Target, inputs: list[str]) -> list[float]:
     prefix, _ = tool_command(target, "iree-benchmark-module")
-    folder = compiled.artifacts[0].parent
-    with tempfile.TemporaryDirectory(prefix="bela-iree-tune-") as tmp:
-        inputs = [str(p) for p in input_files(folder, Path(tmp))]
-        return _benchmark(prefix + benchmark_argv(str(folder / "model.vmfb"), inputs, CALLS, dispatches=False)).summary()["median"]
+    module = str(compiled.artifacts[0].parent / "model.vmfb")
+    return _benchmark(prefix + benchmark_argv(module, inputs, CALLS, dispatches=False)).latencies_ms
+
+
+def measure_variants(model_file: Path, target: Target, backend: str, options: dict) -> tuple[dict, bool]:
+    """{variant: {"median_ms"} or {"error"}}, and whether a variant timed out (then the table
+    says nothing final about it and is not remembered)."""
+    table, compiled, timed_out = {}, {}, False
+    with tempfile.TemporaryDirectory(prefix="bela-iree-variants-") as tmp:
+        for name, flags in VARIANTS.items():
+            try:
+                compiled[name] = compile_model(model_file, target, "vmfb", backend, Path(tmp) / name,
+                                               extra_flags=flags, **options)
+            except ToolTimeout as e:
+                table[name], timed_out = {"error": e.message[:300]}, True
+            except BelaIreeError as e:  # a variant that does not compile is just not chosen
+                table[name] = {"error": e.message[:300]}
+        any_folder = next(iter(compiled.values())).artifacts[0].parent if compiled else None
+        inputs = [str(p) for p in input_files(any_folder, Path(tmp))] if any_folder else []
+        times = {name: [] for name in compiled}
+        for _ in range(ROUNDS):
+            for name in list(times):
+                try:
+                    times[name] += _call_times(compiled[name], target, inputs)
+                except BelaIreeError as e:  # nor is one that does not run
+                    table[name] = {"error": e.message[:300]}
+                    del times[name]
+        table.update({name: {"median_ms": statistics.median(t)} for name, t in times.items()})
+    return {name: table[name] for name in VARIANTS}, timed_out
 
 
 def compile_tuned(model_file: Path, target: Target, out_dir: Path, backend: str = "llvm-cpu", **options) -> CompileResult:
@@ -53,21 +81,12 @@ def compile_tuned(model_file: Path, target: Target, out_dir: Path, backend: str 
         return compile_model(model_file, target, "vmfb", backend, out_dir, **options)
     export_dir, _, _ = export_cached(model_file)
     key = cache.digest((export_dir / "model.mlirbc").read_bytes(), target.name, backend, cache.iree_version(),
-                       json.dumps(VARIANTS))
+                       json.dumps([VARIANTS, ROUNDS]))
     store = cache.cache_root() / "tuning" / f"{key}.json"
     table = json.loads(store.read_text()) if store.exists() else None
     measured_now = table is None
     if table is None:
-        table, timed_out = {}, False
-        for name, flags in VARIANTS.items():
-            try:
-                with tempfile.TemporaryDirectory(prefix="bela-iree-variant-") as tmp:
-                    compiled = compile_model(model_file, target, "vmfb", backend, Path(tmp), extra_flags=flags, **options)
-                    table[name] = {"median_ms": _median_ms(compiled, target)}
-            except ToolTimeout as e:  # says nothing about the variant: not remembered
-                table[name], timed_out = {"error": e.message[:300]}, True
-            except BelaIreeError as e:  # a variant that does not compile or run is just not chosen
-                table[name] = {"error": e.message[:300]}
+        table, timed_out = measure_variants(model_file, target, backend, options)
         if not timed_out and "median_ms" in table["default"]:
             store.parent.mkdir(parents=True, exist_ok=True)
             store.write_text(json.dumps(table, indent=1))

@@ -79,25 +79,29 @@ def _complex_abs(z):
 
 # ---- recurrent layers as while loops -------------------------------------------------------
 
+# A cell takes its step's input projection xw (x @ w_ih.t() + b_ih, computed for the whole
+# sequence at once by one matmul before the loop), the state, and w_hh already transposed:
+# the per-step product h @ w_hh_t is then a plain row-times-matrix that vectorises along the
+# outputs, where h @ w_hh.t() made IREE reduce across vector lanes on every step.
 def _cell_rnn(nonlinearity):
-    def step(x, state, w_ih, w_hh, b_ih, b_hh):
+    def step(xw, state, w_hh_t, b_hh):
         (h,) = state
-        return (nonlinearity(x @ w_ih.t() + b_ih + h @ w_hh.t() + b_hh),)
+        return (nonlinearity(xw + h @ w_hh_t + b_hh),)
     return step
 
 
-def _cell_lstm(x, state, w_ih, w_hh, b_ih, b_hh):
+def _cell_lstm(xw, state, w_hh_t, b_hh):
     h, c = state
-    gates = x @ w_ih.t() + b_ih + h @ w_hh.t() + b_hh
+    gates = xw + h @ w_hh_t + b_hh
     i, f, g, o = gates.chunk(4, dim=-1)
     c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
     return torch.sigmoid(o) * torch.tanh(c), c
 
 
-def _cell_gru(x, state, w_ih, w_hh, b_ih, b_hh):
+def _cell_gru(xw, state, w_hh_t, b_hh):
     (h,) = state
-    xr, xz, xn = (x @ w_ih.t() + b_ih).chunk(3, dim=-1)
-    hr, hz, hn = (h @ w_hh.t() + b_hh).chunk(3, dim=-1)
+    xr, xz, xn = xw.chunk(3, dim=-1)
+    hr, hz, hn = (h @ w_hh_t + b_hh).chunk(3, dim=-1)
     r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
     n = torch.tanh(xn + r * hn)
     return ((1 - z) * n + z * h,)
@@ -112,6 +116,10 @@ def _run_direction(cell, seq, state, weights, reverse, keep_outputs=True):
     alone, that buffer would be copied on every step.
     """
     steps = seq.shape[0]
+    w_ih, w_hh, b_ih, b_hh = weights
+    # every step's input projection, in one 2-D matmul (a 3-D one becomes a slower batch matmul)
+    seq = (seq.reshape(steps * seq.shape[1], -1) @ w_ih.t()).reshape(steps, seq.shape[1], -1) + b_ih
+    weights = (w_hh.t().contiguous(), b_hh)
     if _UNROLL_LOOPS.get() or steps <= UNROLL_MAX_STEPS:
         outputs = [None] * steps
         for t in (reversed(range(steps)) if reverse else range(steps)):
@@ -129,7 +137,7 @@ def _run_direction(cell, seq, state, weights, reverse, keep_outputs=True):
         return i < steps
 
     def body(i, seq, outputs, *rest):
-        state, weights = rest[:len(rest) - 4], rest[len(rest) - 4:]
+        state, weights = rest[:len(rest) - 2], rest[len(rest) - 2:]
         for j in range(chunk):
             t = (steps - 1 - (i + j)) if reverse else i + j
             x = seq.index_select(0, t.reshape(1)).squeeze(0)
