@@ -93,7 +93,8 @@
       bench(message) {
         const median = message.latency_ms.median;
         const fits = median <= message.deadline_ms;
-        const where = message.ran_on === "emulator" ? " (emulated, not a board timing)" : ` (on ${message.ran_on})`;
+        const flags = message.variant && message.variant !== "default" ? `, IREE flags: ${message.variant}` : "";
+        const where = message.ran_on === "emulator" ? ` (emulated, not a board timing${flags})` : ` (on ${message.ran_on}${flags})`;
         verdict.textContent = fits
           ? `fits: ${formatMs(median)} ms of ${formatMs(message.deadline_ms)} ms (${(100 * message.headroom).toFixed(1)} % headroom)${where}`
           : `does not fit: ${formatMs(median)} ms for a ${formatMs(message.deadline_ms)} ms block${where}`;

@@ -32,7 +32,8 @@ BENCH_SECONDS = 1.0       # then a fuller measurement, after `done`, unless a ne
 
 class Builder:
     def __init__(self, project: Path, publish, history: History, target: str | None = None,
-                 export_timeout: float = 60.0, compile_timeout: float = 120.0, bench_runner=None):
+                 export_timeout: float = 60.0, compile_timeout: float = 120.0, bench_runner=None,
+                 tune: bool = True):
         self.project = project
         self.publish = publish
         self.history = history
@@ -43,6 +44,7 @@ class Builder:
         self.export_timeout = export_timeout
         self.compile_timeout = compile_timeout
         self.bench_runner = bench_runner   # the board's, once connected; None: host or emulator
+        self.tune = tune                   # measure flag variants once per model (bench/tuning.py)
         self.built_fingerprint: str | None = None
         self.processes: set = set()
         self.task: asyncio.Task | None = None
@@ -121,6 +123,7 @@ class Builder:
             enter("benchmarking")
             bench = await self._bench(compiled, target, quick=True)
             if bench:
+                bench["variant"] = compiled.variant
                 self.history.update(build_id, bench=bench)
                 self.publish(events.bench(build_id, {**bench, "phase": "quick"}))
             enter("done")
@@ -128,8 +131,11 @@ class Builder:
             if bench and not self.bench_runner:
                 # a fuller figure (more calls: a real p99) while the user reads the first one
                 bench = await self._bench(compiled, target, quick=False)
+                bench["variant"] = compiled.variant
                 self.history.update(build_id, bench=bench)
                 self.publish(events.bench(build_id, {**bench, "phase": "full"}))
+                if self.tune:
+                    await self._tune(build_id, compiled, target)
         except asyncio.CancelledError:
             self._kill_processes()
             if not finished:  # after `done` only the fuller measurement is dropped
@@ -148,6 +154,26 @@ class Builder:
             error = {"stage": clock["stage"], "message": f"internal error: {type(e).__name__}: {e}"}
             self.history.update(build_id, state="failed", stages=stages, error=error)
             self.publish(events.build(build_id, "failed", target, dict(stages), error=error))
+
+    async def _tune(self, build_id: int, compiled, target: str) -> None:
+        """Once per model and target, after the build is done: measure the flag variants and,
+        if one beats the flags this build used, build again with it."""
+        from .bench.tuning import needs_tuning, tune
+        from .pipeline.variants import fastest
+        model_file, target_info = self.project / "model.py", TARGETS[target]
+        if not await self._in_thread(needs_tuning, model_file, target_info, self.format, compiled.backend,
+                                     exporter=self.exporter.export):
+            return
+        self.publish(events.log(build_id, "measuring IREE flag variants for this model (once per model and target)"))
+        table = await self._in_thread(tune, model_file, target_info, compiled.backend, exporter=self.exporter.export,
+                                      timeout=self.compile_timeout, export_timeout=self.export_timeout)
+        best = fastest(table)
+        self.publish(events.log(build_id, "flag variants: " + ", ".join(
+            f"{name} {row['median_ms']:.3g} ms" if "median_ms" in row else f"{name} failed"
+            for name, row in table.items()) + f" -> {best}"))
+        if best != compiled.variant:
+            # after this task has finished, so the new build does not cancel it
+            asyncio.get_running_loop().call_soon(self.request, f"faster flags measured: {best}")
 
     async def _bench(self, compiled, target: str, quick: bool) -> dict | None:
         from .bench.bench import bench_compiled

@@ -95,6 +95,8 @@ def parser() -> argparse.ArgumentParser:
     _add_board_args(serve)
     serve.add_argument("--export-timeout", type=float, default=60.0, help="seconds an export may take (default 60)")
     serve.add_argument("--compile-timeout", type=float, default=120.0, help="seconds iree-compile may take (default 120)")
+    serve.add_argument("--no-tune", dest="tune", action="store_false",
+                       help="do not measure IREE flag variants after a model's first build (host)")
     board = commands.add_parser("board", help="a Bela board over SSH").add_subparsers(dest="board_command", required=True)
     check = board.add_parser("check", help="what the board has: architecture, Bela, Xenomai, IREE runtime, space")
     check.add_argument("board")
@@ -168,7 +170,8 @@ def _compile(args) -> int:
             from .bench.tuning import compile_tuned
             result = compile_tuned(model_file, target, out.resolve(), args.backend, timeout=args.timeout)
         else:
-            result = compile_model(model_file, target, args.format, args.backend, out.resolve(), timeout=args.timeout)
+            result = compile_model(model_file, target, args.format, args.backend, out.resolve(), timeout=args.timeout,
+                                   variant=None if args.tune else "default")
     if result.tuning:
         console.print("flag variants measured: " + ", ".join(
             f"{name} {row['median_ms']:.3g} ms" if "median_ms" in row else f"{name} failed"
@@ -308,5 +311,6 @@ def _serve(args) -> int:
     ide_url = args.ide_url or (f"http://{board.address.host}/" if board else None)
     asyncio.run(serve(args.dir, args.host, args.port, args.target, ready=ready, ide_url=ide_url, board=board,
                       ide_port=args.ide_port,
-                      timeouts={"export_timeout": args.export_timeout, "compile_timeout": args.compile_timeout}))
+                      builder_options={"export_timeout": args.export_timeout, "compile_timeout": args.compile_timeout,
+                                "tune": args.tune}))
     return 0

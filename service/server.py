@@ -160,7 +160,7 @@ class Server:
 
 
 async def serve(project: Path, host: str = "127.0.0.1", port: int = 8765, target: str | None = None,
-                ready=None, timeouts: dict | None = None, ide_url: str | None = None, ide_port: int = 8766,
+                ready=None, builder_options: dict | None = None, ide_url: str | None = None, ide_port: int = 8766,
                 board=None) -> None:
     """Run the service until SIGINT/SIGTERM. `ready(url, ide_url)` is called once it listens.
     With `ide_url`, the Bela IDE at that address is also served on `ide_port` with the panel in it."""
@@ -170,7 +170,7 @@ async def serve(project: Path, host: str = "127.0.0.1", port: int = 8765, target
     project = project.resolve()
     history = History(project / GENERATED / "history.sqlite")
     publish_to = []
-    builder = Builder(project, lambda message: publish_to[0].publish(message), history, target, **(timeouts or {}))
+    builder = Builder(project, lambda message: publish_to[0].publish(message), history, target, **(builder_options or {}))
     proxy_origins = tuple(f"http://{name}:{ide_port}" for name in ("127.0.0.1", "localhost")) if ide_url else ()
     session = None
     if board:

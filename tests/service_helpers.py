@@ -23,11 +23,15 @@ def free_port() -> int:
 
 
 class Service:
-    def __init__(self, project: Path, *args: str, env: dict | None = None, port: int | None = None):
+    def __init__(self, project: Path, *args: str, env: dict | None = None, port: int | None = None,
+                 tune: bool = False):
+        """tune=False passes --no-tune: most tests watch one build at a time, and measuring flag
+        variants after a model's first build would add builds they do not expect."""
         self.project = project
         self.port = port or free_port()
         self.log = open(project.parent / f"serve-{self.port}.log", "a")
-        self.process = subprocess.Popen([BELA_IREE, "serve", str(project), "--port", str(self.port), *args],
+        self.process = subprocess.Popen([BELA_IREE, "serve", str(project), "--port", str(self.port), *args,
+                                         *([] if tune else ["--no-tune"])],
                                         stdout=subprocess.PIPE, stderr=self.log, text=True, start_new_session=True,
                                         env=env)
         self.url = self.process.stdout.readline().strip()

@@ -278,3 +278,30 @@ async def test_compile_that_runs_past_its_limit_is_stopped_and_the_service_goes_
         await client.close()
     finally:
         service.stop()
+
+
+async def test_a_new_model_is_tuned_once_and_rebuilt_with_the_fastest_flags(tmp_path):
+    project = tmp_path / "tuned"
+    cli("new", str(project), "--model", "single_mm", "--target", "host")
+    model = project / "model.py"
+    model.write_text(model.read_text().replace("manual_seed(0)", "manual_seed(11)"))  # never measured before
+    service = Service(project, tune=True)
+    try:
+        client = await Client.connect(service)
+        first = await client.build_finished()
+        assert first["state"] == "done"
+        measured = await client.wait_for(lambda m: m["type"] == "log" and m["line"].startswith("flag variants:"),
+                                         timeout=300)
+        best = measured["line"].rsplit("-> ", 1)[1]
+        # single_mm's 1024x1024 matmul: IREE's default flags are the slowest here by far
+        assert best != "default", measured["line"]
+        rebuilt = await client.wait_for(lambda m: m["type"] == "build" and m.get("reason") == f"faster flags measured: {best}")
+        done = await client.build_finished(after=client.messages.index(rebuilt))
+        assert done["state"] == "done"
+        bench = await client.wait_for(lambda m: m["type"] == "bench" and m["build_id"] == done["id"])
+        assert bench["variant"] == best
+        await asyncio.sleep(1.0)  # the rebuilt model is tuned already: no third build
+        assert [m for m in client.messages if m["type"] == "build" and m["state"] == "queued"][-1]["id"] == done["id"]
+        await client.close()
+    finally:
+        service.stop()

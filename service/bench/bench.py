@@ -119,7 +119,7 @@ def bench_model(model_file: Path, target: Target, out_dir: Path, *, peers: bool 
         from .tuning import compile_tuned
         compiled = compile_tuned(model_file, target, out_dir)
     else:
-        compiled = compile_model(model_file, target, "vmfb", "llvm-cpu", out_dir)
+        compiled = compile_model(model_file, target, "vmfb", "llvm-cpu", out_dir, variant="default")
     result = bench_compiled(compiled, target, block_size=block_size, sample_rate=sample_rate, seconds=seconds)
     result["variant"], result["tuning"] = compiled.variant, compiled.tuning
     if peers:

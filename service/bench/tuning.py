@@ -1,12 +1,11 @@
-"""Choosing, per model and target, the fastest of a few iree-compile flag sets, by measuring.
+"""Measuring, per model and target, which of pipeline/variants.py's flag sets is fastest.
 
-IREE's best flags differ by model: data tiling speeds up matmuls and slows some other
-kernels; microkernels help some shapes. Each variant is compiled (through the compile cache)
-and timed with iree-benchmark-module on the target, the variants taking turns over a few rounds
-(a shared machine's slow spells then hit every variant alike); the lowest median wins. The measurements are
-cached by the exported MLIR, the target's flags and the IREE version, so a model is tuned once.
-Measured where the target runs for real: natively for `host` (and on a board, given one);
-emulated timings say nothing about a board, so ARM targets without a board keep the default.
+Each variant is compiled (through the compile cache) and timed with iree-benchmark-module on
+the target, the variants taking turns over a few rounds (a shared machine's slow spells then hit
+every variant alike); the lowest median wins. The table is stored by the exported MLIR, the
+target, the back end and the IREE version, so a model is measured once and every later build
+of it uses the winner. Measured where the target runs for real: natively for `host`; emulated
+timings say nothing about a board, so ARM targets keep the default.
 """
 from __future__ import annotations
 
@@ -16,24 +15,14 @@ import tempfile
 from pathlib import Path
 
 from ..errors import BelaIreeError, ToolTimeout
-from ..pipeline import cache
 from ..pipeline.compile import CompileResult, compile_model, export_cached
 from ..pipeline.targets import Target
+from ..pipeline.variants import VARIANTS, measured_table, table_path
 from .bench import _benchmark
 from .measure import benchmark_argv
 from .run import input_files
 from .runtime_tools import tool_command
 
-# data tiling packs large operands into vectors and stack buffers beyond IREE's default
-# guards on some models (resnet_1d's im2col); those guards are relaxed with it
-DATA_TILING = ("--iree-opt-data-tiling", "--iree-llvmcpu-fail-on-large-vector=false",
-               "--iree-llvmcpu-stack-allocation-limit=1048576")
-VARIANTS = {
-    "default": (),
-    "data-tiling": DATA_TILING,
-    "ukernels": ("--iree-llvmcpu-enable-ukernels=all",),
-    "data-tiling+ukernels": DATA_TILING + ("--iree-llvmcpu-enable-ukernels=all",),
-}
 CALLS = 15   # per variant and round
 ROUNDS = 3
 
@@ -53,10 +42,10 @@ def measure_variants(model_file: Path, target: Target, backend: str, options: di
     says nothing final about it and is not remembered)."""
     table, compiled, timed_out = {}, {}, False
     with tempfile.TemporaryDirectory(prefix="bela-iree-variants-") as tmp:
-        for name, flags in VARIANTS.items():
+        for name in VARIANTS:
             try:
                 compiled[name] = compile_model(model_file, target, "vmfb", backend, Path(tmp) / name,
-                                               extra_flags=flags, **options)
+                                               variant=name, **options)
             except ToolTimeout as e:
                 table[name], timed_out = {"error": e.message[:300]}, True
             except BelaIreeError as e:  # a variant that does not compile is just not chosen
@@ -75,24 +64,33 @@ def measure_variants(model_file: Path, target: Target, backend: str, options: di
     return {name: table[name] for name in VARIANTS}, timed_out
 
 
-def compile_tuned(model_file: Path, target: Target, out_dir: Path, backend: str = "llvm-cpu", **options) -> CompileResult:
-    """compile_model with the fastest variant for this model on this target (vmfb)."""
-    if backend != "llvm-cpu" or not measured_here(target):
-        return compile_model(model_file, target, "vmfb", backend, out_dir, **options)
+def needs_tuning(model_file: Path, target: Target, fmt: str, backend: str, **export_options) -> bool:
+    if fmt != "vmfb" or backend != "llvm-cpu" or not measured_here(target):
+        return False
+    export_dir, _, _ = export_cached(model_file, **export_options)
+    return measured_table(export_dir, target, backend) is None
+
+
+def tune(model_file: Path, target: Target, backend: str = "llvm-cpu", **options) -> dict:
+    """Measure the variants (unless already measured) and store the table; returns it."""
     export_dir, _, _ = export_cached(model_file)
-    key = cache.digest((export_dir / "model.mlirbc").read_bytes(), target.name, backend, cache.iree_version(),
-                       json.dumps([VARIANTS, ROUNDS]))
-    store = cache.cache_root() / "tuning" / f"{key}.json"
-    table = json.loads(store.read_text()) if store.exists() else None
-    measured_now = table is None
+    table = measured_table(export_dir, target, backend)
     if table is None:
         table, timed_out = measure_variants(model_file, target, backend, options)
         if not timed_out and "median_ms" in table["default"]:
-            store.parent.mkdir(parents=True, exist_ok=True)
-            store.write_text(json.dumps(table, indent=1))
-    timed = {name: row["median_ms"] for name, row in table.items() if "median_ms" in row}
-    best = min(timed, key=timed.get) if timed else "default"
-    result = compile_model(model_file, target, "vmfb", backend, out_dir, extra_flags=VARIANTS[best], **options)
-    result.variant, result.tuning = best, table
+            path = table_path(export_dir, target, backend)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(table, indent=1))
+    return table
+
+
+def compile_tuned(model_file: Path, target: Target, out_dir: Path, backend: str = "llvm-cpu", **options) -> CompileResult:
+    """compile_model with the fastest variant for this model on this target (vmfb), measured now
+    if it never was."""
+    if backend != "llvm-cpu" or not measured_here(target):
+        return compile_model(model_file, target, "vmfb", backend, out_dir, **options)
+    measured_now = needs_tuning(model_file, target, "vmfb", backend)
+    tune(model_file, target, backend, **options)
+    result = compile_model(model_file, target, "vmfb", backend, out_dir, **options)
     result.cached = result.cached and not measured_now
     return result

@@ -21,6 +21,7 @@ from . import cache
 from .elf_check import inspect_armv7_kernels
 from .targets import EMITC_ARMV7_WARNING, Target
 from .tools import iree_compile, run_tool
+from .variants import VARIANTS, fastest, measured_table
 
 EXPORT_TIMEOUT = 300.0
 COMPILE_TIMEOUT = 300.0
@@ -122,14 +123,19 @@ def compile_exported(export_dir: Path, info: dict, target: Target, fmt: str, bac
 
 def compile_model(model_file: Path, target: Target, fmt: str, backend: str, out_dir: Path,
                   timeout: float = COMPILE_TIMEOUT, exporter=export_in_child, on_stage=lambda stage: None,
-                  export_timeout: float = EXPORT_TIMEOUT, extra_flags: tuple[str, ...] = ()) -> CompileResult:
+                  export_timeout: float = EXPORT_TIMEOUT, variant: str | None = None) -> CompileResult:
+    """`variant` names one of variants.py's flag sets; None: the one measured fastest for this
+    model and target, if it was measured (bench/tuning.py), else IREE's defaults."""
     started = time.perf_counter()
     on_stage("exporting")
     # EmitC cannot keep a recurrent layer's time loop (see rewrites.py): unroll it there
     export_dir, info, export_cached_hit = export_cached(model_file, export_timeout, fmt == "emitc", exporter)
     exported = time.perf_counter()
+    table = measured_table(export_dir, target, backend) if variant is None and fmt == "vmfb" else None
+    variant = variant or fastest(table)
     on_stage("compiling")
-    entry, flags, compile_cached_hit = compile_exported(export_dir, info, target, fmt, backend, timeout, extra_flags)
+    entry, flags, compile_cached_hit = compile_exported(export_dir, info, target, fmt, backend, timeout,
+                                                        VARIANTS[variant])
     names = artifact_names(fmt, backend)
     artifacts = cache.publish(entry, out_dir, names + REFERENCE_FILES + ["compile.log"])[:len(names)]
     warnings = [EMITC_ARMV7_WARNING] if fmt == "emitc" and not target.emitc_works else []
@@ -137,7 +143,7 @@ def compile_model(model_file: Path, target: Target, fmt: str, backend: str, out_
         model=model_name(model_file), target=target.name, format=fmt, backend=backend, artifacts=artifacts,
         flags=[f.replace(KERNELS_PLACEHOLDER, str(out_dir / "kernels.o")) for f in flags],
         seconds={"export": round(exported - started, 3), "compile": round(time.perf_counter() - exported, 3)},
-        cached=export_cached_hit and compile_cached_hit, export=info, warnings=warnings)
+        cached=export_cached_hit and compile_cached_hit, export=info, warnings=warnings, variant=variant, tuning=table)
 
 
 def _check_armv7(vmfb: Path, work: Path) -> None:
