@@ -24,6 +24,9 @@ CASES = {
     "dropout_in_inference": ("torch.nn.Dropout1d(0.5)", "lambda m, x: m(x) * 2", "torch.randn(1, 4, 8)"),
     "attention": ("torch.nn.TransformerEncoderLayer(16, 4, dim_feedforward=32, batch_first=True)",
                   "lambda m, x: m(x)", "torch.randn(1, 10, 16)"),
+    # 3-tap convolutions wide enough for Winograd F(4,3); a batch of two, lengths not a multiple of 4
+    "winograd_convolutions": ("torch.nn.Sequential(torch.nn.Conv1d(64, 96, 3, padding=1), torch.nn.ReLU(), "
+                              "torch.nn.Conv1d(96, 64, 3))", "lambda m, x: m(x)", "torch.randn(2, 64, 50)"),
     "random_draws": ("torch.nn.Linear(8, 8)", "lambda m, x: m(x) + torch.randn_like(x) * torch.rand(1, 8)",
                      "torch.randn(1, 8)"),
 }
@@ -96,6 +99,17 @@ def test_convolutions_become_one_matmul_each(tmp_path):
         assert not any("convolution" in t for t in targets) and any("matmul" in t or "bmm" in t or "mm" in t for t in targets)
         with torch.no_grad():
             torch.testing.assert_close(rewritten.module()(x), conv(x), rtol=1e-5, atol=1e-5)
+
+
+def test_winograd_only_for_wide_three_tap_convolutions():
+    cases = {torch.nn.Conv1d(64, 64, 3, padding=1): "3-tap 1-D convolution as Winograd F(4,3): half the multiply-adds",
+             torch.nn.Conv1d(8, 64, 3): "1-D convolution as im2col and one matmul",              # too few channels
+             torch.nn.Conv1d(64, 64, 3, stride=2): "1-D convolution as im2col and one matmul",   # strided
+             torch.nn.Conv1d(64, 64, 5): "1-D convolution as im2col and one matmul"}             # 5 taps
+    for conv, expected in cases.items():
+        x = torch.randn(1, conv.in_channels, 37)
+        _, applied, _ = rewrites.apply(torch.export.export(conv.eval(), (x,)), x)
+        assert applied == [expected], conv
 
 
 def test_conv_pool_fusion_matches_pytorch():
