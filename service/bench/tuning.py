@@ -2,7 +2,7 @@
 
 Each variant is compiled (through the compile cache) and timed with iree-benchmark-module on
 the target, the variants taking turns over a few rounds (a shared machine's slow spells then hit
-every variant alike); the lowest median wins. The table is stored by the exported MLIR, the
+every variant alike); the lowest lower quartile wins. The table is stored by the exported MLIR, the
 target, the back end and the IREE version, so a model is measured once and every later build
 of it uses the winner. Measured where the target runs for real: natively for `host`; emulated
 timings say nothing about a board, so ARM targets keep the default.
@@ -19,26 +19,31 @@ from ..pipeline.compile import CompileResult, compile_model, export_cached
 from ..pipeline.targets import Target
 from ..pipeline.variants import VARIANTS, measured_table, table_path
 from .bench import _benchmark
-from .measure import benchmark_argv
+from .measure import benchmark_argv, repetitions_for
 from .run import input_files
 from .runtime_tools import tool_command
 
-CALLS = 15   # per variant and round
-ROUNDS = 3
+ROUNDS = 4            # each variant's turn comes this many times...
+ROUND_SECONDS = 0.4   # ...for about this long (sized from a first short probe)
+PROBE_CALLS = 5
 
 
 def measured_here(target: Target) -> bool:
     return target.arch == "x86_64"
 
 
-def _call_times(compiled: CompileResult, target: Target, inputs: list[str]) -> list[float]:
+def _call_times(compiled: CompileResult, target: Target, inputs: list[str], calls: int) -> list[float]:
     prefix, _ = tool_command(target, "iree-benchmark-module")
     module = str(compiled.artifacts[0].parent / "model.vmfb")
-    return _benchmark(prefix + benchmark_argv(module, inputs, CALLS, dispatches=False)).latencies_ms
+    return _benchmark(prefix + benchmark_argv(module, inputs, calls, dispatches=False)).latencies_ms
+
+
+def _lower_quartile(times: list[float]) -> float:
+    return statistics.quantiles(times, n=4)[0] if len(times) > 1 else times[0]
 
 
 def measure_variants(model_file: Path, target: Target, backend: str, options: dict) -> tuple[dict, bool]:
-    """{variant: {"median_ms"} or {"error"}}, and whether a variant timed out (then the table
+    """{variant: {"median_ms", "lower_quartile_ms"} or {"error"}}, and whether a variant timed out (then the table
     says nothing final about it and is not remembered)."""
     table, compiled, timed_out = {}, {}, False
     with tempfile.TemporaryDirectory(prefix="bela-iree-variants-") as tmp:
@@ -52,15 +57,22 @@ def measure_variants(model_file: Path, target: Target, backend: str, options: di
                 table[name] = {"error": e.message[:300]}
         any_folder = next(iter(compiled.values())).artifacts[0].parent if compiled else None
         inputs = [str(p) for p in input_files(any_folder, Path(tmp))] if any_folder else []
-        times = {name: [] for name in compiled}
-        for _ in range(ROUNDS):
+        times, calls = {name: [] for name in compiled}, {}
+        for round_ in range(ROUNDS + 1):
             for name in list(times):
                 try:
-                    times[name] += _call_times(compiled[name], target, inputs)
+                    measured = _call_times(compiled[name], target, inputs, calls.get(name, PROBE_CALLS))
                 except BelaIreeError as e:  # nor is one that does not run
                     table[name] = {"error": e.message[:300]}
                     del times[name]
-        table.update({name: {"median_ms": statistics.median(t)} for name, t in times.items()})
+                    continue
+                if round_ == 0:  # the probe: warms up and sizes the rounds
+                    calls[name] = repetitions_for(statistics.median(measured), ROUND_SECONDS)
+                else:
+                    times[name] += measured
+        # the choice goes by the lower quartile: a shared machine's slow spells inflate the upper half
+        table.update({name: {"median_ms": statistics.median(t), "lower_quartile_ms": _lower_quartile(t)}
+                      for name, t in times.items()})
     return {name: table[name] for name in VARIANTS}, timed_out
 
 
