@@ -45,6 +45,7 @@ class Builder:
         self.compile_timeout = compile_timeout
         self.bench_runner = bench_runner   # the board's, once connected; None: host or emulator
         self.tune = tune                   # measure flag variants once per model (bench/tuning.py)
+        self.board_tuner = None            # ...on the board, once connected (BoardSession.tune)
         self.built_fingerprint: str | None = None
         self.processes: set = set()
         self.task: asyncio.Task | None = None
@@ -134,8 +135,8 @@ class Builder:
                 bench["variant"] = compiled.variant
                 self.history.update(build_id, bench=bench)
                 self.publish(events.bench(build_id, {**bench, "phase": "full"}))
-                if self.tune:
-                    await self._tune(build_id, compiled, target)
+            if self.tune:
+                await self._tune(build_id, compiled, target)
         except asyncio.CancelledError:
             self._kill_processes()
             if not finished:  # after `done` only the fuller measurement is dropped
@@ -161,12 +162,19 @@ class Builder:
         from .bench.tuning import needs_tuning, tune
         from .pipeline.variants import fastest
         model_file, target_info = self.project / "model.py", TARGETS[target]
-        if not await self._in_thread(needs_tuning, model_file, target_info, self.format, compiled.backend,
-                                     exporter=self.exporter.export):
+        on_board = self.bench_runner is not None
+        if on_board and self.board_tuner is None:
             return
-        self.publish(events.log(build_id, "measuring IREE flag variants for this model (once per model and target)"))
-        table = await self._in_thread(tune, model_file, target_info, compiled.backend, exporter=self.exporter.export,
-                                      timeout=self.compile_timeout, export_timeout=self.export_timeout)
+        if not await self._in_thread(needs_tuning, model_file, target_info, self.format, compiled.backend,
+                                     on_board=on_board, exporter=self.exporter.export):
+            return
+        where = "on the board" if on_board else "here"
+        self.publish(events.log(build_id, f"measuring IREE flag variants for this model {where} (once per model and target)"))
+        options = {"exporter": self.exporter.export, "timeout": self.compile_timeout, "export_timeout": self.export_timeout}
+        if on_board:
+            table = await self.board_tuner(model_file, target_info, compiled.backend, **options)
+        else:
+            table = await self._in_thread(tune, model_file, target_info, compiled.backend, **options)
         best = fastest(table)
         self.publish(events.log(build_id, "flag variants: " + ", ".join(
             f"{name} {row['median_ms']:.3g} ms" if "median_ms" in row else f"{name} failed"

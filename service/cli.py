@@ -25,7 +25,7 @@ def _add_model_args(p: argparse.ArgumentParser, targets_required: bool = True) -
     p.add_argument("--timeout", type=float, default=300.0, help="seconds iree-compile may take (default 300)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--no-tune", dest="tune", action="store_false",
-                   help="skip measuring flag variants (host vmfb) and use IREE's default flags")
+                   help="skip measuring flag variants (host vmfb, or on the board with --board) and use IREE's default flags")
 
 
 def _add_board_args(p: argparse.ArgumentParser) -> None:
@@ -214,14 +214,19 @@ def _bench_on_board(board, model_file: Path, target, out: Path, args) -> dict:
 
     from .bench.bench import add_peer_ratios, measure_peers
     from .board.remote_bench import bench_on_board
+    from .board.remote_tuning import tune_on_board
     from .pipeline.compile import compile_model
-
-    compiled = compile_model(model_file, target, "vmfb", "llvm-cpu", out)
 
     async def measure():
         await board.connect()
         try:
-            return await bench_on_board(board, compiled, args.seconds, args.block_size, args.sample_rate)
+            if args.tune:  # the flag sets, measured on this board once per model
+                await tune_on_board(board, model_file, target, timeout=args.timeout)
+            compiled = await asyncio.to_thread(compile_model, model_file, target, "vmfb", "llvm-cpu", out,
+                                               timeout=args.timeout, variant=None if args.tune else "default")
+            result = await bench_on_board(board, compiled, args.seconds, args.block_size, args.sample_rate)
+            result["variant"], result["tuning"] = compiled.variant, compiled.tuning
+            return result
         finally:
             await board.close()
     result = asyncio.run(measure())

@@ -177,6 +177,7 @@ async def serve(project: Path, host: str = "127.0.0.1", port: int = 8765, target
         from .board.session import BoardSession
         session = BoardSession(board, project, lambda message: publish_to[0].publish(message))
         builder.bench_runner = session.deploy_and_bench
+        builder.board_tuner = session.tune
     server = Server(builder, history, project, host, port, proxy_origins,
                     cpu_source=session.cpu_sample if session else None, board=str(board.address) if board else None)
     publish_to.append(server)

@@ -5,6 +5,7 @@ import subprocess
 import pytest
 
 from service.board.xenomai import parse_sched_stat, proc_stat_busy
+from service.pipeline.variants import VARIANTS, fastest
 
 from .conftest import cli
 from .service_helpers import BELA_IREE, Client, Service
@@ -77,6 +78,10 @@ def test_gem_board_benchmark_runs_real_arm_code_over_ssh(board, tmp_path):
     assert data["ran_on"] == "board" and data["target"] == "gem"
     assert data["accuracy"]["max_abs_err"] <= data["accuracy"]["tolerance"]
     assert data["latency_ms"]["median"] > 0 and data["dispatches"]
+    # the flag variants were measured on the board (ARM targets are never tuned on the host)
+    assert set(data["tuning"]) == set(VARIANTS) and all("median_ms" in row for row in data["tuning"].values())
+    assert data["variant"] == fastest(data["tuning"])
+    assert all(flag in data["flags"] for flag in VARIANTS[data["variant"]])
 
 
 def test_runtime_version_mismatch_is_told_before_anything_runs(board, tmp_path):
@@ -136,6 +141,30 @@ async def test_serve_with_a_board_deploys_follows_board_edits_and_survives_a_pul
         await client.send({"type": "rebuild"})
         done = await client.build_finished(after=mark, timeout=300)
         assert done["state"] == "done"
+        await client.close()
+    finally:
+        service.stop()
+
+
+async def test_serve_with_a_board_measures_the_flag_variants_there(board, tmp_path):
+    board.install_aarch64_tools()
+    project = tmp_path / "tuned"
+    cli("new", str(project), "--target", "gem")
+    service = Service(project, *board.args(), env=board.env(), tune=True)
+    try:
+        client = await Client.connect(service)
+        done = await client.build_finished(timeout=300)
+        assert done["state"] == "done", done
+        await client.wait_for(lambda m: m["type"] == "log" and "flag variants for this model on the board" in m["line"])
+        measured = await client.wait_for(lambda m: m["type"] == "log" and m["line"].startswith("flag variants:"),
+                                         timeout=300)
+        assert all(f"{name} " in measured["line"] for name in VARIANTS) and "failed" not in measured["line"]
+        best = measured["line"].rsplit("-> ", 1)[1]
+        if best != "default":  # a faster flag set: built again with it, deployed and measured on the board
+            rebuilt = await client.wait_for(lambda m: m["type"] == "build" and m.get("reason") == f"faster flags measured: {best}")
+            done = await client.build_finished(after=client.messages.index(rebuilt), timeout=300)
+            bench = await client.wait_for(lambda m: m["type"] == "bench" and m["build_id"] == done["id"])
+            assert bench["ran_on"] == "board" and bench["variant"] == best
         await client.close()
     finally:
         service.stop()

@@ -9,12 +9,13 @@ timings say nothing about a board, so ARM targets keep the default.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import statistics
 import tempfile
 from pathlib import Path
 
-from ..errors import BelaIreeError, ToolTimeout
+from ..errors import BelaIreeError, BoardError, ToolTimeout
 from ..pipeline.compile import CompileResult, compile_model, export_cached
 from ..pipeline.targets import Target
 from ..pipeline.variants import VARIANTS, measured_table, table_path
@@ -32,67 +33,90 @@ def measured_here(target: Target) -> bool:
     return target.arch == "x86_64"
 
 
-def _call_times(compiled: CompileResult, target: Target, inputs: list[str], calls: int) -> list[float]:
-    prefix, _ = tool_command(target, "iree-benchmark-module")
-    module = str(compiled.artifacts[0].parent / "model.vmfb")
-    return _benchmark(prefix + benchmark_argv(module, inputs, calls, dispatches=False)).latencies_ms
+def compile_variants(model_file: Path, target: Target, backend: str, folder: Path,
+                     options: dict) -> tuple[dict[str, CompileResult], dict, bool]:
+    """Every variant compiled into folder/NAME: the results, {name: {"error"}} for those that did
+    not compile, and whether one timed out (then the table says nothing final about it)."""
+    compiled, errors, timed_out = {}, {}, False
+    for name in VARIANTS:
+        try:
+            compiled[name] = compile_model(model_file, target, "vmfb", backend, folder / name, variant=name, **options)
+        except ToolTimeout as e:
+            errors[name], timed_out = {"error": e.message[:300]}, True
+        except BelaIreeError as e:  # a variant that does not compile is just not chosen
+            errors[name] = {"error": e.message[:300]}
+    return compiled, errors, timed_out
 
 
-def _lower_quartile(times: list[float]) -> float:
-    return statistics.quantiles(times, n=4)[0] if len(times) > 1 else times[0]
+async def measure_rounds(names: list[str], timer) -> tuple[dict[str, list[float]], dict]:
+    """Per-call ms of each variant, in turns: a short probe (warm-up, and how many calls make a
+    round of about ROUND_SECONDS), then ROUNDS rounds. `await timer(name, calls)` times one run."""
+    times, calls, errors = {name: [] for name in names}, {}, {}
+    for round_ in range(ROUNDS + 1):
+        for name in list(times):
+            try:
+                measured = await timer(name, calls.get(name, PROBE_CALLS))
+            except BoardError:
+                raise  # says nothing about the variant
+            except BelaIreeError as e:  # a variant that does not run is not chosen
+                errors[name] = {"error": e.message[:300]}
+                del times[name]
+                continue
+            if round_ == 0:
+                calls[name] = repetitions_for(statistics.median(measured), ROUND_SECONDS)
+            else:
+                times[name] += measured
+    return times, errors
+
+
+def summarize(times: dict[str, list[float]]) -> dict:
+    # the choice goes by the lower quartile: a shared machine's slow spells inflate the upper half
+    return {name: {"median_ms": statistics.median(t),
+                   "lower_quartile_ms": statistics.quantiles(t, n=4)[0] if len(t) > 1 else t[0]}
+            for name, t in times.items()}
+
+
+def store_table(export_dir: Path, target: Target, backend: str, table: dict, timed_out: bool) -> dict:
+    """The table in VARIANTS' order, remembered unless incomplete (a timeout, or no default)."""
+    table = {name: table[name] for name in VARIANTS}
+    if not timed_out and "median_ms" in table["default"]:
+        path = table_path(export_dir, target, backend)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(table, indent=1))
+    return table
 
 
 def measure_variants(model_file: Path, target: Target, backend: str, options: dict) -> tuple[dict, bool]:
-    """{variant: {"median_ms", "lower_quartile_ms"} or {"error"}}, and whether a variant timed out (then the table
-    says nothing final about it and is not remembered)."""
-    table, compiled, timed_out = {}, {}, False
+    """{variant: {"median_ms", "lower_quartile_ms"} or {"error"}} measured here, and whether a
+    variant timed out."""
+    prefix, _ = tool_command(target, "iree-benchmark-module")
     with tempfile.TemporaryDirectory(prefix="bela-iree-variants-") as tmp:
-        for name in VARIANTS:
-            try:
-                compiled[name] = compile_model(model_file, target, "vmfb", backend, Path(tmp) / name,
-                                               variant=name, **options)
-            except ToolTimeout as e:
-                table[name], timed_out = {"error": e.message[:300]}, True
-            except BelaIreeError as e:  # a variant that does not compile is just not chosen
-                table[name] = {"error": e.message[:300]}
+        compiled, table, timed_out = compile_variants(model_file, target, backend, Path(tmp), options)
         any_folder = next(iter(compiled.values())).artifacts[0].parent if compiled else None
         inputs = [str(p) for p in input_files(any_folder, Path(tmp))] if any_folder else []
-        times, calls = {name: [] for name in compiled}, {}
-        for round_ in range(ROUNDS + 1):
-            for name in list(times):
-                try:
-                    measured = _call_times(compiled[name], target, inputs, calls.get(name, PROBE_CALLS))
-                except BelaIreeError as e:  # nor is one that does not run
-                    table[name] = {"error": e.message[:300]}
-                    del times[name]
-                    continue
-                if round_ == 0:  # the probe: warms up and sizes the rounds
-                    calls[name] = repetitions_for(statistics.median(measured), ROUND_SECONDS)
-                else:
-                    times[name] += measured
-        # the choice goes by the lower quartile: a shared machine's slow spells inflate the upper half
-        table.update({name: {"median_ms": statistics.median(t), "lower_quartile_ms": _lower_quartile(t)}
-                      for name, t in times.items()})
-    return {name: table[name] for name in VARIANTS}, timed_out
+
+        async def timer(name: str, calls: int) -> list[float]:
+            module = str(compiled[name].artifacts[0].parent / "model.vmfb")
+            return _benchmark(prefix + benchmark_argv(module, inputs, calls, dispatches=False)).latencies_ms
+        times, errors = asyncio.run(measure_rounds(list(compiled), timer))
+    return {**table, **errors, **summarize(times)}, timed_out
 
 
-def needs_tuning(model_file: Path, target: Target, fmt: str, backend: str, **export_options) -> bool:
-    if fmt != "vmfb" or backend != "llvm-cpu" or not measured_here(target):
+def needs_tuning(model_file: Path, target: Target, fmt: str, backend: str, on_board: bool = False,
+                 **export_options) -> bool:
+    if fmt != "vmfb" or backend != "llvm-cpu" or not (on_board or measured_here(target)):
         return False
     export_dir, _, _ = export_cached(model_file, **export_options)
     return measured_table(export_dir, target, backend) is None
 
 
 def tune(model_file: Path, target: Target, backend: str = "llvm-cpu", **options) -> dict:
-    """Measure the variants (unless already measured) and store the table; returns it."""
+    """Measure the variants here (unless already measured) and store the table; returns it."""
     export_dir, _, _ = export_cached(model_file)
     table = measured_table(export_dir, target, backend)
     if table is None:
         table, timed_out = measure_variants(model_file, target, backend, options)
-        if not timed_out and "median_ms" in table["default"]:
-            path = table_path(export_dir, target, backend)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(table, indent=1))
+        table = store_table(export_dir, target, backend, table, timed_out)
     return table
 
 

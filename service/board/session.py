@@ -17,6 +17,7 @@ from ..errors import BoardError
 from .connection import Board
 from .deploy import Deployer
 from .remote_bench import bench_on_board
+from .remote_tuning import tune_on_board
 from .xenomai import parse_sched_stat, proc_stat_busy
 
 BACKOFF_START, BACKOFF_MAX = 0.5, 10.0
@@ -86,6 +87,12 @@ class BoardSession:
             self.publish(events.log(None, f"deployed to {self.deployer.remote_project}: "
                                           f"{len(deployed['uploaded'])} file(s) sent, {deployed['unchanged']} unchanged"))
             return await bench_on_board(self.board, compiled, seconds=0.5)
+
+    async def tune(self, model_file: Path, target, backend: str, **options) -> dict:
+        """The builder's flag-variant measurement when a board is attached."""
+        await self.require_online()
+        async with self.lock:
+            return await tune_on_board(self.board, model_file, target, backend, **options)
 
     async def cpu_sample(self) -> dict | None:
         if not self.online.is_set():
