@@ -136,7 +136,10 @@ class Builder:
                 self.history.update(build_id, bench=bench)
                 self.publish(events.bench(build_id, {**bench, "phase": "full"}))
             if self.tune:
-                await self._tune(build_id, compiled, target)
+                try:
+                    await self._tune(build_id, compiled, target)
+                except BelaIreeError as e:  # the build is done and stays good: only say why
+                    self.publish(events.log(build_id, f"measuring the flag variants failed: {e}"))
         except asyncio.CancelledError:
             self._kill_processes()
             if not finished:  # after `done` only the fuller measurement is dropped
@@ -160,7 +163,7 @@ class Builder:
         """Once per model and target, after the build is done: measure the flag variants and,
         if one beats the flags this build used, build again with it."""
         from .bench.tuning import needs_tuning, tune
-        from .pipeline.variants import fastest
+        from .pipeline.variants import describe, fastest
         model_file, target_info = self.project / "model.py", TARGETS[target]
         on_board = self.bench_runner is not None
         if on_board and self.board_tuner is None:
@@ -176,9 +179,7 @@ class Builder:
         else:
             table = await self._in_thread(tune, model_file, target_info, compiled.backend, **options)
         best = fastest(table)
-        self.publish(events.log(build_id, "flag variants: " + ", ".join(
-            f"{name} {row['median_ms']:.3g} ms" if "median_ms" in row else f"{name} failed"
-            for name, row in table.items()) + f" -> {best}"))
+        self.publish(events.log(build_id, f"flag variants: {describe(table)} -> {best}"))
         if best != compiled.variant:
             # after this task has finished, so the new build does not cancel it
             asyncio.get_running_loop().call_soon(self.request, f"faster flags measured: {best}")

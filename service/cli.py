@@ -173,9 +173,8 @@ def _compile(args) -> int:
             result = compile_model(model_file, target, args.format, args.backend, out.resolve(), timeout=args.timeout,
                                    variant=None if args.tune else "default")
     if result.tuning:
-        console.print("flag variants measured: " + ", ".join(
-            f"{name} {row['median_ms']:.3g} ms" if "median_ms" in row else f"{name} failed"
-            for name, row in result.tuning.items()) + f" -> [bold]{result.variant}[/]", highlight=False)
+        from .pipeline.variants import describe
+        console.print(f"flag variants measured: {describe(result.tuning)} -> [bold]{result.variant}[/]", highlight=False)
     _warn(result.warnings)
     if result.export["rewrites"]:
         console.print(f"rewrites applied: {', '.join(result.export['rewrites'])}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 from rich.console import Group
 from rich.table import Table
 
+from ..pipeline.variants import describe
+
 
 def bench_table(result: dict) -> Group:
     latency = result["latency_ms"]
@@ -18,6 +20,8 @@ def bench_table(result: dict) -> Group:
     memory = result["memory"]
     peak = f", runtime peak {memory['peak_bytes'] / 1e6:.2f} MB" if memory.get("peak_bytes") else ""
     summary.add_row("memory", f"artifact {memory['artifact_bytes'] / 1e6:.2f} MB{peak}")
+    if result.get("tuning"):
+        summary.add_row("IREE flags", f"{result['variant']} (measured: {describe(result['tuning'])})")
     if result.get("note"):
         summary.add_row("note", result["note"])
     parts = [summary]
@@ -27,8 +31,8 @@ def bench_table(result: dict) -> Group:
             dispatches.add_row(d["name"], f"{d['ms']:.4g}", f"{d['percent'] or 0:.1f}")
         parts.append(dispatches)
     if "peers" in result:
-        peers = Table("runtime", "median ms", "ours is", title="peers (1 thread, same input)")
-        peers.add_row("bela-iree (IREE)", f"{latency['median']:.4g}", "")
+        peers = Table("runtime", "median ms", "ours is", title="peers (1 thread, same input, timed in turns)")
+        peers.add_row("bela-iree (IREE)", f"{result.get('side_by_side_ms', latency['median']):.4g}", "")
         for name, figures in result["peers"].items():
             if "median_ms" in figures:
                 peers.add_row(name, f"{figures['median_ms']:.4g}", f"{figures['ours_speedup']:.2f}x faster"

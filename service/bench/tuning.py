@@ -2,7 +2,7 @@
 
 Each variant is compiled (through the compile cache) and timed with iree-benchmark-module on
 the target, the variants taking turns over a few rounds (a shared machine's slow spells then hit
-every variant alike); the lowest lower quartile wins. The table is stored by the exported MLIR, the
+every variant alike); the lowest median wins. The table is stored by the exported MLIR, the
 target, the back end and the IREE version, so a model is measured once and every later build
 of it uses the winner. Measured where the target runs for real: natively for `host`; emulated
 timings say nothing about a board, so ARM targets keep the default.
@@ -70,10 +70,7 @@ async def measure_rounds(names: list[str], timer) -> tuple[dict[str, list[float]
 
 
 def summarize(times: dict[str, list[float]]) -> dict:
-    # the choice goes by the lower quartile: a shared machine's slow spells inflate the upper half
-    return {name: {"median_ms": statistics.median(t),
-                   "lower_quartile_ms": statistics.quantiles(t, n=4)[0] if len(t) > 1 else t[0]}
-            for name, t in times.items()}
+    return {name: {"median_ms": statistics.median(t)} for name, t in times.items()}
 
 
 def store_table(export_dir: Path, target: Target, backend: str, table: dict, timed_out: bool) -> dict:
@@ -87,8 +84,7 @@ def store_table(export_dir: Path, target: Target, backend: str, table: dict, tim
 
 
 def measure_variants(model_file: Path, target: Target, backend: str, options: dict) -> tuple[dict, bool]:
-    """{variant: {"median_ms", "lower_quartile_ms"} or {"error"}} measured here, and whether a
-    variant timed out."""
+    """{variant: {"median_ms"} or {"error"}} measured here, and whether a variant timed out."""
     prefix, _ = tool_command(target, "iree-benchmark-module")
     with tempfile.TemporaryDirectory(prefix="bela-iree-variants-") as tmp:
         compiled, table, timed_out = compile_variants(model_file, target, backend, Path(tmp), options)

@@ -23,22 +23,27 @@ VARIANTS = {
     "ukernels": ("--iree-llvmcpu-enable-ukernels=all",),
     "data-tiling+ukernels": DATA_TILING + ("--iree-llvmcpu-enable-ukernels=all",),
 }
-METHOD = 3  # bump when the way variants are measured changes: older tables are measured again
+METHOD = 4  # bump when the way variants are measured changes: older tables are measured again
 
 
 def table_path(export_dir: Path, target: Target, backend: str) -> Path:
     key = cache.digest((export_dir / "model.mlirbc").read_bytes(), target.name, backend, cache.iree_version(),
-                       json.dumps([VARIANTS, METHOD]))
+                       json.dumps({"variants": VARIANTS, "method": METHOD}))
     return cache.cache_root() / "tuning" / f"{key}.json"
 
 
 def measured_table(export_dir: Path, target: Target, backend: str) -> dict | None:
-    """{variant: {"median_ms", "lower_quartile_ms"} or {"error"}} if this model was tuned for this target, else None."""
+    """{variant: {"median_ms"} or {"error"}} if this model was tuned for this target, else None."""
     path = table_path(export_dir, target, backend)
     return json.loads(path.read_text()) if path.exists() else None
 
 
 def fastest(table: dict | None) -> str:
-    timed = {name: row.get("lower_quartile_ms", row["median_ms"]) for name, row in (table or {}).items()
-             if "median_ms" in row}
+    timed = {name: row["median_ms"] for name, row in (table or {}).items() if "median_ms" in row}
     return min(timed, key=timed.get) if timed else "default"
+
+
+def describe(table: dict) -> str:
+    """One line for people: each variant's median, or that it failed."""
+    return ", ".join(f"{name} {row['median_ms']:.3g} ms" if "median_ms" in row else f"{name} failed"
+                     for name, row in table.items())
