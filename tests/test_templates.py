@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import zoo
+from service.modelfile import load_model
 from service.project import USER_FILES, library_query_name, new_project
 
 from .conftest import cli, cli_json
@@ -148,8 +150,7 @@ def test_runtime_runs_both_back_ends_and_a_generated_project_compiles_against_a_
     subprocess.run([*make, "test-program-emitc", f"EMITC_DIR={folder}",
                     f"EMITC_QUERY={library_query_name(folder / 'kernels.h')}"], check=True)
     run_against_pytorch(tmp_path / "build/run_emitc", compiled, "-", tmp_path)
-    # a generated EmitC project's C sources (the glue's runtime copy and the module) compile too;
-    # render.cpp also needs the Bela headers: with BELA_INCLUDE_DIR set, it is compiled as well
+    # a generated EmitC project's C sources (the glue's runtime copy and the module) compile too
     project = tmp_path / "project"
     new_project(project, "single_mm", "emitc", "gem")
     include = ["-I", f"{runtime_dir}/include", "-I", str(project / "generated/model"),
@@ -157,6 +158,42 @@ def test_runtime_runs_both_back_ends_and_a_generated_project_compiles_against_a_
     for source in ("bela_iree_model.c", "emitc_module.c"):
         subprocess.run(["cc", "-std=gnu11", "-c", str(project / "generated/model" / source), "-o",
                         str(tmp_path / f"{source}.o"), *include], check=True)
+    # with Bela's headers (BELA_INCLUDE_DIR), generated projects run for real: render.cpp and the
+    # glue built against Bela.h and the runtime, driven block by block by tests/bela_standin
     if os.environ.get("BELA_INCLUDE_DIR"):
-        subprocess.run(["c++", "-std=c++17", "-fsyntax-only", "-I", os.environ["BELA_INCLUDE_DIR"], *include,
-                        str(project / "render.cpp")], check=True)
+        for fmt in ("vmfb", "emitc"):
+            run_project_through_render(tmp_path / f"run-{fmt}", fmt, runtime_dir, os.environ["BELA_INCLUDE_DIR"])
+
+
+def run_project_through_render(project: Path, fmt: str, runtime_dir: str, bela_include: str) -> None:
+    """A single_mm project for this computer, built like the Bela IDE builds it (its C and C++
+    files, Bela.h, the runtime), fed 16-frame blocks: its audio out is the model's output for each
+    1024-frame block, two blocks later (one to fill a block, one to run the model)."""
+    new_project(project, "single_mm", fmt, "host")
+    model = project / "generated/model"
+    flags = ["-O2", "-I", bela_include, "-I", str(project), "-I", str(model), "-I", f"{runtime_dir}/include",
+             "-DIREE_ALLOCATOR_SYSTEM_CTL=iree_allocator_libc_ctl",
+             "-DBELA_IREE_LOADER_STATIC" if fmt == "emitc" else "-DBELA_IREE_LOADER_EMBEDDED"]
+    objects = []
+    for source in sorted(model.glob("*.c")):
+        objects.append(str(project / f"{source.stem}.o"))
+        subprocess.run(["cc", "-std=gnu11", "-w", *flags, "-c", str(source), "-o", objects[-1]], check=True)
+    if fmt == "emitc":
+        objects += [str(model / "kernels.o"), f"{runtime_dir}/lib/libiree_hal_local_loaders_static_library_loader.a"]
+    program = project / "standin"
+    subprocess.run(["c++", "-std=c++17", *flags, str(project / "render.cpp"),
+                    str(Path(__file__).parent / "bela_standin/bela_standin.cpp"), *objects, "-L", f"{runtime_dir}/lib",
+                    "-liree_hal_utils_caching_allocator", "-liree_runtime_unified", "-lflatcc_parsing", "-lpthread",
+                    "-ldl", "-lm", "-o", str(program)], check=True)
+    signal = np.random.default_rng(0).uniform(-1, 1, 1024 * 5).astype(np.float32)
+    signal.tofile(project / "in.f32")
+    run = subprocess.run([str(program), "in.f32", "out.f32", "1", "16"], cwd=project, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    loaded = load_model(project / "model.py")
+    with torch.no_grad():
+        blocks = [loaded.module(torch.from_numpy(signal[i * 1024:(i + 1) * 1024]).reshape(1, 1024)).numpy().ravel()
+                  for i in range(3)]
+    expected = np.concatenate([np.zeros(2048, np.float32), *blocks])
+    played = np.fromfile(project / "out.f32", dtype=np.float32)
+    assert played.shape == expected.shape
+    assert np.abs(played - expected).max() <= 1e-4 + 1e-4 * np.abs(expected).max()
