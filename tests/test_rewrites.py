@@ -27,6 +27,9 @@ CASES = {
     # 3-tap convolutions wide enough for Winograd F(4,3); a batch of two, lengths not a multiple of 4
     "winograd_convolutions": ("torch.nn.Sequential(torch.nn.Conv1d(64, 96, 3, padding=1), torch.nn.ReLU(), "
                               "torch.nn.Conv1d(96, 64, 3))", "lambda m, x: m(x)", "torch.randn(2, 64, 50)"),
+    # one-row Linears: outputs a multiple of the block, and more than four blocks' worth but not a multiple (padded)
+    "one_row_linears": ("torch.nn.Sequential(torch.nn.Linear(200, 256), torch.nn.Tanh(), torch.nn.Linear(256, 600))",
+                        "lambda m, x: m(x)", "torch.randn(1, 1, 200)"),
     "random_draws": ("torch.nn.Linear(8, 8)", "lambda m, x: m(x) + torch.randn_like(x) * torch.rand(1, 8)",
                      "torch.randn(1, 8)"),
 }
@@ -126,3 +129,33 @@ def test_conv_pool_fusion_matches_pytorch():
         assert applied == names
         with torch.no_grad():
             torch.testing.assert_close(rewritten.module()(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_only_one_row_linears_with_enough_outputs_are_packed():
+    cases = {(torch.nn.Linear(64, 256), (1, 64)): True,
+             (torch.nn.Linear(64, 600), (1, 1, 64)): True,     # padded to five blocks
+             (torch.nn.Linear(64, 256), (2, 64)): False,       # two rows: a matmul, not a matrix-vector product
+             (torch.nn.Linear(64, 200), (1, 64)): False}       # 200 outputs would be padded to 256
+    for (linear, shape), packed in cases.items():
+        x = torch.randn(*shape)
+        _, applied, _ = rewrites.apply(torch.export.export(linear.eval(), (x,)), x)
+        assert ("one-row Linear as a matrix-vector product over packed weights" in applied) == packed, (linear, shape)
+
+
+def test_the_tuning_spec_reaches_code_generation(tmp_path):
+    """The packed product and a recurrent step's product get the spec's config, not IREE's own."""
+    import subprocess
+
+    from service.pipeline.compile import compile_flags, export_cached
+    from service.pipeline.tools import iree_compile
+    from service.pipeline.tuning_spec import vector_outputs
+    lanes = vector_outputs(TARGETS["host"])
+    for name, config in (("one_row_linears", f"vector_common_parallel = [1, 1, {lanes}, 0]"),
+                         ("lstm_two_layers", "vector_common_parallel = [1, 64, 0], vector_reduction = [0, 0, 1]")):
+        export_dir, _, _ = export_cached(write_model(tmp_path, name))
+        dump = tmp_path / f"{name}-dump"
+        argv = [iree_compile(), str(export_dir / "model.mlirbc"), *compile_flags(TARGETS["host"], "vmfb", "llvm-cpu"),
+                f"--iree-hal-dump-executable-files-to={dump}", "-o", str(tmp_path / f"{name}.vmfb")]
+        subprocess.run(argv, check=True, capture_output=True)
+        configured = "".join(f.read_text() for f in dump.glob("configured_*.mlir"))
+        assert config in configured, name

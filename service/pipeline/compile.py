@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import CompileError, ExportError
 from ..modelfile import model_name
-from . import cache
+from . import cache, tuning_spec
 from .elf_check import inspect_armv7_kernels
 from .targets import EMITC_ARMV7_WARNING, Target
 from .tools import iree_compile, run_tool
@@ -85,6 +85,10 @@ def export_cached(model_file: Path, timeout: float = EXPORT_TIMEOUT, unroll_loop
 
 def compile_flags(target: Target, fmt: str, backend: str, extra: tuple[str, ...] = ()) -> list[str]:
     flags = target.flags(backend) + list(extra)
+    # the packed matrix-vector products' config (tuning_spec.py); with data tiling IREE has
+    # already retiled them its own way when the spec is read, and the config no longer applies
+    if backend == "llvm-cpu" and "--iree-opt-data-tiling" not in extra:
+        flags.append(tuning_spec.spec_flag(target))
     if fmt == "emitc":
         return flags + target.emitc_flags(backend, Path(KERNELS_PLACEHOLDER))
     return flags + (target.vmfb_link_flags() if backend == "llvm-cpu" else [])

@@ -33,6 +33,11 @@ tests compare its output with PyTorch's.
   (resnet_1d: 28 -> 17 ms). Not bit-exact like the others, but within ~1e-5 of PyTorch.
 - recurrent layers compute every step's input projection in one matmul before the loop and
   multiply by a pre-transposed w_hh inside it (simple_rnn: 10.7 -> 6.4 ms).
+- a Linear layer applied to one row (an MLP over the block, an encoder's projection) is a
+  matrix-vector product bound by memory; IREE's default keeps one accumulator per 16 outputs and
+  stalls on every multiply-add. Its weight is packed in blocks of GEMV_BLOCK outputs (computed
+  once at load) and tuning_spec.py gives that product a config with a whole block of
+  accumulators (single_mm: 75 -> 48 us).
 - random sampling (`randn`, `rand` and their `_like` forms): the generator does not compile
   for every target and cannot be seeded from outside; each draw becomes an extra input of the
   compiled function, filled by the caller (the runtime draws it, tests pass PyTorch's draws).
@@ -48,9 +53,13 @@ import torch
 from torch._higher_order_ops.while_loop import while_loop
 from torch.fx import traceback as fx_traceback
 
+from .tuning_spec import GEMV_BLOCK
+
 aten = torch.ops.aten
 _UNROLL_LOOPS = contextvars.ContextVar("unroll_loops", default=False)
 _SEQUENCE_USED = contextvars.ContextVar("sequence_used", default=True)   # the layer's output sequence
+# position of w_hh in the layer's parameter list -> that weight transposed, stored in that layout
+_W_HH_T = contextvars.ContextVar("w_hh_t", default={})
 # Short sequences run faster unrolled (no per-step loop overhead) and still compile in a second
 UNROLL_MAX_STEPS = 64
 
@@ -112,7 +121,7 @@ def _cell_gru(xw, state, w_hh_t, b_hh):
     return ((1 - z) * n + z * h,)
 
 
-def _run_direction(cell, seq, state, weights, reverse, keep_outputs=True):
+def _run_direction(cell, seq, state, weights, reverse, keep_outputs=True, w_hh_t=None):
     """One layer, one direction, over seq (time, batch, features) as a while loop.
 
     Everything the body reads is loop-carried: torch-mlir's import of while_loop drops
@@ -124,7 +133,9 @@ def _run_direction(cell, seq, state, weights, reverse, keep_outputs=True):
     w_ih, w_hh, b_ih, b_hh = weights
     # every step's input projection, in one 2-D matmul (a 3-D one becomes a slower batch matmul)
     seq = (seq.reshape(steps * seq.shape[1], -1) @ w_ih.t()).reshape(steps, seq.shape[1], -1) + b_ih
-    weights = (w_hh.t().contiguous(), b_hh)
+    # stored transposed (see _RewrittenModel): transposed here, IREE would fold the transpose
+    # back into the product and reduce across vector lanes on every step
+    weights = (w_hh.t().contiguous() if w_hh_t is None else w_hh_t, b_hh)
     if _UNROLL_LOOPS.get() or steps <= UNROLL_MAX_STEPS:
         outputs = [None] * steps
         for t in (reversed(range(steps)) if reverse else range(steps)):
@@ -179,7 +190,8 @@ def _recurrent(cell, n_state):
                     w = [w[0], w[1], w[0].new_zeros(w[0].shape[0]), w[1].new_zeros(w[1].shape[0])]
                 state = tuple(s[index] for s in initial)
                 keep = layer < num_layers - 1 or _SEQUENCE_USED.get()
-                out, state = _run_direction(cell, seq, state, tuple(w), reverse=direction == 1, keep_outputs=keep)
+                out, state = _run_direction(cell, seq, state, tuple(w), reverse=direction == 1, keep_outputs=keep,
+                                            w_hh_t=_W_HH_T.get().get(index * per_layer + 1))
                 outputs.append(out)
                 for k in range(n_state):
                     finals[k].append(state[k])
@@ -294,6 +306,41 @@ def _attention_applies(args) -> bool:
     return len(args) < 5 or not args[4]  # no dropout inside attention (inference)
 
 
+def pack_one_row_weight(weight: torch.Tensor) -> torch.Tensor:
+    """A Linear weight [out, in] as [blocks, in, GEMV_BLOCK] (zero-padded outputs): each block of
+    outputs one contiguous stream of the matrix-vector product."""
+    out_features, in_features = weight.shape
+    blocks = -(-out_features // GEMV_BLOCK)
+    padded = torch.nn.functional.pad(weight.detach(), (0, 0, 0, blocks * GEMV_BLOCK - out_features))
+    return padded.reshape(blocks, GEMV_BLOCK, in_features).transpose(1, 2).contiguous()
+
+
+def _linear_one_row(x, packed, out_features, bias=None):
+    """x @ weight.T for a single row, over the packed weight, as one batched matmul that
+    tuning_spec.py's config runs at memory speed. Same sums, same order."""
+    blocks, in_features, _ = packed.shape
+    row = x.reshape(1, 1, in_features).expand(blocks, 1, in_features)
+    y = torch.bmm(row, packed).reshape(1, blocks * GEMV_BLOCK)[:, :out_features]
+    y = y.reshape(*x.shape[:-1], out_features)
+    return y if bias is None else y + bias
+
+
+def _is_one_row_linear(node: torch.fx.Node) -> bool:
+    """A Linear of one input row by a stored weight, with enough outputs to fill blocks."""
+    if node.op != "call_function" or node.target != aten.linear.default or node.kwargs:
+        return False
+    x, weight = node.args[0], node.args[1]
+    if not isinstance(weight, torch.fx.Node) or weight.op != "get_attr":
+        return False
+    x_val, w_val = x.meta.get("val"), weight.meta.get("val")
+    if x_val is None or w_val is None or w_val.dim() != 2 or x_val.dim() < 1:
+        return False
+    if x_val.numel() != x_val.shape[-1] or x_val.dtype != torch.float32 or w_val.dtype != torch.float32:
+        return False
+    out_features = w_val.shape[0]
+    return out_features % GEMV_BLOCK == 0 or out_features >= 4 * GEMV_BLOCK
+
+
 def _identity(x, *_):
     return x
 
@@ -322,10 +369,25 @@ REWRITES = {
 }
 
 
+RECURRENT_OPS = (aten.rnn_tanh.input, aten.rnn_relu.input, aten.lstm.input, aten.gru.input)
+
+
+def _stored_w_hh(node: torch.fx.Node) -> dict[int, str]:
+    """A recurrent layer's w_hh parameters that are stored weights: position -> attribute name."""
+    if node.op != "call_function" or node.target not in RECURRENT_OPS:
+        return {}
+    params, has_biases = node.args[2], node.args[3]
+    per_layer = 4 if has_biases else 2
+    return {i: params[i].target for i in range(1, len(params), per_layer)
+            if isinstance(params[i], torch.fx.Node) and params[i].op == "get_attr"}
+
+
 class _Rewriter(torch.fx.Interpreter):
-    def __init__(self, module, noise):
+    def __init__(self, module, noise, packed=None, transposed=None):
         super().__init__(module)
         self.noise = iter(noise)
+        self.packed = packed or {}           # one-row Linear node name -> its packed weight
+        self.transposed = transposed or {}   # recurrent node name -> {w_hh position: w_hh.t()}
         self.applied: set[str] = set()
         self.node = None
         self.done_early: dict = {}   # pool node -> its value, computed with the conv before it
@@ -348,6 +410,10 @@ class _Rewriter(torch.fx.Interpreter):
             bias = args[2] if len(args) > 2 else None
             padding = args[4] if len(args) > 4 else (0,)
             return _conv1d_winograd(args[0], args[1], bias, padding[0])
+        if self.node.name in self.packed:
+            self.applied.add("one-row Linear as a matrix-vector product over packed weights")
+            bias = args[2] if len(args) > 2 else None
+            return _linear_one_row(args[0], self.packed[self.node.name], args[1].shape[0], bias)
         if target in RANDOM_OPS:
             self.applied.add("random draw as an input")
             return next(self.noise)
@@ -357,10 +423,12 @@ class _Rewriter(torch.fx.Interpreter):
                 self.applied.add(why)
                 used = any(u.args[1] == 0 and u.users for u in self.node.users if u.target is operator.getitem)
                 token = _SEQUENCE_USED.set(used)
+                weights_token = _W_HH_T.set(self.transposed.get(self.node.name, {}))
                 try:
                     return replacement(*args, **kwargs)
                 finally:
                     _SEQUENCE_USED.reset(token)
+                    _W_HH_T.reset(weights_token)
         return super().call_function(target, args, kwargs)
 
 
@@ -384,15 +452,39 @@ class _RewrittenModel(torch.nn.Module):
         self.graph_module = graph_module
         self.n_inputs = n_inputs
         self.applied: set[str] = set()
+        # weights laid out once here, from the stored ones, and exported as constants in that
+        # layout (laid out inside the graph, IREE folds the transpose back into the product)
+        self.laid_out: dict[tuple, str] = {}   # (node name, w_hh position or None) -> buffer name
+        for node in graph_module.graph.nodes:
+            if _is_one_row_linear(node):
+                self._store(node.name, None, pack_one_row_weight(self._weight(node.args[1].target)))
+            for position, target in _stored_w_hh(node).items():
+                self._store(node.name, position, self._weight(target).detach().t().contiguous())
+
+    def _weight(self, target: str) -> torch.Tensor:
+        return operator.attrgetter(target)(self.graph_module)
+
+    def _store(self, node: str, position: int | None, value: torch.Tensor) -> None:
+        name = f"laid_out_{len(self.laid_out)}"
+        self.register_buffer(name, value)
+        self.laid_out[(node, position)] = name
 
     def forward(self, *inputs):
-        rewriter = _Rewriter(self.graph_module, inputs[self.n_inputs:])
+        packed, transposed = {}, {}
+        for (node, position), buffer in self.laid_out.items():
+            if position is None:
+                packed[node] = getattr(self, buffer)
+            else:
+                transposed.setdefault(node, {})[position] = getattr(self, buffer)
+        rewriter = _Rewriter(self.graph_module, inputs[self.n_inputs:], packed, transposed)
         result = rewriter.run(*inputs[:self.n_inputs])
         self.applied |= rewriter.applied
         return result
 
 
 def needs_rewrite(program: torch.export.ExportedProgram) -> bool:
+    if any(map(_is_one_row_linear, program.module().graph.nodes)):
+        return True
     for node in program.graph.nodes:
         if node.op == "call_function" and (node.target in RANDOM_OPS or node.target in REWRITES):
             why, _, applies = REWRITES.get(node.target, (None, None, None))

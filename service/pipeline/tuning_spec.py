@@ -1,0 +1,122 @@
+"""IREE tuning spec for the packed single-row matmuls (GEMVs) of rewrites.py.
+
+A Linear layer applied to one row (an MLP over a block, an encoder's projection) is a
+matrix-vector product: it reads every weight once and is bound by memory. IREE's own choice for
+it keeps one vector accumulator per 16 outputs and waits on every multiply-add (FMA latency,
+not bandwidth, sets its speed: single_mm 75 us on this machine). rewrites.py packs such weights
+in blocks of GEMV_BLOCK output columns, each block one contiguous stream; this spec tells IREE's
+CPU code generation to keep a whole block in registers (GEMV_BLOCK / lanes independent
+accumulators) and step the reduction one input at a time: 48 us, memory speed.
+
+The spec is IREE's documented tuning interface (`--iree-codegen-tuning-spec-path`, a transform
+dialect module matched against each dispatch's ops). It matches only batch matmuls of one row by
+GEMV_BLOCK columns, the shape of the packed form, so it leaves every other op to IREE.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from . import cache
+from .targets import Target
+
+GEMV_BLOCK = 128   # output columns per packed block (rewrites.py packs, the spec matches this width)
+
+# How many outputs one vector step keeps in flight, by register file: 32 x 16 floats with
+# AVX-512 (8 accumulators), 16 x 8 with AVX2, 32 x 4 on AArch64 NEON, 16 x 4 on ARMv7 NEON.
+VECTOR_OUTPUTS = {"x86_64-avx512": 128, "x86_64": 64, "aarch64": 32, "armv7": 16}
+
+HEADER = """\
+// bela-iree: single-row matmuls (see service/pipeline/tuning_spec.py)
+module @bela_iree_gemv attributes {{ transform.with_named_sequence }} {{
+  transform.named_sequence @apply_op_config(%op: !transform.any_op {{transform.readonly}},
+                                            %config: !transform.any_param {{transform.readonly}}) {{
+    transform.annotate %op "compilation_info" = %config : !transform.any_op, !transform.any_param
+    transform.yield
+  }}
+"""
+
+CONFIG = """\
+    %config = transform.param.constant #iree_codegen.compilation_info<
+      lowering_config = #iree_cpu.lowering_config<distribution = {distribution},
+        vector_common_parallel = {vector}, vector_reduction = {reduction}>,
+      translation_info = #iree_codegen.translation_info<pipeline = #iree_cpu.pipeline<DoubleTilingExpert>>
+    > -> !transform.any_param
+    transform.yield %op, %config : !transform.any_op, !transform.any_param
+  }}
+"""
+
+# rewrites.py's packed Linear: [blocks, 1, in] x [blocks, in, GEMV_BLOCK]
+PACKED = """\
+  transform.named_sequence @match_packed(%op: !transform.any_op {{transform.readonly}})
+      -> (!transform.any_op, !transform.any_param) {{
+    transform.match.operation_name %op ["linalg.batch_matmul"] : !transform.any_op
+    %row = transform.get_operand %op[0] : (!transform.any_op) -> !transform.any_value
+    %weights = transform.get_operand %op[1] : (!transform.any_op) -> !transform.any_value
+    transform.iree.match.cast_compatible_type %row = tensor<?x1x?xf32> : !transform.any_value
+    transform.iree.match.cast_compatible_type %weights = tensor<?x?x{block}xf32> : !transform.any_value
+"""
+
+# a row times a stored [in, out] matrix (a recurrent step's h @ w_hh_t), out a multiple of lanes
+ROW = """\
+  transform.named_sequence @match_row_{lanes}(%op: !transform.any_op {{transform.readonly}})
+      -> (!transform.any_op, !transform.any_param) {{
+    %batch, %m, %n, %k = transform.iree.match.contraction %op, lhs_type = f32, rhs_type = f32, output_type = f32,
+      indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d2)>, affine_map<(d0, d1, d2) -> (d2, d1)>,
+                       affine_map<(d0, d1, d2) -> (d0, d1)>] : !transform.any_op -> !transform.param<i64>
+    %one = transform.param.constant 1 : i64 -> !transform.param<i64>
+    transform.match.param.cmpi eq %m, %one : !transform.param<i64>
+    %weights = transform.get_operand %op[1] : (!transform.any_op) -> !transform.any_value
+    transform.iree.match.dim_is_multiple_of %weights[1], {lanes} : !transform.any_value
+"""
+
+ENTRY = """\
+  transform.named_sequence @__kernel_config(%variant: !transform.any_op {{transform.consumed}}) -> !transform.any_op
+      attributes {{ iree_codegen.tuning_spec_entrypoint }} {{
+    %result = transform.foreach_match in %variant
+      {matchers}
+      : (!transform.any_op) -> !transform.any_op
+    transform.yield %result : !transform.any_op
+  }}
+}}
+"""
+
+
+def vector_outputs(target: Target) -> int:
+    if target.arch == "x86_64":
+        host_has_avx512 = target.cpu == "host" and " avx512f " in Path("/proc/cpuinfo").read_text()
+        return VECTOR_OUTPUTS["x86_64-avx512" if host_has_avx512 else "x86_64"]
+    return VECTOR_OUTPUTS[target.arch]
+
+
+def spec_text(target: Target) -> str:
+    """Each matched product keeps `lanes` outputs in registers and steps its reduction one input
+    at a time; a recurrent step whose width is not a multiple of the widest config gets the
+    widest that divides it."""
+    lanes = vector_outputs(target)
+    parts = [HEADER.format(), PACKED.format(block=GEMV_BLOCK),
+             CONFIG.format(distribution=f"[1, 0, {GEMV_BLOCK}, 0]", vector=f"[1, 1, {lanes}, 0]",
+                           reduction="[0, 0, 0, 1]")]
+    widths = [lanes >> shift for shift in range(3) if lanes >> shift >= 8]
+    for width in widths:
+        parts += [ROW.format(lanes=width),
+                  CONFIG.format(distribution=f"[0, {width}, 0]", vector=f"[1, {width}, 0]", reduction="[0, 0, 1]")]
+    matchers = ", ".join(["@match_packed -> @apply_op_config"]
+                         + [f"@match_row_{width} -> @apply_op_config" for width in widths])
+    parts.append(ENTRY.format(matchers=matchers))
+    return "".join(parts)
+
+
+def spec_flag(target: Target) -> str:
+    """The iree-compile flag naming this target's spec; the file's name is its content's digest,
+    so the compile cache (keyed by flags) tells specs apart."""
+    text = spec_text(target)
+    path = cache.cache_root() / "tuning-specs" / f"{cache.digest(text)}.mlir"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, staging = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(staging, path)
+    return f"--iree-codegen-tuning-spec-path={path}"
