@@ -19,7 +19,9 @@ CASES = {
                         "lambda m, x: m(x)[1][1]", "torch.randn(1, 80, 3)"),
     "gru": ("torch.nn.GRU(4, 8)", "lambda m, x: m(x)[0]", "torch.randn(66, 2, 4)"),
     "rfft_forward_norm": ("torch.nn.Identity()", "lambda m, x: torch.view_as_real(torch.fft.rfft(x, norm='forward'))",
-                          "torch.randn(1, 64)"),
+                          "torch.randn(1, 48)"),    # not a power of two: IREE's own FFT of the scaled input
+    "rfft_four_step": ("torch.nn.Identity()", "lambda m, x: torch.log(torch.fft.rfft(x, norm='ortho').abs() ** 2 + 1e-7)",
+                       "torch.randn(2, 3, 512)"),
     "complex_abs": ("torch.nn.Identity()", "lambda m, x: torch.fft.rfft(x).abs()", "torch.randn(1, 64)"),
     "dropout_in_inference": ("torch.nn.Dropout1d(0.5)", "lambda m, x: m(x) * 2", "torch.randn(1, 4, 8)"),
     "attention": ("torch.nn.TransformerEncoderLayer(16, 4, dim_feedforward=32, batch_first=True)",
@@ -159,3 +161,23 @@ def test_the_tuning_spec_reaches_code_generation(tmp_path):
         subprocess.run(argv, check=True, capture_output=True)
         configured = "".join(f.read_text() for f in dump.glob("configured_*.mlir"))
         assert config in configured, name
+
+
+def test_rfft_four_step_only_for_power_of_two_lengths():
+    cases = {(1, 1024): True, (3, 64): True, (1, 32): False, (1, 48): False}
+    for shape, four_step in cases.items():
+        x = torch.randn(*shape)
+        program = torch.export.export(Lambda(lambda x: torch.fft.rfft(x).abs()), (x,))
+        rewritten, applied, _ = rewrites.apply(program, x)
+        assert ("rfft as a four-step DFT: two small matmuls" in applied) == four_step, shape
+        with torch.no_grad():
+            torch.testing.assert_close(rewritten.module()(x), torch.fft.rfft(x).abs(), rtol=1e-4, atol=1e-4)
+
+
+class Lambda(torch.nn.Module):
+    def __init__(self, function):
+        super().__init__()
+        self.function = function
+
+    def forward(self, x):
+        return self.function(x)
