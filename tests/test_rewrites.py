@@ -32,6 +32,10 @@ CASES = {
     # one-row Linears: outputs a multiple of the block, and more than four blocks' worth but not a multiple (padded)
     "one_row_linears": ("torch.nn.Sequential(torch.nn.Linear(200, 256), torch.nn.Tanh(), torch.nn.Linear(256, 600))",
                         "lambda m, x: m(x)", "torch.randn(1, 1, 200)"),
+    # two heads on one input: one packed weight, one product, sliced
+    "one_row_linears_sharing_input": ("torch.nn.ModuleList([torch.nn.Linear(64, 128), torch.nn.Linear(64, 256)])",
+                                      "lambda m, x: torch.cat([m[0](x), torch.tanh(m[1](x))], -1)",
+                                      "torch.randn(1, 64)"),
     "random_draws": ("torch.nn.Linear(8, 8)", "lambda m, x: m(x) + torch.randn_like(x) * torch.rand(1, 8)",
                      "torch.randn(1, 8)"),
 }

@@ -381,14 +381,13 @@ def pack_one_row_weight(weight: torch.Tensor) -> torch.Tensor:
     return padded.reshape(blocks, GEMV_BLOCK, in_features).transpose(1, 2).contiguous()
 
 
-def _linear_one_row(x, packed, out_features, bias=None):
+def _linear_one_row(x, packed):
     """x @ weight.T for a single row, over the packed weight, as one batched matmul that
-    tuning_spec.py's config runs at memory speed. Same sums, same order."""
+    tuning_spec.py's config runs at memory speed; all blocks' outputs, padding included.
+    Same sums, same order."""
     blocks, in_features, _ = packed.shape
     row = x.reshape(1, 1, in_features).expand(blocks, 1, in_features)
-    y = torch.bmm(row, packed).reshape(1, blocks * GEMV_BLOCK)[:, :out_features]
-    y = y.reshape(*x.shape[:-1], out_features)
-    return y if bias is None else y + bias
+    return torch.bmm(row, packed).reshape(*x.shape[:-1], blocks * GEMV_BLOCK)
 
 
 def _is_one_row_linear(node: torch.fx.Node) -> bool:
@@ -449,10 +448,12 @@ def _stored_w_hh(node: torch.fx.Node) -> dict[int, str]:
 
 
 class _Rewriter(torch.fx.Interpreter):
-    def __init__(self, module, noise, constants=None):
+    def __init__(self, module, noise, constants=None, linear_slices=None):
         super().__init__(module)
         self.noise = iter(noise)
         self.constants = constants or {}   # node name -> {key: tensor laid out for it} (_RewrittenModel)
+        self.linear_slices = linear_slices or {}   # one-row Linear -> (its group, first output, outputs)
+        self.group_outputs: dict = {}
         self.applied: set[str] = set()
         self.node = None
         self.done_early: dict = {}   # pool node -> its value, computed with the conv before it
@@ -476,10 +477,14 @@ class _Rewriter(torch.fx.Interpreter):
             padding = args[4] if len(args) > 4 else (0,)
             return _conv1d_winograd(args[0], args[1], bias, padding[0])
         mine = self.constants.get(self.node.name, {})
-        if "packed" in mine:
+        if self.node.name in self.linear_slices:
             self.applied.add("one-row Linear as a matrix-vector product over packed weights")
+            group, first, width = self.linear_slices[self.node.name]
+            if group not in self.group_outputs:   # the group's first Linear computes them all
+                self.group_outputs[group] = _linear_one_row(args[0], self.constants[group]["packed"])
+            y = self.group_outputs[group][..., first:first + width]
             bias = args[2] if len(args) > 2 else None
-            return _linear_one_row(args[0], mine["packed"], args[1].shape[0], bias)
+            return y if bias is None else y + bias
         if "dft" in mine:
             self.applied.add("rfft as a four-step DFT: two small matmuls")
             return _rfft_four_step(args[0], *mine["dft"])
@@ -524,9 +529,21 @@ class _RewrittenModel(torch.nn.Module):
         # weights laid out once here, from the stored ones, and exported as constants in that
         # layout (laid out inside the graph, IREE folds the transpose back into the product)
         self.laid_out: dict[str, dict] = {}   # node name -> {key: buffer name, or a tuple of them}
+        # one-row Linears of the same input (a VAE's mean and variance, several heads) share one
+        # packed weight and one product: one pass over the input, one dispatch
+        self.linear_slices: dict[str, tuple[str, int, int]] = {}
+        groups: dict[torch.fx.Node, list] = {}
         for node in graph_module.graph.nodes:
             if _is_one_row_linear(node):
-                self._store(node.name, "packed", pack_one_row_weight(self._weight(node.args[1].target)))
+                groups.setdefault(node.args[0], []).append(node)
+        for members in groups.values():
+            weights = [self._weight(m.args[1].target) for m in members]
+            self._store(members[0].name, "packed", pack_one_row_weight(torch.cat(weights)))
+            first = 0
+            for member, weight in zip(members, weights):
+                self.linear_slices[member.name] = (members[0].name, first, weight.shape[0])
+                first += weight.shape[0]
+        for node in graph_module.graph.nodes:
             for position, target in _stored_w_hh(node).items():   # key: the weight's position
                 self._store(node.name, position, self._weight(target).detach().t().contiguous())
             if _is_four_step_rfft(node):
@@ -546,7 +563,7 @@ class _RewrittenModel(torch.nn.Module):
         constants = {node: {key: tuple(getattr(self, n) for n in name) if isinstance(name, tuple)
                             else getattr(self, name) for key, name in entries.items()}
                      for node, entries in self.laid_out.items()}
-        rewriter = _Rewriter(self.graph_module, inputs[self.n_inputs:], constants)
+        rewriter = _Rewriter(self.graph_module, inputs[self.n_inputs:], constants, self.linear_slices)
         result = rewriter.run(*inputs[:self.n_inputs])
         self.applied |= rewriter.applied
         return result
