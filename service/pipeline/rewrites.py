@@ -40,7 +40,7 @@ tests compare its output with PyTorch's.
   matrix-vector product bound by memory; IREE's default keeps one accumulator per 16 outputs and
   stalls on every multiply-add. Its weight is packed in blocks of GEMV_BLOCK outputs (computed
   once at load) and tuning_spec.py gives that product a config with a whole block of
-  accumulators (single_mm: 75 -> 48 us).
+  accumulators (single_mm: 75 -> 48 us). Linears of the same row share one packed weight.
 - random sampling (`randn`, `rand` and their `_like` forms): the generator does not compile
   for every target and cannot be seeded from outside; each draw becomes an extra input of the
   compiled function, filled by the caller (the runtime draws it, tests pass PyTorch's draws).
@@ -555,7 +555,7 @@ class _RewrittenModel(torch.nn.Module):
     def _store(self, node: str, key, value: torch.Tensor | tuple) -> None:
         names = []
         for tensor in value if isinstance(value, tuple) else (value,):
-            names.append(f"laid_out_{sum(len(v) for v in self.laid_out.values())}_{len(names)}")
+            names.append(f"laid_out_{len(self._buffers)}")
             self.register_buffer(names[-1], tensor)
         self.laid_out.setdefault(node, {})[key] = tuple(names) if isinstance(value, tuple) else names[0]
 
