@@ -18,8 +18,9 @@ def test_host_bench_has_every_field_and_is_accurate(tmp_path):
     assert 0 <= data["accuracy"]["max_abs_err"] <= data["accuracy"]["tolerance"]
     assert data["memory"]["artifact_bytes"] > 3 * 1024 * 1024 * 4   # the weights
     assert data["memory"]["peak_bytes"] >= 3 * 1024 * 1024 * 4
-    names = [d["name"] for d in data["dispatches"]]
-    assert names and all("matmul" in n for n in names)
+    # slowest first; the three matrix-vector products are nearly all the time (the rest: broadcasts of the row)
+    assert data["dispatches"] and "matmul" in data["dispatches"][0]["name"]
+    assert sum(d["percent"] for d in data["dispatches"] if "matmul" in d["name"]) > 90
     assert sum(d["percent"] for d in data["dispatches"]) == pytest.approx(100, abs=1)
     assert "fits:" in result.stderr and "headroom" in result.stderr
     assert "peers" not in data
