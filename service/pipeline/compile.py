@@ -88,7 +88,7 @@ def compile_flags(target: Target, fmt: str, backend: str, extra: tuple[str, ...]
     # the packed matrix-vector products' config (tuning_spec.py); with data tiling IREE has
     # already retiled them its own way when the spec is read, and the config no longer applies
     if backend == "llvm-cpu" and "--iree-opt-data-tiling" not in extra:
-        flags.append(tuning_spec.spec_flag(target))
+        flags += tuning_spec.spec_flags(target)
     if fmt == "emitc":
         return flags + target.emitc_flags(backend, Path(KERNELS_PLACEHOLDER))
     return flags + (target.vmfb_link_flags() if backend == "llvm-cpu" else [])
