@@ -41,6 +41,12 @@ tests compare its output with PyTorch's.
   stalls on every multiply-add. Its weight is packed in blocks of GEMV_BLOCK outputs (computed
   once at load) and tuning_spec.py gives that product a config with a whole block of
   accumulators (single_mm: 75 -> 48 us). Linears of the same row share one packed weight.
+- a Linear fed (through layout ops that keep rows whole: transposes of leading dims, reshapes
+  keeping the last) by another Linear with fewer inputs than outputs is one Linear of the first
+  one's input: W2 (W1 x + b1) + b2 = (W2 W1) x + (W2 b1 + b2), the product computed once at
+  export in float64. An embedding 8 -> 512 feeding attention's 512 -> 1536 projection then costs
+  8 multiply-adds per output, not 512 (transformer_block: half its arithmetic). The first Linear
+  still runs if anything else reads it (the residual).
 - random sampling (`randn`, `rand` and their `_like` forms): the generator does not compile
   for every target and cannot be seeded from outside; each draw becomes an extra input of the
   compiled function, filled by the caller (the runtime draws it, tests pass PyTorch's draws).
@@ -405,6 +411,65 @@ def _is_one_row_linear(node: torch.fx.Node) -> bool:
     out_features = w_val.shape[0]
     return out_features % GEMV_BLOCK == 0 or out_features >= 4 * GEMV_BLOCK
 
+# ops that move whole rows of the last dimension around without touching their contents
+ROW_LAYOUT_OPS = (aten.transpose.int, aten.permute.default, aten.reshape.default, aten.view.default,
+                  aten.unsqueeze.default, aten.squeeze.dim, aten.contiguous.default, aten.clone.default)
+
+
+def _keeps_rows(node: torch.fx.Node) -> bool:
+    """A layout op after which every row of the last dimension is still one row, in order."""
+    if node.op != "call_function" or node.target not in ROW_LAYOUT_OPS or len(node.all_input_nodes) != 1:
+        return False
+    before, after = node.args[0].meta.get("val"), node.meta.get("val")
+    if before is None or after is None or before.dim() == 0 or after.dim() == 0 or before.shape[-1] != after.shape[-1]:
+        return False
+    last = before.dim() - 1
+    if node.target == aten.transpose.int:
+        return all(d % before.dim() != last for d in node.args[1:3])
+    if node.target == aten.permute.default:
+        return node.args[1][-1] % before.dim() == last
+    if node.target == aten.unsqueeze.default:
+        return node.args[1] % (before.dim() + 1) <= last
+    if node.target == aten.squeeze.dim:
+        return node.args[1] % before.dim() != last
+    return True   # reshape and view keeping the last size regroup whole rows; copies keep them
+
+
+def _stored_linear(node: torch.fx.Node) -> bool:
+    """aten.linear by a stored float32 matrix (and a stored bias, or none)."""
+    if node.op != "call_function" or node.target != aten.linear.default or node.kwargs:
+        return False
+    weight, bias = node.args[1], node.args[2] if len(node.args) > 2 else None
+    stored = [a for a in (weight, bias) if a is not None]
+    return all(isinstance(a, torch.fx.Node) and a.op == "get_attr" for a in stored) and \
+        weight.meta["val"].dim() == 2 and weight.meta["val"].dtype == torch.float32
+
+
+def linear_fold_source(node: torch.fx.Node) -> tuple[torch.fx.Node, list[torch.fx.Node]] | None:
+    """For a Linear whose input is another Linear's output moved by row layout ops, when one
+    Linear of the first one's input is cheaper (it has fewer inputs than outputs): that first
+    Linear and the layout ops between, in order."""
+    if not _stored_linear(node):
+        return None
+    chain, source = [], node.args[0]
+    while isinstance(source, torch.fx.Node) and _keeps_rows(source):
+        chain.insert(0, source)
+        source = source.args[0]
+    if not isinstance(source, torch.fx.Node) or not _stored_linear(source):
+        return None
+    inputs, outputs = source.args[1].meta["val"].shape[1], source.args[1].meta["val"].shape[0]
+    return (source, chain) if inputs < outputs else None
+
+
+def folded_linear(first_weight: torch.Tensor, first_bias: torch.Tensor | None, second_weight: torch.Tensor,
+                  second_bias: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+    """(W2 W1, W2 b1 + b2): the weight and bias (if any) of two Linears as one, summed in float64."""
+    w2 = second_weight.detach().double()
+    weight = (w2 @ first_weight.detach().double()).float()
+    biases = ([w2 @ first_bias.detach().double()] if first_bias is not None else []) + \
+             ([second_bias.detach().double()] if second_bias is not None else [])
+    return (weight, sum(biases).float()) if biases else (weight,)
+
 
 def _identity(x, *_):
     return x
@@ -447,12 +512,16 @@ def _stored_w_hh(node: torch.fx.Node) -> dict[int, str]:
             if isinstance(params[i], torch.fx.Node) and params[i].op == "get_attr"}
 
 
+LINEAR_FOLD = "two Linears in a row as one, where that is fewer multiply-adds"
+
+
 class _Rewriter(torch.fx.Interpreter):
-    def __init__(self, module, noise, constants=None, linear_slices=None):
-        super().__init__(module)
+    def __init__(self, module, noise, constants=None, linear_slices=None, folds=None):
+        super().__init__(module, garbage_collect_values=False)   # a fold reads an earlier input again
         self.noise = iter(noise)
         self.constants = constants or {}   # node name -> {key: tensor laid out for it} (_RewrittenModel)
         self.linear_slices = linear_slices or {}   # one-row Linear -> (its group, first output, outputs)
+        self.folds = folds or {}   # Linear -> (the first Linear's input, layout ops between) (_RewrittenModel)
         self.group_outputs: dict = {}
         self.applied: set[str] = set()
         self.node = None
@@ -477,6 +546,16 @@ class _Rewriter(torch.fx.Interpreter):
             padding = args[4] if len(args) > 4 else (0,)
             return _conv1d_winograd(args[0], args[1], bias, padding[0])
         mine = self.constants.get(self.node.name, {})
+        if self.node.name in self.folds:
+            self.applied.add(LINEAR_FOLD)
+            source, layout = self.folds[self.node.name]
+            x = self.env[source]
+            for op in layout:   # the same moves of rows, now shorter ones
+                args = op.args[1:]
+                if op.target in (aten.reshape.default, aten.view.default):
+                    args = ([*args[0][:-1], x.shape[-1]],)
+                x = op.target(x, *args, **op.kwargs)
+            return aten.linear.default(x, *mine["folded"])
         if self.node.name in self.linear_slices:
             self.applied.add("one-row Linear as a matrix-vector product over packed weights")
             group, first, width = self.linear_slices[self.node.name]
@@ -532,9 +611,16 @@ class _RewrittenModel(torch.nn.Module):
         # one-row Linears of the same input (a VAE's mean and variance, several heads) share one
         # packed weight and one product: one pass over the input, one dispatch
         self.linear_slices: dict[str, tuple[str, int, int]] = {}
+        # Linears folded into the narrower Linear before them: computed from that one's input
+        self.folds: dict[str, tuple[torch.fx.Node, list[torch.fx.Node]]] = {}
+        for node in graph_module.graph.nodes:
+            if found := linear_fold_source(node):
+                first, layout = found
+                self._store(node.name, "folded", folded_linear(*self._linear_weights(first), *self._linear_weights(node)))
+                self.folds[node.name] = (first.args[0], layout)
         groups: dict[torch.fx.Node, list] = {}
         for node in graph_module.graph.nodes:
-            if _is_one_row_linear(node):
+            if _is_one_row_linear(node) and node.name not in self.folds:
                 groups.setdefault(node.args[0], []).append(node)
         for members in groups.values():
             weights = [self._weight(m.args[1].target) for m in members]
@@ -552,6 +638,10 @@ class _RewrittenModel(torch.nn.Module):
     def _weight(self, target: str) -> torch.Tensor:
         return operator.attrgetter(target)(self.graph_module)
 
+    def _linear_weights(self, linear: torch.fx.Node) -> tuple[torch.Tensor, torch.Tensor | None]:
+        bias = linear.args[2] if len(linear.args) > 2 else None
+        return self._weight(linear.args[1].target), None if bias is None else self._weight(bias.target)
+
     def _store(self, node: str, key, value: torch.Tensor | tuple) -> None:
         names = []
         for tensor in value if isinstance(value, tuple) else (value,):
@@ -563,14 +653,14 @@ class _RewrittenModel(torch.nn.Module):
         constants = {node: {key: tuple(getattr(self, n) for n in name) if isinstance(name, tuple)
                             else getattr(self, name) for key, name in entries.items()}
                      for node, entries in self.laid_out.items()}
-        rewriter = _Rewriter(self.graph_module, inputs[self.n_inputs:], constants, self.linear_slices)
+        rewriter = _Rewriter(self.graph_module, inputs[self.n_inputs:], constants, self.linear_slices, self.folds)
         result = rewriter.run(*inputs[:self.n_inputs])
         self.applied |= rewriter.applied
         return result
 
 
 def needs_rewrite(program: torch.export.ExportedProgram) -> bool:
-    if any(_is_one_row_linear(n) or _is_four_step_rfft(n) for n in program.module().graph.nodes):
+    if any(_is_one_row_linear(n) or _is_four_step_rfft(n) or linear_fold_source(n) for n in program.module().graph.nodes):
         return True
     for node in program.graph.nodes:
         if node.op == "call_function" and (node.target in RANDOM_OPS or node.target in REWRITES):
