@@ -155,6 +155,7 @@ def test_only_one_row_linears_with_enough_outputs_are_packed():
 def test_linears_fold_only_when_cheaper_and_rows_stay_whole():
     first, second, shrink, grow = torch.nn.Linear(4, 16), torch.nn.Linear(16, 8), torch.nn.Linear(4, 2), torch.nn.Linear(2, 8)
     cases = [(lambda x: second(first(x).reshape(4, 4, 16)), True),      # rows regrouped, still whole
+             (lambda x: second(first(x.reshape(4, 4, 4).transpose(0, 1)).view(16, 16)), True),  # strided input
              (lambda x: second(torch.relu(first(x))), False),             # not linear in between
              (lambda x: grow(shrink(x)), False),                          # 4 -> 2 -> 8: already cheaper
              (lambda x: second(first(x).transpose(0, 1)), False)]         # 16x16: columns become rows

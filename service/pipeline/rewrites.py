@@ -411,6 +411,7 @@ def _is_one_row_linear(node: torch.fx.Node) -> bool:
     out_features = w_val.shape[0]
     return out_features % GEMV_BLOCK == 0 or out_features >= 4 * GEMV_BLOCK
 
+
 # ops that move whole rows of the last dimension around without touching their contents
 ROW_LAYOUT_OPS = (aten.transpose.int, aten.permute.default, aten.reshape.default, aten.view.default,
                   aten.unsqueeze.default, aten.squeeze.dim, aten.contiguous.default, aten.clone.default)
@@ -441,8 +442,10 @@ def _stored_linear(node: torch.fx.Node) -> bool:
         return False
     weight, bias = node.args[1], node.args[2] if len(node.args) > 2 else None
     stored = [a for a in (weight, bias) if a is not None]
-    return all(isinstance(a, torch.fx.Node) and a.op == "get_attr" for a in stored) and \
-        weight.meta["val"].dim() == 2 and weight.meta["val"].dtype == torch.float32
+    if not all(isinstance(a, torch.fx.Node) and a.op == "get_attr" for a in stored):
+        return False
+    value = weight.meta.get("val")
+    return value is not None and value.dim() == 2 and value.dtype == torch.float32
 
 
 def linear_fold_source(node: torch.fx.Node) -> tuple[torch.fx.Node, list[torch.fx.Node]] | None:
@@ -551,10 +554,10 @@ class _Rewriter(torch.fx.Interpreter):
             source, layout = self.folds[self.node.name]
             x = self.env[source]
             for op in layout:   # the same moves of rows, now shorter ones
-                args = op.args[1:]
-                if op.target in (aten.reshape.default, aten.view.default):
-                    args = ([*args[0][:-1], x.shape[-1]],)
-                x = op.target(x, *args, **op.kwargs)
+                if op.target in (aten.reshape.default, aten.view.default):   # x's strides may differ
+                    x = aten.reshape.default(x, [*op.args[1][:-1], x.shape[-1]])
+                else:
+                    x = op.target(x, *op.args[1:], **op.kwargs)
             return aten.linear.default(x, *mine["folded"])
         if self.node.name in self.linear_slices:
             self.applied.add("one-row Linear as a matrix-vector product over packed weights")
