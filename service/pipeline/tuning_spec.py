@@ -14,6 +14,7 @@ GEMV_BLOCK columns, the shape of the packed form, so it leaves every other op to
 """
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -83,6 +84,7 @@ ENTRY = """\
 """
 
 
+@functools.cache   # every compile asks; /proc/cpuinfo does not change
 def vector_outputs(target: Target) -> int:
     if target.arch == "x86_64":
         host_has_avx512 = target.cpu == "host" and " avx512f " in Path("/proc/cpuinfo").read_text()
