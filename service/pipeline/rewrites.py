@@ -396,19 +396,26 @@ def _linear_one_row(x, packed):
     return torch.bmm(row, packed).reshape(*x.shape[:-1], blocks * GEMV_BLOCK)
 
 
+def _is_stored(arg) -> bool:
+    return isinstance(arg, torch.fx.Node) and arg.op == "get_attr"
+
+
+def _linear_by_stored_matrix(node: torch.fx.Node) -> bool:
+    """aten.linear (positional arguments) by a stored float32 matrix."""
+    if node.op != "call_function" or node.target != aten.linear.default or node.kwargs or not _is_stored(node.args[1]):
+        return False
+    weight = node.args[1].meta.get("val")
+    return weight is not None and weight.dim() == 2 and weight.dtype == torch.float32
+
+
 def _is_one_row_linear(node: torch.fx.Node) -> bool:
     """A Linear of one input row by a stored weight, with enough outputs to fill blocks."""
-    if node.op != "call_function" or node.target != aten.linear.default or node.kwargs:
+    if not _linear_by_stored_matrix(node):
         return False
-    x, weight = node.args[0], node.args[1]
-    if not isinstance(weight, torch.fx.Node) or weight.op != "get_attr":
+    x_val = node.args[0].meta.get("val")
+    if x_val is None or x_val.dim() < 1 or x_val.numel() != x_val.shape[-1] or x_val.dtype != torch.float32:
         return False
-    x_val, w_val = x.meta.get("val"), weight.meta.get("val")
-    if x_val is None or w_val is None or w_val.dim() != 2 or x_val.dim() < 1:
-        return False
-    if x_val.numel() != x_val.shape[-1] or x_val.dtype != torch.float32 or w_val.dtype != torch.float32:
-        return False
-    out_features = w_val.shape[0]
+    out_features = node.args[1].meta["val"].shape[0]
     return out_features % GEMV_BLOCK == 0 or out_features >= 4 * GEMV_BLOCK
 
 
@@ -437,15 +444,9 @@ def _keeps_rows(node: torch.fx.Node) -> bool:
 
 
 def _stored_linear(node: torch.fx.Node) -> bool:
-    """aten.linear by a stored float32 matrix (and a stored bias, or none)."""
-    if node.op != "call_function" or node.target != aten.linear.default or node.kwargs:
-        return False
-    weight, bias = node.args[1], node.args[2] if len(node.args) > 2 else None
-    stored = [a for a in (weight, bias) if a is not None]
-    if not all(isinstance(a, torch.fx.Node) and a.op == "get_attr" for a in stored):
-        return False
-    value = weight.meta.get("val")
-    return value is not None and value.dim() == 2 and value.dtype == torch.float32
+    """aten.linear by a stored float32 matrix and a stored bias, or none."""
+    bias = node.args[2] if len(node.args) > 2 else None
+    return _linear_by_stored_matrix(node) and (bias is None or _is_stored(bias))
 
 
 def linear_fold_source(node: torch.fx.Node) -> tuple[torch.fx.Node, list[torch.fx.Node]] | None:
@@ -460,7 +461,7 @@ def linear_fold_source(node: torch.fx.Node) -> tuple[torch.fx.Node, list[torch.f
         source = source.args[0]
     if not isinstance(source, torch.fx.Node) or not _stored_linear(source):
         return None
-    inputs, outputs = source.args[1].meta["val"].shape[1], source.args[1].meta["val"].shape[0]
+    outputs, inputs = source.args[1].meta["val"].shape
     return (source, chain) if inputs < outputs else None
 
 
