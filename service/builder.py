@@ -189,10 +189,6 @@ class Builder:
         target_info = TARGETS[target]
         if self.bench_runner:
             return await self.bench_runner(compiled, target_info)
-        if target_info.arch == "armv7":
-            self.publish(events.log(self.current_id, "no board connected: Bela latency is measured on the board "
-                                                     "(serve --board root@bela.local)"))
-            return None
         if quick:
             return await self._in_thread(bench_compiled, compiled, target_info, repetitions=QUICK_CALLS)
         return await self._in_thread(bench_compiled, compiled, target_info, seconds=BENCH_SECONDS)

@@ -103,12 +103,22 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--board-root", default="~/Bela")
     check.add_argument("--board-tools")
     check.add_argument("--json", action="store_true")
+
+    runtime = commands.add_parser("runtime", help="the IREE runtime for a board").add_subparsers(
+        dest="runtime_command", required=True)
+    runtime_build = runtime.add_parser("build", help="build the IREE runtime, its tools and runtime/ for a board (cached)")
+    runtime_build.add_argument("--target", required=True, choices=list(TARGETS))
+    runtime_build.add_argument("--source", help="IREE's source: a folder, a tarball or a URL "
+                               "(default: $BELA_IREE_RUNTIME_SOURCE, else the compiler's release, fetched with git)")
+    runtime_build.add_argument("--source-commit", help="the IREE commit of --source, when it cannot tell")
+    runtime_build.add_argument("--json", action="store_true")
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    handler = {"zoo": _zoo, "compile": _compile, "bench": _bench, "new": _new, "build": _build, "serve": _serve, "board": _board_check}[args.command]
+    handler = {"zoo": _zoo, "compile": _compile, "bench": _bench, "new": _new, "build": _build, "serve": _serve, "board": _board_check,
+               "runtime": _runtime}[args.command]
     try:
         return handler(args)
     except BelaIreeError as e:
@@ -116,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"error": e.to_json()}))
         console.print(f"[red]error[/] ({e.stage}): {e}", highlight=False)
         if e.detail:
-            console.print(f"[dim]{e.detail[-1500:]}[/]", highlight=False, markup=False)
+            console.print(e.detail[-1500:], style="dim", highlight=False, markup=False)
         return 1
 
 
@@ -269,6 +279,18 @@ def _board_check(args) -> int:
     console.print("\n".join(lines), highlight=False)
     _emit(args, report)
     return 0 if not report["problems"] else 1
+
+
+def _runtime(args) -> int:
+    from .progress import BuildProgress
+    from .runtimes.build import build_runtime
+    with BuildProgress(console) as progress:
+        result = build_runtime(args.target, args.source, args.source_commit, reporter=progress)
+    _warn(result["warnings"])
+    console.print(f"[green]IREE runtime for {result['target']}[/] ({result['arch']}) in {result['dir']}"
+                  f"{' (cached)' if result['cached'] else ''}", highlight=False)
+    _emit(args, result)
+    return 0
 
 
 def _new(args) -> int:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,14 +12,37 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"   # screenshots and logs kept for people to look at
+# Sources this workplace keeps for builds and tests, used in place (../shared/third_party/README.md)
+THIRD_PARTY = ROOT.parent / "shared" / "third_party"
+RUNTIME_SOURCE = THIRD_PARTY / "iree-runtime-src.tar.gz"
+BELA_INCLUDE = THIRD_PARTY / "bela-include"
+
+
+def _runtime_source_commit() -> str | None:
+    """The IREE commit of the kept runtime source, as its README states it."""
+    readme = THIRD_PARTY / "README.md"
+    found = re.search(r"iree-org/iree\)\s+commit\s+([0-9a-f]{40})", readme.read_text()) if readme.exists() else None
+    return found.group(1) if found else None
 
 
 @pytest.fixture(scope="session", autouse=True)
 def isolated_cache(tmp_path_factory):
-    """Tests start from an empty cache (as CI does) unless BELA_IREE_CACHE is set."""
+    """Tests start from an empty cache (as CI does) unless BELA_IREE_CACHE is set. Runtime builds
+    (minutes each) stay in the user's cache across runs: they are keyed by what they are built from."""
     if "BELA_IREE_CACHE" not in os.environ:
         os.environ["BELA_IREE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    os.environ.setdefault("BELA_IREE_RUNTIME_CACHE", str(Path.home() / ".cache" / "bela-iree" / "runtimes"))
+    if RUNTIME_SOURCE.exists() and "BELA_IREE_RUNTIME_SOURCE" not in os.environ:
+        os.environ["BELA_IREE_RUNTIME_SOURCE"] = str(RUNTIME_SOURCE)
+        os.environ["BELA_IREE_RUNTIME_SOURCE_COMMIT"] = _runtime_source_commit() or ""
     yield
+
+
+@pytest.fixture(scope="session")
+def runtime():
+    """runtime(target) -> RuntimeInstall: the IREE runtime `bela-iree runtime build` makes for it."""
+    from service.runtimes.build import ensure_runtime
+    return lambda target: ensure_runtime(target)[0]
 
 
 def cli(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -7,7 +7,7 @@ import pytest
 
 import zoo
 from service.bench.run import max_abs_error, run_module, tolerance
-from service.pipeline.elf_check import inspect_armv7_kernels
+from service.pipeline.elf_check import glibc_versions_needed, inspect_armv7_kernels
 from service.project import library_query_name
 from service.pipeline.targets import TARGETS
 
@@ -18,9 +18,10 @@ MODELS = zoo.names()
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model", MODELS)
-@pytest.mark.parametrize("target", ["host", "gem", "bbai64"])
+@pytest.mark.parametrize("target", ["host", "gem", "bbai64", "bela"])
 def test_artifact_runs_and_matches_pytorch(compiled, model, target):
-    """host natively, gem and bbai64 under qemu-aarch64 with the aarch64 runtime wheel's tools."""
+    """host natively; gem and bbai64 under qemu-aarch64 (cortex-a53/-a72) with the aarch64 runtime
+    wheel's tools; bela under qemu-arm -cpu cortex-a8 with the runtime `runtime build` makes."""
     result = compiled(model, target)
     folder = result.artifacts[0].parent
     output = run_module(folder, TARGETS[target])
@@ -38,6 +39,8 @@ def test_bela_artifact_is_armv7_hard_float_neon_and_loadable(compiled, model, tm
     report = inspect_armv7_kernels(result.artifacts[0], tmp_path)
     assert report.ok, report.problems()
     assert "__aeabi_unwind_cpp_pr0" not in report.imports
+    # the kernels ask no glibc version at all: they load on any Bela image
+    assert glibc_versions_needed(tmp_path / "kernels.so") == []
 
 
 # simple_rnn's EmitC form unrolls 1024 time steps (about 2 minutes per target): one target is enough

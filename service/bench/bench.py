@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import BenchError
 from ..pipeline.compile import CompileResult, compile_model
-from ..pipeline.targets import Target
+from ..pipeline.targets import TARGETS, Target
 from ..pipeline.tools import run_tool
 from .measure import Measurement, benchmark_argv, parse_benchmark, repetitions_for
 from .peers import ROUNDS as PEERS_ROUNDS
@@ -71,6 +71,7 @@ def bench_result(compiled: CompileResult, ran_on: str, output: np.ndarray, measu
     }
     if ran_on == "emulator":
         result["note"] = EMULATED_NOTE
+        result["emulated_cpu"] = TARGETS[compiled.target].core
     return result
 
 

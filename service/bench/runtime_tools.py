@@ -2,9 +2,12 @@
 
 host:          the tools of the installed iree-base-runtime wheel, run natively.
 gem, bbai64:   the aarch64 build of the same wheel version (downloaded once with pip, cached),
-               run under qemu-aarch64 with Debian's arm64 cross libraries. Timings there are
-               emulated; accuracy is real.
-bela:          no armv7 runtime is published; it runs on a board only.
+               run under qemu-aarch64 with Debian's arm64 cross libraries.
+bela:          no armv7 runtime is published: the one `bela-iree runtime build --target bela`
+               makes (built on first use, cached), run under qemu-arm with Debian's armhf libraries.
+
+Emulation runs the board's own core (`-cpu cortex-a8` for Bela), so an instruction the board
+lacks fails here as it would there. Timings there are emulated; accuracy is real.
 """
 from __future__ import annotations
 
@@ -21,6 +24,9 @@ from ..pipeline.targets import Target
 from ..pipeline.tools import run_tool, system_tool
 
 AARCH64_SYSROOT = "/usr/aarch64-linux-gnu"
+# qemu-user and the board's C libraries, per architecture (Debian packages in brackets)
+EMULATORS = {"aarch64": ("qemu-aarch64", AARCH64_SYSROOT, "libc6-arm64-cross libstdc++6-arm64-cross"),
+             "armv7": ("qemu-arm", "/usr/arm-linux-gnueabihf", "libc6-armhf-cross")}
 
 
 def host_tool(name: str) -> Path:
@@ -63,10 +69,16 @@ def tool_command(target: Target, name: str) -> tuple[list[str], str]:
     if target.arch == "x86_64":
         return [str(host_tool(name))], "host"
     if target.arch == "aarch64":
-        qemu = system_tool("qemu-aarch64", "qemu-user")
-        if not Path(AARCH64_SYSROOT, "lib", "libstdc++.so.6").exists():
-            raise BenchError("the arm64 cross libraries are missing",
-                             hint="apt-get install libc6-arm64-cross libstdc++6-arm64-cross")
-        return [qemu, "-L", AARCH64_SYSROOT, str(aarch64_tools_dir() / name)], "emulator"
-    raise BenchError(f"no {target.arch} IREE runtime runs on this machine", stage="benchmarking",
-                     hint=f"run {target.name} artifacts on a board: --board root@bela.local")
+        return [*emulator(target), str(aarch64_tools_dir() / name)], "emulator"
+    from ..runtimes.build import ensure_runtime
+    install, _ = ensure_runtime(target.name)
+    return [*emulator(target), str(install.tool(name))], "emulator"
+
+
+def emulator(target: Target) -> list[str]:
+    """qemu-user running the board's core with the board's C libraries."""
+    name, sysroot, packages = EMULATORS[target.arch]
+    qemu = system_tool(name, "qemu-user")
+    if not Path(sysroot, "lib", "libc.so.6").exists():
+        raise BenchError(f"the {target.arch} C libraries are missing", hint=f"apt-get install {packages}")
+    return [qemu, "-cpu", target.core, "-L", sysroot]

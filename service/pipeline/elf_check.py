@@ -88,3 +88,9 @@ def _readelf(*args: str) -> str:
 def _field(text: str, name: str) -> str:
     m = re.search(rf"^\s*{name}:\s+(.*)$", text, re.M)
     return m.group(1).strip() if m else "unknown"
+
+
+def glibc_versions_needed(program: Path) -> list[tuple[int, ...]]:
+    """The GLIBC_x.y symbol versions an ELF program or library asks its C library for."""
+    text = _readelf("--version-info", "-W", str(program))
+    return sorted({tuple(int(x) for x in m.group(1).split(".")) for m in re.finditer(r"Name: GLIBC_([0-9.]+)", text)})

@@ -80,3 +80,32 @@ def _write_log(log: Path | None, argv: list[str], out: bytes, err: bytes, outcom
             f.write("# stdout\n" + out.decode(errors="replace")[-200_000:])
         if err:
             f.write("# stderr\n" + err.decode(errors="replace")[-200_000:])
+
+
+def run_tool_lines(argv: list[str], *, timeout: float, log: Path, on_line, stage: str = "unknown",
+                   cwd: Path | None = None, env: dict | None = None) -> int:
+    """run_tool for long builds: each output line goes to `on_line` as it comes (for progress) and
+    to `log`. Returns the exit code; raises ToolTimeout after `timeout` seconds."""
+    import threading
+    import time
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as f:
+        f.write(shlex.join(argv) + "\n")
+        f.flush()
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True, text=True, errors="replace")
+        killer = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
+        killer.start()
+        started = time.monotonic()
+        try:
+            for line in proc.stdout:
+                f.write(line)
+                on_line(line.rstrip("\n"))
+            proc.wait()
+        finally:
+            killer.cancel()
+        f.write(f"# exit code {proc.returncode}\n")
+    if proc.returncode < 0 and time.monotonic() - started >= timeout:
+        raise ToolTimeout(f"{Path(argv[0]).name} did not finish within {timeout:g} s and was stopped",
+                          stage=stage, detail=log.read_text()[-4000:])
+    return proc.returncode

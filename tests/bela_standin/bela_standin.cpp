@@ -1,40 +1,121 @@
 // A stand-in for the Bela core, just enough to run a project's setup(), render() and cleanup()
 // on a computer: interleaved audio from a raw float32 file through render(), block by block,
-// into another. The auxiliary task runs when it is scheduled (on the audio thread: here that
-// only changes when inference happens, not what the glue computes).
+// into another.
+//
+// As on Bela, each auxiliary task has its own thread, woken by a semaphore that
+// Bela_scheduleAuxiliaryTask() posts (sem_post is real-time safe). To keep results deterministic,
+// after each render() returns the main loop waits until every scheduled run has finished before
+// it feeds the next block: a CPU fast enough for the task, so the output is what running the task
+// inline gave.
+//
+// With tests/rt_guard's library preloaded (LD_PRELOAD), render() runs between rt_guard_enter()
+// and rt_guard_leave(): an allocation, lock, sleep, blocking call or printf in it ends the
+// program (exit code 86). Without it, those hooks are not found and nothing is checked.
 //
 //   bela_standin IN.f32 OUT.f32 CHANNELS FRAMES_PER_BLOCK
+//
+// Build with the project: c++ -std=c++17 -I BELA_INCLUDE render.cpp bela_standin.cpp -lpthread -ldl
 #include <Bela.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdarg>
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <dlfcn.h>
+#include <semaphore.h>
+#include <thread>
 #include <vector>
 
 struct StandinTask {
 	void (*callback)(void*);
 	void* arg;
+	sem_t wake;  // one post per scheduled run
+	std::thread thread;
 };
+
+static std::vector<StandinTask*> gTasks;
+static std::atomic<bool> gStopping{false};
+static std::atomic<unsigned int> gPendingRuns{0};  // scheduled runs the main loop has not waited for
+static sem_t gRunFinished;                          // one post per finished run
+
+static void taskThread(StandinTask* task)
+{
+	for(;;) {
+		sem_wait(&task->wake);
+		if(gStopping.load())
+			return;
+		task->callback(task->arg);
+		sem_post(&gRunFinished);
+	}
+}
 
 AuxiliaryTask Bela_createAuxiliaryTask(void (*callback)(void*), int, const char*, void* arg)
 {
-	return new StandinTask{callback, arg};
+	StandinTask* task = new StandinTask{callback, arg, {}, {}};
+	sem_init(&task->wake, 0, 0);
+	task->thread = std::thread(taskThread, task);
+	gTasks.push_back(task);
+	return task;
 }
 
+// Real-time safe: an atomic increment and a sem_post. Every call gives one run (in order).
 int Bela_scheduleAuxiliaryTask(AuxiliaryTask task)
 {
-	StandinTask* t = static_cast<StandinTask*>(task);
-	t->callback(t->arg);
+	gPendingRuns.fetch_add(1);
+	sem_post(&static_cast<StandinTask*>(task)->wake);
 	return 0;
 }
+
+AuxiliaryTask Bela_runAuxiliaryTask(void (*callback)(void*), int priority, void* arg)
+{
+	AuxiliaryTask task = Bela_createAuxiliaryTask(callback, priority, "", arg);
+	Bela_scheduleAuxiliaryTask(task);
+	return task;
+}
+
+// Not real-time: the main loop calls it outside render(). A task scheduling a task (itself
+// included) counts its new run before its own finishes, so this waits for that one too.
+static void waitForScheduledRuns()
+{
+	for(; gPendingRuns.load() > 0; gPendingRuns.fetch_sub(1))
+		sem_wait(&gRunFinished);
+}
+
+static void stopAuxiliaryTasks()
+{
+	gStopping.store(true);
+	for(StandinTask* task : gTasks) {
+		sem_post(&task->wake);
+		task->thread.join();
+		sem_destroy(&task->wake);
+		delete task;
+	}
+	gTasks.clear();
+}
+
+// rt_printf is real-time safe on Bela (Xenomai formats into a buffer that another thread prints).
+// Here, called from render() it formats with vsnprintf (no allocation, no lock, not guarded) into
+// a fixed buffer that the main loop prints once render() has returned; from any other thread it
+// prints at once.
+static thread_local bool tInRender = false;
+static char gRenderPrints[16384];
+static size_t gRenderPrintsSize = 0;
 
 int rt_printf(const char* format, ...)
 {
 	va_list args;
 	va_start(args, format);
-	int written = vprintf(format, args);
+	int written;
+	if(tInRender) {
+		written = vsnprintf(gRenderPrints + gRenderPrintsSize, sizeof(gRenderPrints) - gRenderPrintsSize, format, args);
+		if(written > 0)  // kept up to the buffer's end; the rest is dropped
+			gRenderPrintsSize = std::min(gRenderPrintsSize + written, sizeof(gRenderPrints) - 1);
+	} else {
+		written = vprintf(format, args);
+	}
 	va_end(args);
 	return written;
 }
@@ -72,16 +153,38 @@ int main(int argc, char** argv)
 	set(context, offsetof(BelaContext, audioSampleRate), 44100.f);
 	set(context, offsetof(BelaContext, flags), static_cast<uint32_t>(BELA_FLAG_INTERLEAVED));
 
+	// rt_guard's hooks when its library is preloaded, else null
+	auto guardEnter = reinterpret_cast<void (*)()>(dlsym(RTLD_DEFAULT, "rt_guard_enter"));
+	auto guardLeave = reinterpret_cast<void (*)()>(dlsym(RTLD_DEFAULT, "rt_guard_leave"));
+	bool guarded = guardEnter && guardLeave;
+	sem_init(&gRunFinished, 0, 0);
+
 	if(!setup(context, nullptr)) {
 		fprintf(stderr, "setup() failed\n");
+		stopAuxiliaryTasks();
 		return 1;
 	}
+	waitForScheduledRuns();
 	for(size_t b = 0; b < blocks; ++b) {
 		memcpy(audioIn.data(), &input[b * audioIn.size()], audioIn.size() * sizeof(float));
+		tInRender = true;
+		if(guarded)
+			guardEnter();
 		render(context, nullptr);
+		if(guarded)
+			guardLeave();
+		tInRender = false;
 		memcpy(&output[b * audioOut.size()], audioOut.data(), audioOut.size() * sizeof(float));
+		if(gRenderPrintsSize) {
+			fwrite(gRenderPrints, 1, gRenderPrintsSize, stdout);
+			gRenderPrintsSize = 0;
+		}
+		waitForScheduledRuns();
 	}
 	cleanup(context, nullptr);
+	waitForScheduledRuns();
+	stopAuxiliaryTasks();
+	sem_destroy(&gRunFinished);
 	FILE* out = fopen(argv[2], "wb");
 	if(!out || fwrite(output.data(), sizeof(float), output.size(), out) != output.size()) {
 		fprintf(stderr, "cannot write %s\n", argv[2]);

@@ -1,0 +1,261 @@
+/* rt_guard: real-time safety checked by running, for the tests (what LLVM's RealtimeSanitizer
+ * does, for a GCC toolchain that lacks it).
+ *
+ * A Bela project's render() must never allocate, free, lock a mutex, sleep, make a blocking
+ * system call or print with stdio. This small LD_PRELOAD library interposes those functions.
+ * A program (here tests/bela_standin) calls rt_guard_enter() before render() and rt_guard_leave()
+ * after it; they set and clear a thread-local "in real-time context" flag. A guarded function
+ * called while the calling thread's flag is set writes one line to stderr, e.g.
+ *
+ *     rt_guard: malloc called inside render()
+ *
+ * and ends the process with _exit(86) (RT_GUARD_EXIT). Any other call, and any call from another
+ * thread (an auxiliary task, say), goes on to the real function. Programs find the two functions
+ * with dlsym(RTLD_DEFAULT, "rt_guard_enter"): without the library preloaded they get NULL.
+ *
+ * Build and use (natively, then for Bela's armhf under qemu-user):
+ *
+ *     cc -shared -fPIC -O2 -o librt_guard.so rt_guard.c -ldl
+ *     LD_PRELOAD=$PWD/librt_guard.so ./program args
+ *
+ *     arm-linux-gnueabihf-gcc -shared -fPIC -O2 -o librt_guard.so rt_guard.c -ldl
+ *     qemu-arm -cpu cortex-a8 -L /usr/arm-linux-gnueabihf -E LD_PRELOAD=$PWD/librt_guard.so ./program args
+ *
+ * (qemu-arm's -E, or QEMU_SET_ENV=LD_PRELOAD=..., sets the variable for the guest's dynamic
+ * loader only; LD_PRELOAD in qemu's own environment would be read by the host's loader instead.)
+ *
+ * The allocator is forwarded to glibc's __libc_malloc & co., so that nothing here needs dlsym()
+ * (which may itself allocate) to allocate. Everything else is looked up with dlsym(RTLD_NEXT)
+ * the first time it is called outside the guard. free(NULL) and delete of a null pointer do
+ * nothing, so they are allowed.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <poll.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/select.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RT_GUARD_EXIT 86
+#define EXPORT __attribute__((visibility("default")))
+
+/* initial-exec: the library is loaded at startup, and reading the flag must never allocate */
+static __thread int in_realtime __attribute__((tls_model("initial-exec")));
+
+EXPORT void rt_guard_enter(void) { in_realtime = 1; }
+EXPORT void rt_guard_leave(void) { in_realtime = 0; }
+
+/* One line to stderr with the raw system call (write() is interposed here), then out. */
+static void violation(const char* function)
+{
+	char line[160] = "rt_guard: ";
+	in_realtime = 0;
+	strncat(line, function, sizeof(line) - 40);
+	strcat(line, " called inside render()\n");
+	syscall(SYS_write, 2, line, strlen(line));
+	_exit(RT_GUARD_EXIT);
+}
+
+#define GUARD(name) do { if(in_realtime) violation(name); } while(0)
+
+/* The next definition of a symbol, looked up once (outside the guard: GUARD comes first). */
+static void* next(void** cache, const char* name, const char* version)
+{
+	void* function = __atomic_load_n(cache, __ATOMIC_ACQUIRE);
+	if(function)
+		return function;
+	if(version)
+		function = dlvsym(RTLD_NEXT, name, version);
+	if(!function)
+		function = dlsym(RTLD_NEXT, name);
+	if(!function) {
+		static const char message[] = "rt_guard: cannot find the real function\n";
+		syscall(SYS_write, 2, message, sizeof(message) - 1);
+		_exit(RT_GUARD_EXIT);
+	}
+	__atomic_store_n(cache, function, __ATOMIC_RELEASE);
+	return function;
+}
+
+/* REAL(type, "name") is the real function, of function pointer type `type`. */
+#define REAL_VERSION(type, name, version) ({ static void* cache; (type)next(&cache, name, version); })
+#define REAL(type, name) REAL_VERSION(type, name, NULL)
+
+/* ---- the allocator ---- */
+
+extern void* __libc_malloc(size_t);
+extern void* __libc_calloc(size_t, size_t);
+extern void* __libc_realloc(void*, size_t);
+extern void __libc_free(void*);
+extern void* __libc_memalign(size_t, size_t);
+
+EXPORT void* malloc(size_t size) { GUARD("malloc"); return __libc_malloc(size); }
+EXPORT void* calloc(size_t count, size_t size) { GUARD("calloc"); return __libc_calloc(count, size); }
+EXPORT void* realloc(void* pointer, size_t size) { GUARD("realloc"); return __libc_realloc(pointer, size); }
+EXPORT void free(void* pointer) { if(pointer) GUARD("free"); __libc_free(pointer); }
+EXPORT void* memalign(size_t alignment, size_t size) { GUARD("memalign"); return __libc_memalign(alignment, size); }
+EXPORT void* aligned_alloc(size_t alignment, size_t size) { GUARD("aligned_alloc"); return __libc_memalign(alignment, size); }
+
+EXPORT int posix_memalign(void** result, size_t alignment, size_t size)
+{
+	GUARD("posix_memalign");
+	return REAL(int (*)(void**, size_t, size_t), "posix_memalign")(result, alignment, size);
+}
+
+/* ---- C++ operator new and delete (Itanium C++ ABI names; size_t is 'm' on 64-bit, 'j' on armhf).
+ * std::align_val_t is passed as a size_t. They forward to libstdc++'s, which throw on failure. */
+
+#if __SIZEOF_SIZE_T__ == 8
+#define CXX_NAME(before, after) before##m##after
+#else
+#define CXX_NAME(before, after) before##j##after
+#endif
+#define STRING(x) #x
+#define CXX_STRING(before, after) CXX_STRING_(CXX_NAME(before, after))
+#define CXX_STRING_(name) STRING(name)
+
+#define NEW(before, after, what, parameters, arguments) \
+	EXPORT void* CXX_NAME(before, after) parameters \
+	{ \
+		GUARD(what); \
+		return REAL(void* (*) parameters, CXX_STRING(before, after)) arguments; \
+	}
+NEW(_Znw, , "operator new", (size_t size), (size))
+NEW(_Zna, , "operator new[]", (size_t size), (size))
+NEW(_Znw, RKSt9nothrow_t, "operator new", (size_t size, const void* tag), (size, tag))
+NEW(_Zna, RKSt9nothrow_t, "operator new[]", (size_t size, const void* tag), (size, tag))
+NEW(_Znw, St11align_val_t, "operator new", (size_t size, size_t alignment), (size, alignment))
+NEW(_Zna, St11align_val_t, "operator new[]", (size_t size, size_t alignment), (size, alignment))
+NEW(_Znw, St11align_val_tRKSt9nothrow_t, "operator new", (size_t size, size_t alignment, const void* tag),
+	(size, alignment, tag))
+NEW(_Zna, St11align_val_tRKSt9nothrow_t, "operator new[]", (size_t size, size_t alignment, const void* tag),
+	(size, alignment, tag))
+
+#define DELETE(name, what, parameters, arguments) \
+	EXPORT void name parameters \
+	{ \
+		if(pointer) \
+			GUARD(what); \
+		REAL(void (*) parameters, #name) arguments; \
+	}
+#define SIZED_DELETE(before, after, what, parameters, arguments) \
+	EXPORT void CXX_NAME(before, after) parameters \
+	{ \
+		if(pointer) \
+			GUARD(what); \
+		REAL(void (*) parameters, CXX_STRING(before, after)) arguments; \
+	}
+DELETE(_ZdlPv, "operator delete", (void* pointer), (pointer))
+DELETE(_ZdaPv, "operator delete[]", (void* pointer), (pointer))
+DELETE(_ZdlPvSt11align_val_t, "operator delete", (void* pointer, size_t alignment), (pointer, alignment))
+DELETE(_ZdaPvSt11align_val_t, "operator delete[]", (void* pointer, size_t alignment), (pointer, alignment))
+SIZED_DELETE(_ZdlPv, , "operator delete", (void* pointer, size_t size), (pointer, size))
+SIZED_DELETE(_ZdaPv, , "operator delete[]", (void* pointer, size_t size), (pointer, size))
+SIZED_DELETE(_ZdlPv, St11align_val_t, "operator delete", (void* pointer, size_t size, size_t alignment),
+	(pointer, size, alignment))
+SIZED_DELETE(_ZdaPv, St11align_val_t, "operator delete[]", (void* pointer, size_t size, size_t alignment),
+	(pointer, size, alignment))
+
+/* ---- locks, waits and sleeps ---- */
+
+#define FORWARD(result, name, parameters, arguments) \
+	EXPORT result name parameters \
+	{ \
+		GUARD(#name); \
+		return REAL(result (*) parameters, #name) arguments; \
+	}
+
+FORWARD(int, pthread_mutex_lock, (pthread_mutex_t* mutex), (mutex))
+FORWARD(int, sem_wait, (sem_t* semaphore), (semaphore))
+FORWARD(int, sem_timedwait, (sem_t* semaphore, const struct timespec* deadline), (semaphore, deadline))
+FORWARD(int, usleep, (useconds_t microseconds), (microseconds))
+FORWARD(unsigned int, sleep, (unsigned int seconds), (seconds))
+FORWARD(int, nanosleep, (const struct timespec* duration, struct timespec* left), (duration, left))
+FORWARD(int, clock_nanosleep, (clockid_t clock, int flags, const struct timespec* duration, struct timespec* left),
+	(clock, flags, duration, left))
+
+/* glibc keeps an old pthread_cond_* ABI beside the current one on x86-64 (GLIBC_2.3.2 is the
+ * current); dlsym() without a version may give the old one. armhf has only one, found by dlsym. */
+EXPORT int pthread_cond_wait(pthread_cond_t* condition, pthread_mutex_t* mutex)
+{
+	GUARD("pthread_cond_wait");
+	return REAL_VERSION(int (*)(pthread_cond_t*, pthread_mutex_t*), "pthread_cond_wait", "GLIBC_2.3.2")(
+		condition, mutex);
+}
+
+EXPORT int pthread_cond_timedwait(pthread_cond_t* condition, pthread_mutex_t* mutex, const struct timespec* deadline)
+{
+	GUARD("pthread_cond_timedwait");
+	return REAL_VERSION(int (*)(pthread_cond_t*, pthread_mutex_t*, const struct timespec*), "pthread_cond_timedwait",
+		"GLIBC_2.3.2")(condition, mutex, deadline);
+}
+
+/* ---- blocking input and output ---- */
+
+FORWARD(ssize_t, read, (int fd, void* buffer, size_t size), (fd, buffer, size))
+FORWARD(ssize_t, write, (int fd, const void* buffer, size_t size), (fd, buffer, size))
+FORWARD(int, poll, (struct pollfd* fds, nfds_t count, int timeout), (fds, count, timeout))
+FORWARD(int, select, (int count, fd_set* in, fd_set* out, fd_set* except, struct timeval* timeout),
+	(count, in, out, except, timeout))
+FORWARD(FILE*, fopen, (const char* path, const char* mode), (path, mode))
+FORWARD(size_t, fread, (void* buffer, size_t size, size_t count, FILE* stream), (buffer, size, count, stream))
+FORWARD(size_t, fwrite, (const void* buffer, size_t size, size_t count, FILE* stream), (buffer, size, count, stream))
+
+/* ---- stdio printing (GCC turns some printf calls into puts, putchar or fwrite; with
+ * _FORTIFY_SOURCE they become the __*_chk functions) ---- */
+
+FORWARD(int, vprintf, (const char* format, va_list args), (format, args))
+FORWARD(int, vfprintf, (FILE* stream, const char* format, va_list args), (stream, format, args))
+FORWARD(int, __vprintf_chk, (int flag, const char* format, va_list args), (flag, format, args))
+FORWARD(int, __vfprintf_chk, (FILE* stream, int flag, const char* format, va_list args), (stream, flag, format, args))
+FORWARD(int, puts, (const char* text), (text))
+FORWARD(int, fputs, (const char* text, FILE* stream), (text, stream))
+FORWARD(int, putchar, (int character), (character))
+FORWARD(int, fputc, (int character, FILE* stream), (character, stream))
+
+EXPORT int printf(const char* format, ...)
+{
+	GUARD("printf");
+	va_list args;
+	va_start(args, format);
+	int written = vprintf(format, args);
+	va_end(args);
+	return written;
+}
+
+EXPORT int fprintf(FILE* stream, const char* format, ...)
+{
+	GUARD("fprintf");
+	va_list args;
+	va_start(args, format);
+	int written = vfprintf(stream, format, args);
+	va_end(args);
+	return written;
+}
+
+EXPORT int __printf_chk(int flag, const char* format, ...)
+{
+	GUARD("printf");
+	va_list args;
+	va_start(args, format);
+	int written = __vprintf_chk(flag, format, args);
+	va_end(args);
+	return written;
+}
+
+EXPORT int __fprintf_chk(FILE* stream, int flag, const char* format, ...)
+{
+	GUARD("fprintf");
+	va_list args;
+	va_start(args, format);
+	int written = __vfprintf_chk(stream, flag, format, args);
+	va_end(args);
+	return written;
+}
