@@ -103,6 +103,14 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--board-root", default="~/Bela")
     check.add_argument("--board-tools")
     check.add_argument("--json", action="store_true")
+    setup = board.add_parser("setup", help="build (if needed) and install the matching IREE runtime on the board")
+    setup.add_argument("board")
+    setup.add_argument("--board-root", default="~/Bela")
+    setup.add_argument("--target", choices=list(TARGETS), help="the runtime's target (default: from the board's architecture)")
+    setup.add_argument("--board-prefix", default="", help="a command prefix for the runtime tools, e.g. an emulator")
+    setup.add_argument("--source", help="IREE's source, as for `runtime build`")
+    setup.add_argument("--source-commit", help="the IREE commit of --source, when it cannot tell")
+    setup.add_argument("--json", action="store_true")
 
     runtime = commands.add_parser("runtime", help="the IREE runtime for a board").add_subparsers(
         dest="runtime_command", required=True)
@@ -117,7 +125,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    handler = {"zoo": _zoo, "compile": _compile, "bench": _bench, "new": _new, "build": _build, "serve": _serve, "board": _board_check,
+    handler = {"zoo": _zoo, "compile": _compile, "bench": _bench, "new": _new, "build": _build, "serve": _serve, "board": _board_command,
                "runtime": _runtime}[args.command]
     try:
         return handler(args)
@@ -261,6 +269,34 @@ def _deploy(board, project: Path) -> dict:
     console.print(f"deployed to {board.address}:{deployed['to']}: {len(deployed['uploaded'])} file(s) sent, "
                   f"{deployed['unchanged']} unchanged", highlight=False)
     return deployed
+
+
+def _board_command(args) -> int:
+    return _board_setup(args) if args.board_command == "setup" else _board_check(args)
+
+
+def _board_setup(args) -> int:
+    import asyncio
+
+    from .board.address import BoardAddress
+    from .board.connection import Board
+    from .board.setup import setup_board
+    from .progress import BuildProgress
+    board = Board(BoardAddress.parse(args.board), root=args.board_root, tools_prefix=args.board_prefix)
+
+    async def setup(progress):
+        await board.connect()
+        try:
+            return await setup_board(board, args.target, args.source, args.source_commit, reporter=progress)
+        finally:
+            await board.close()
+    with BuildProgress(console) as progress:
+        result = asyncio.run(setup(progress))
+    copied = f"{len(result['copied'])} file(s) sent" if result["copied"] or result["removed"] else "already up to date"
+    console.print(f"[green]IREE runtime for {result['target']}[/] in {board.address}:{result['dir']}: {copied}; "
+                  f"the probe module ran (max error {result['probe']['max_abs_err']:.2g})", highlight=False)
+    _emit(args, result)
+    return 0
 
 
 def _board_check(args) -> int:

@@ -34,7 +34,8 @@ MODEL_DIR = f"{GENERATED}/model"
 CONFIG = "bela-iree.toml"
 USER_FILES = ("render.cpp", "model.py", "settings.json", CONFIG, "README.md")
 # the IREE runtime libraries a project links, as installed by runtime/README.md's recipe
-IREE_LIBRARIES = "-liree_hal_utils_caching_allocator -liree_runtime_unified -lflatcc_parsing -lpthread -ldl -lm"
+IREE_LIBRARIES = ("-liree_hal_utils_caching_allocator -liree_runtime_unified -lflatcc_parsing "
+                  "-lbela_iree_compat -lpthread -ldl -lm")   # compat: glibc functions old Bela images lack
 STATIC_LOADER_LIBRARY = "-liree_hal_local_loaders_static_library_loader"   # EmitC's kernels
 
 

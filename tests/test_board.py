@@ -1,10 +1,13 @@
 """The board over SSH, against a real sshd on loopback standing in for a Bela (see sshd.py)."""
 import json
+import shutil
 import subprocess
 
 import pytest
 
+from service.bench.runtime_tools import host_tool
 from service.board.xenomai import parse_sched_stat, proc_stat_busy
+from service.runtimes.build import Reporter
 from service.pipeline.variants import VARIANTS, fastest
 
 from .conftest import cli
@@ -84,27 +87,83 @@ def test_gem_board_benchmark_runs_real_arm_code_over_ssh(board, tmp_path):
     assert all(flag in data["flags"] for flag in VARIANTS[data["variant"]])
 
 
-def test_runtime_version_mismatch_is_told_before_anything_runs(board, tmp_path):
-    board.install_aarch64_tools(version_override="3.12.0")
+def test_a_version_string_alone_does_not_refuse_a_runtime_that_runs_our_modules(board, tmp_path):
+    board.install_aarch64_tools(version_override="3.12.0")   # says 3.12.0, is 3.13.0: the probe runs
+    result = run(board, "bench", "single_mm", "--target", "gem", "--json", "--no-tune", "--seconds", "0.2",
+                 "--out", str(tmp_path / "o"), *board.args())
+    assert json.loads(result.stdout)["ran_on"] == "board"
+
+
+def test_a_runtime_that_cannot_run_our_modules_is_told_before_anything_runs(board, tmp_path):
+    tools = board.install_aarch64_tools()
+    shutil.copy(host_tool("iree-run-module"), tools / "iree-run-module")   # an x86 runtime on an ARM board
     result = run(board, "bench", "single_mm", "--target", "gem", "--json", "--out", str(tmp_path / "o"),
                  *board.args(), check=False)
     error = json.loads(result.stdout)["error"]
-    assert result.returncode == 1 and "3.12.0" in error["message"] and "3.13.0" in error["message"]
+    assert result.returncode == 1 and "cannot run modules of this compiler (3.13.0" in error["message"]
+    assert "bela-iree board setup" in error["hint"]
 
 
-def test_xenomai_stat_gives_the_figures_the_bela_ide_shows():
-    stat = """CPU  PID    MSW        CSW        XSC        PF    STAT       %CPU  NAME
-  0  0      0          5963431    0          0     00018000   73.2  [ROOT]
-  0  2188   1          5952213    5955147    0     00048042   22.5  bela-audio
-  0  2190   3          1190       2398       0     00048046    1.1  bela-aux
-  0  0      0          2380467    0          0     00000000    2.9  [IRQ16: [timer]]
-"""
-    load = parse_sched_stat(stat, linux_percent=10.0)
-    # the IDE: 22.5 + 1.1 (threads) + 10.0 * 0.732 (Linux's share of ROOT)
-    assert load.total == pytest.approx(22.5 + 1.1 + 7.32, abs=0.01)
-    assert load.audio == 22.5 and load.mode_switches == 0
-    assert load.threads == {"bela-audio": 22.5, "bela-aux": 1.1}
-    assert proc_stat_busy("cpu 100 0 100 800 0 0 0", "cpu 150 0 150 900 0 0 0") == 50.0
+BELA_PREFIX = "qemu-arm -cpu cortex-a8 -L /usr/arm-linux-gnueabihf"   # the "board" runs armv7 code emulated
+
+
+def setup_args(board) -> list[str]:
+    return ["board", "setup", board.address, "--board-root", str(board.root), "--target", "bela",
+            "--board-prefix", BELA_PREFIX, "--json"]
+
+
+def tree(folder) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_board_setup_installs_the_bela_runtime_once_and_bench_runs_there(board, runtime, tmp_path):
+    install = runtime("bela")
+    first = json.loads(run(board, *setup_args(board)).stdout)
+    installed = board.root / "libraries" / "iree"
+    assert tree(installed) == tree(install.folder)
+    assert len(first["copied"]) == len(tree(install.folder)) and first["probe"]["max_abs_err"] <= first["probe"]["tolerance"]
+    assert (installed / "bin/iree-benchmark-module").stat().st_mode & 0o111
+    again = json.loads(run(board, *setup_args(board)).stdout)
+    assert again["copied"] == [] and again["removed"] == [] and again["unchanged"] == len(tree(install.folder))
+    report = json.loads(run(board, "board", "check", board.address, "--board-root", str(board.root), "--json",
+                            check=False).stdout)
+    assert report["iree_runtime"]["iree_commit"] == install.manifest["iree_commit"]
+    assert report["iree_runtime"]["target"] == "bela" and report["iree_runtime"]["glibc"] == "2.24"
+    bench = json.loads(run(board, "bench", "basic_mlp", "--target", "bela", "--no-tune", "--seconds", "0.3", "--json",
+                           "--out", str(tmp_path / "out"), "--board", board.address, "--board-root", str(board.root),
+                           "--board-prefix", BELA_PREFIX).stdout)
+    assert bench["ran_on"] == "board" and bench["target"] == "bela"
+    assert bench["accuracy"]["max_abs_err"] <= bench["accuracy"]["tolerance"]
+
+
+async def test_a_board_setup_cut_off_mid_copy_leaves_the_old_install_working(board, runtime):
+    from service.board.address import BoardAddress
+    from service.board.connection import Board
+    from service.board.setup import setup_board
+    from service.errors import BoardError
+    install = runtime("bela")
+    run(board, *setup_args(board))
+    installed = board.root / "libraries" / "iree"
+    # an older install: two files differ from the new one
+    (installed / "lib/libbela_iree.a").write_bytes(b"older")
+    (installed / "bin/iree-run-module").unlink()
+    before = tree(installed)
+
+    class PullTheCable(Reporter):
+        def step(self, done, total):
+            board.kill()
+    connection = Board(BoardAddress.parse(board.address), root=str(board.root), tools_prefix=BELA_PREFIX,
+                       client_keys=[str(board.key)])
+    await connection.connect()
+    with pytest.raises(BoardError, match="the previous install is untouched"):
+        await setup_board(connection, "bela", reporter=PullTheCable())
+    assert tree(installed) == before
+    board.start()
+    await connection.connect()
+    result = await setup_board(connection, "bela")
+    await connection.close()
+    assert sorted(result["copied"]) == ["bin/iree-run-module", "lib/libbela_iree.a"]
+    assert tree(installed) == tree(install.folder)
 
 
 async def test_serve_with_a_board_deploys_follows_board_edits_and_survives_a_pulled_cable(board, tmp_path):

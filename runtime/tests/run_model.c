@@ -1,11 +1,11 @@
 // run_model: load a model with bela_iree/model.h, run it, print outputs, counters and how many
 // heap allocations one steady-state run makes.
 //
-//   run_model [--value V | --input FILE] [--output FILE] [--output-count N] [--function NAME]
-//             MODEL.vmfb RUNS DIM0 [DIM1 ...]
+//   run_model [--value V | --input FILE] [--more-input FILE:D0xD1...]... [--output FILE]
+//             [--output-count N] [--function NAME] MODEL.vmfb RUNS DIM0 [DIM1 ...]
 //
-// One float32 input of shape DIM0xDIM1...: every element V (default 0.5), or read from FILE
-// (raw little-endian float32). The output has N floats (default: as many as the input); --output
+// The first float32 input has shape DIM0xDIM1...: every element V (default 0.5), or read from FILE
+// (raw little-endian float32); each --more-input adds one more (a model's noise input, say). The output has N floats (default: as many as the input); --output
 // writes it to FILE as raw float32. Compare with
 //   iree-run-module --module=MODEL.vmfb --device=local-sync --function=main --input=1x1024xf32=0.5
 //
@@ -55,10 +55,27 @@ static int transfer(const char* path, const char* mode, float* values, size_t co
 
 static int usage(const char* program) {
 	fprintf(stderr,
-	        "usage: %s [--value V | --input FILE] [--output FILE] [--output-count N] [--function NAME] "
-	        "MODEL.vmfb RUNS DIM0 [DIM1 ...]\n",
+	        "usage: %s [--value V | --input FILE] [--more-input FILE:D0xD1...]... [--output FILE] "
+	        "[--output-count N] [--function NAME] MODEL.vmfb RUNS DIM0 [DIM1 ...]\n",
 	        program);
 	return 2;
+}
+
+// "FILE:D0xD1..." -> the file name (cut at the colon) and the shape; its element count, 0 if malformed.
+static size_t parse_more_input(char* spec, int* rank, int64_t* shape) {
+	char* colon = strrchr(spec, ':');
+	if (!colon)
+		return 0;
+	*colon = 0;
+	size_t count = 1;
+	*rank = 0;
+	for (char* dim = colon + 1; *rank < BELA_IREE_MAX_RANK; ++dim) {
+		shape[(*rank)++] = strtoll(dim, &dim, 10);
+		count *= (size_t)shape[*rank - 1];
+		if (*dim != 'x')
+			return *dim == 0 ? count : 0;
+	}
+	return 0;
 }
 
 int main(int argc, char** argv) {
@@ -67,6 +84,8 @@ int main(int argc, char** argv) {
 	const char* function = NULL;
 	const char* input_file = NULL;
 	const char* output_file = NULL;
+	char* more_inputs[BELA_IREE_MAX_INPUTS - 1];
+	int more_count = 0;
 	int arg = 1;
 	for (; arg + 1 < argc && strncmp(argv[arg], "--", 2) == 0; arg += 2) {
 		if (strcmp(argv[arg], "--value") == 0)
@@ -79,6 +98,8 @@ int main(int argc, char** argv) {
 			input_file = argv[arg + 1];
 		else if (strcmp(argv[arg], "--output") == 0)
 			output_file = argv[arg + 1];
+		else if (strcmp(argv[arg], "--more-input") == 0 && more_count < BELA_IREE_MAX_INPUTS - 1)
+			more_inputs[more_count++] = argv[arg + 1];
 		else
 			return usage(argv[0]);
 	}
@@ -93,7 +114,13 @@ int main(int argc, char** argv) {
 #endif
 	options.function = function;
 	int runs = atoi(argv[arg + 1]);
-	options.input_count = 1;
+	options.input_count = 1 + more_count;
+	size_t more_sizes[BELA_IREE_MAX_INPUTS];
+	for (int i = 0; i < more_count; ++i) {
+		more_sizes[i] = parse_more_input(more_inputs[i], &options.input_ranks[1 + i], options.input_shapes[1 + i]);
+		if (!more_sizes[i])
+			return usage(argv[0]);
+	}
 	options.input_ranks[0] = argc - arg - 2;
 	size_t count = 1;
 	for (int d = 0; d < options.input_ranks[0]; ++d) {
@@ -114,6 +141,12 @@ int main(int argc, char** argv) {
 	if (input_file && !transfer(input_file, "rb", input, count)) {
 		bela_iree_model_free(model);
 		return 1;
+	}
+	for (int i = 0; i < more_count; ++i) {
+		if (!transfer(more_inputs[i], "rb", bela_iree_model_input(model, 1 + i), more_sizes[i])) {
+			bela_iree_model_free(model);
+			return 1;
+		}
 	}
 	uint64_t first_run_allocations = 0, steady_allocations = 0;
 	for (int r = 0; r < runs; ++r) {

@@ -6,13 +6,13 @@ a missing folder or tool. `Board.check()` is `bela-iree board check`.
 from __future__ import annotations
 
 import asyncio
+import json
 import shlex
 from pathlib import Path
 
 import asyncssh
 
 from ..errors import BoardError
-from ..pipeline import cache
 from .address import BoardAddress
 
 CONNECT_TIMEOUT = 10.0
@@ -29,6 +29,7 @@ class Board:
         self.client_keys = client_keys
         self.connection: asyncssh.SSHClientConnection | None = None
         self.root: str | None = None
+        self.runtime_checked: str | None = None   # the target whose probe module ran here
 
     # ---- connection ---------------------------------------------------------------------------
 
@@ -102,20 +103,13 @@ class Board:
                 return line.strip()
         return None
 
-    async def require_runtime(self) -> None:
-        """The board's iree-benchmark-module must exist and match our compiler, before anything runs."""
+    async def require_tools(self) -> None:
+        """The board's IREE runtime tools must exist (runtime_check.py then asks whether they work)."""
         tool = f"{shlex.quote(self.tools)}/iree-benchmark-module"
         if (await self.run(f"test -x {tool} && echo yes", check=False)).strip() != "yes":
             raise BoardError(f"no IREE runtime tools in {self.tools} on {self.address}",
-                             hint="install the IREE runtime tools of the compiler's version there (runtime/README.md), "
-                                  "or point at them with --board-tools DIR")
-        theirs, ours = await self.runtime_version(), cache.iree_version()
-        if theirs is None:
-            raise BoardError(f"cannot tell the version of the IREE runtime in {self.tools}",
-                             hint=f"write its version ({ours}) into {self.tools}/VERSION")
-        if theirs.split("rc")[0] != ours.split("rc")[0]:
-            raise BoardError(f"the board's IREE runtime is {theirs}, the compiler is {ours}: modules would not load",
-                             hint=f"install IREE runtime {ours} on the board")
+                             hint=f"install the IREE runtime: bela-iree board setup {self.address} "
+                                  "(or point at tools with --board-tools DIR)")
 
     async def check(self) -> dict:
         await self.connect()
@@ -134,14 +128,26 @@ class Board:
                 df = (await self.run(f"df -Pk {shlex.quote(self.root)} | tail -1", check=False)).split()
                 report["free_bytes"] = int(df[3]) * 1024 if len(df) > 3 and df[3].isdigit() else None
                 try:
-                    await self.require_runtime()
+                    await self.require_tools()
                     report["iree_tools"] = self.tools
                     report["iree_version"] = await self.runtime_version()
                 except BoardError as e:
                     report["problems"].append(f"{e.message} ({e.hint})")
+                report["iree_runtime"] = await self.runtime_manifest()
             return report
         finally:
             await self.close()
+
+    async def runtime_manifest(self) -> dict | None:
+        """What `board setup` installed (its manifest.json, without the file list), if it did."""
+        text = await self.run(f"cat {shlex.quote(self.require_root())}/libraries/iree/manifest.json 2>/dev/null",
+                              check=False)
+        try:
+            manifest = json.loads(text)
+        except ValueError:
+            return None
+        manifest.pop("files", None)
+        return manifest
 
     # ---- files ------------------------------------------------------------------------------
 

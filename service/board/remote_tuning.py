@@ -12,7 +12,9 @@ from ..pipeline.compile import export_cached
 from ..pipeline.targets import Target
 from ..pipeline.variants import measured_table
 from .connection import Board
-from .remote_bench import benchmark_on_board, upload_inputs
+from .remote_bench import benchmark_on_board
+from .remote_run import upload_inputs
+from .runtime_check import require_runtime
 
 
 async def tune_on_board(board: Board, model_file: Path, target: Target, backend: str = "llvm-cpu",
@@ -23,7 +25,7 @@ async def tune_on_board(board: Board, model_file: Path, target: Target, backend:
     table = measured_table(export_dir, target, backend)
     if table is not None:
         return table
-    await board.require_runtime()
+    await require_runtime(board, target)
     with tempfile.TemporaryDirectory(prefix="bela-iree-variants-") as tmp:
         compiled, table, timed_out = await asyncio.to_thread(compile_variants, model_file, target, backend,
                                                              Path(tmp), options)

@@ -49,6 +49,7 @@ CMAKE_OPTIONS = [
     "-DIREE_ERROR_ON_MISSING_SUBMODULES=OFF",
     # GCC 12 and clang both warn on a 32-bit shift in iree/base/alignment.h
     "-DIREE_ENABLE_WERROR_FLAG=OFF"]
+LAYOUT = 1   # raise when what an install holds changes: older cached installs are then rebuilt
 CONFIGURE_TIMEOUT = 1800.0
 BUILD_TIMEOUT = 3600.0
 
@@ -120,9 +121,8 @@ def ensure_runtime(target_name: str, source: str | None = None, commit: str | No
 
 def runtime_key(source: RuntimeSource, target: str, toolchain: Toolchain) -> str:
     ours = [p.read_bytes() for p in sorted((RUNTIME_LIBRARY / "src").glob("*.c"))]
-    ours += [(RUNTIME_LIBRARY / "include/bela_iree/model.h").read_bytes(), (RUNTIME_LIBRARY / "Makefile").read_bytes(),
-             Path(__file__).read_bytes()]
-    return cache.digest(source.id, target, toolchain.describe(), *CMAKE_OPTIONS, *ours)[:16]
+    ours += [(RUNTIME_LIBRARY / "include/bela_iree/model.h").read_bytes(), (RUNTIME_LIBRARY / "Makefile").read_bytes()]
+    return cache.digest(source.id, target, toolchain.describe(), *CMAKE_OPTIONS, str(LAYOUT), *ours)[:16]
 
 
 def _build_and_install(source: RuntimeSource, target, toolchain: Toolchain, folder: Path,
@@ -141,6 +141,7 @@ def _build_and_install(source: RuntimeSource, target, toolchain: Toolchain, fold
             compat = _compile_compat(work, compilers, log)
             options += [f"-DCMAKE_TOOLCHAIN_FILE={toolchain_file}",
                         f"-DIREE_HOST_BIN_DIR={host_tools}",
+                        "-DCMAKE_EXE_LINKER_FLAGS=-s",   # no debug info: the board's disk is small
                         # every tool links the glibc compatibility functions (runtime/src/glibc_compat.c)
                         f"-DCMAKE_C_STANDARD_LIBRARIES={compat}", f"-DCMAKE_CXX_STANDARD_LIBRARIES={compat}"]
         env = {**os.environ, "PATH": f"{Path(venv_tool('cmake')).parent}{os.pathsep}{os.environ['PATH']}"}
@@ -158,7 +159,11 @@ def _build_and_install(source: RuntimeSource, target, toolchain: Toolchain, fold
         _write_manifest(source, target, toolchain, staging)
         if toolchain.cross:
             _check_glibc(staging)
-        os.rename(staging, folder)
+        try:
+            os.rename(staging, folder)
+        except OSError:   # another build of the same key finished first: theirs is as good
+            if not (folder / MANIFEST).exists():
+                raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

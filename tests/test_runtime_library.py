@@ -1,0 +1,51 @@
+"""runtime/'s C library (bela_iree_model_run) on emulated Bela: every zoo model's --target bela
+vmfb, loaded and run through it under qemu-arm -cpu cortex-a8, against PyTorch."""
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import zoo
+from service.bench.run import tolerance
+from service.bench.runtime_tools import emulator
+from service.pipeline.targets import TARGETS
+
+RUNTIME = Path(__file__).resolve().parents[1] / "runtime"
+ARMHF = ["CC=arm-linux-gnueabihf-gcc -march=armv7-a -mfpu=neon -mfloat-abi=hard", "AR=arm-linux-gnueabihf-ar"]
+
+
+@pytest.fixture(scope="session")
+def run_model_armv7(runtime, tmp_path_factory) -> Path:
+    """tests/run_model.c for Bela, built with Debian's armhf compiler (standing in for the
+    board's) against the armv7 runtime `runtime build` makes."""
+    build = tmp_path_factory.mktemp("run-model-armv7")
+    subprocess.run(["make", "-s", "-C", str(RUNTIME), "test-program", f"IREE_RUNTIME_DIR={runtime('bela').folder}",
+                    f"BUILD={build}", "LOADERS=system", *ARMHF], check=True, capture_output=True)
+    return build / "run_model"
+
+
+def run_through_library(program: list[str], folder: Path, work: Path, runs: int = 3) -> np.ndarray:
+    """Runs a compile folder's model.vmfb on its reference inputs; returns the output."""
+    with np.load(folder / "inputs.npz") as npz:
+        inputs = [npz[name].astype(np.float32) for name in npz.files]
+    for index, value in enumerate(inputs):
+        value.tofile(work / f"input{index}.bin")
+    more = [arg for index, value in enumerate(inputs[1:], 1)
+            for arg in ("--more-input", f"{work / f'input{index}.bin'}:{'x'.join(map(str, value.shape))}")]
+    expected = np.load(folder / "expected.npy")
+    run = subprocess.run([*program, "--input", str(work / "input0.bin"), *more, "--output", str(work / "out.bin"),
+                          "--output-count", str(expected.size), str(folder / "model.vmfb"), str(runs),
+                          *map(str, inputs[0].shape)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert f"runs {runs} failures 0" in run.stdout
+    return np.fromfile(work / "out.bin", dtype=np.float32).reshape(expected.shape)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", zoo.names())
+def test_runtime_library_runs_every_zoo_model_on_emulated_cortex_a8(compiled, run_model_armv7, model, tmp_path):
+    folder = compiled(model, "bela").artifacts[0].parent
+    output = run_through_library([*emulator(TARGETS["bela"]), str(run_model_armv7)], folder, tmp_path)
+    expected = np.load(folder / "expected.npy")
+    assert np.abs(output - expected).max() <= tolerance(expected), model
