@@ -4,7 +4,7 @@
  *   BelaIree.createPanel(target, {service: "http://127.0.0.1:8765", ide: socketOrNull}) -> {destroy()}
  *
  * One factory, one small view per concern (status, latency, distribution, cpu, dispatches,
- * peers, log). It talks to `bela-iree serve` over /ws (contract: DESIGN.md) and reconnects by
+ * peers, log). It talks to `bela-iree serve` over /ws (contract: docs/design.md) and reconnects by
  * itself. Charts are uPlot, served by the service from its own node_modules: nothing comes from
  * the internet. Everything it shows is bounded (builds, CPU samples, log lines) so an hour of
  * samples or a thousand builds stay cheap.

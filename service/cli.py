@@ -1,4 +1,4 @@
-"""The `bela-iree` command line (contract in DESIGN.md). Thin: parse, call, print.
+"""The `bela-iree` command line (contract in docs/design.md). Thin: parse, call, print.
 
 Commands with --json print exactly one JSON object on stdout; everything else goes to stderr.
 Errors exit with code 1 and, with --json, print {"error": {...}}.

@@ -1,4 +1,4 @@
-"""The websocket messages, in one place (contract: DESIGN.md, "Websocket protocol").
+"""The websocket messages, in one place (contract: docs/design.md, "Websocket protocol").
 
 Service -> panel: hello, history, build, bench, cpu, log, unchanged, error.
 Panel -> service: rebuild, set_target (validated by `parse_request`; anything else gets an

@@ -229,7 +229,8 @@ def new_project(project: Path, model: str | None = None, fmt: str = "vmfb", targ
     # IREE's headers need the allocator its library was built with; the loader follows the target
     iree_defines = "-DIREE_ALLOCATOR_SYSTEM_CTL=iree_allocator_libc_ctl"
     loader = "STATIC" if fmt == "emitc" else "SYSTEM" if target_info.arch == "armv7" else "EMBEDDED"
-    make = [f"CPPFLAGS=-I{include} {iree_defines}",
+    # Bela's Makefile compiles C++ with -std=c++11 before these; IREE's headers need C++14
+    make = [f"CPPFLAGS=-std=c++14 -I{include} {iree_defines}",
             f"CFLAGS=-I{include} {iree_defines} -DBELA_IREE_LOADER_{loader} -std=gnu11",
             f"LDFLAGS=-L{config.iree_runtime_dir}/lib",
             f"LDLIBS={f'/root/Bela/projects/{project.name}/{MODEL_DIR}/kernels.o {STATIC_LOADER_LIBRARY} ' if fmt == 'emitc' else ''}"

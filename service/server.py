@@ -1,4 +1,4 @@
-"""The HTTP + websocket server of `bela-iree serve` (contract: DESIGN.md).
+"""The HTTP + websocket server of `bela-iree serve` (contract: docs/design.md).
 
 Routes: `/` the standalone panel page, `/panel.js` `/panel.css` and `/vendor/*` its files,
 `/api/history` the builds (newest first), `/ws` the event stream. It imports no ML code: it is

@@ -9,7 +9,9 @@ import pytest
 import zoo
 from service.bench.run import tolerance
 from service.bench.runtime_tools import emulator
+from service.pipeline.elf_check import glibc_versions_needed
 from service.pipeline.targets import TARGETS
+from service.runtimes.toolchain import OLDEST_GLIBC, toolchain_for
 
 RUNTIME = Path(__file__).resolve().parents[1] / "runtime"
 ARMHF = ["CC=arm-linux-gnueabihf-gcc -march=armv7-a -mfpu=neon -mfloat-abi=hard", "AR=arm-linux-gnueabihf-ar"]
@@ -49,3 +51,20 @@ def test_runtime_library_runs_every_zoo_model_on_emulated_cortex_a8(compiled, ru
     output = run_through_library([*emulator(TARGETS["bela"]), str(run_model_armv7)], folder, tmp_path)
     expected = np.load(folder / "expected.npy")
     assert np.abs(output - expected).max() <= tolerance(expected), model
+
+
+def test_every_board_library_links_against_the_oldest_bela_glibc(runtime, compiled, tmp_path):
+    """A Stretch board's link, here: tests/run_model.c linked with the install's libraries and
+    runtime/ against glibc 2.24 (zig, as `runtime build` does) asks for no newer glibc, and runs."""
+    toolchain = toolchain_for(TARGETS["bela"])
+    toolchain.write(tmp_path / "toolchain")
+    compilers = toolchain.compilers(tmp_path / "toolchain")
+    subprocess.run(["make", "-s", "-C", str(RUNTIME), "test-program", f"IREE_RUNTIME_DIR={runtime('bela').folder}",
+                    f"BUILD={tmp_path}", "LOADERS=system static", f"CC={compilers['CC']}", f"AR={compilers['AR']}"],
+                   check=True, capture_output=True)
+    program = tmp_path / "run_model"
+    assert max(glibc_versions_needed(program)) <= tuple(int(x) for x in OLDEST_GLIBC.split("."))
+    folder = compiled("siren_mlp", "bela").artifacts[0].parent   # sin() in every layer: libm from the board
+    output = run_through_library([*emulator(TARGETS["bela"]), str(program)], folder, tmp_path)
+    expected = np.load(folder / "expected.npy")
+    assert np.abs(output - expected).max() <= tolerance(expected)

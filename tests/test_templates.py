@@ -2,8 +2,8 @@
 the generated C++ has the real-time structure; user files are never touched."""
 import hashlib
 import json
-import os
 import re
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -13,9 +13,22 @@ import torch
 
 import zoo
 from service.modelfile import load_model
-from service.project import USER_FILES, library_query_name, new_project
+from service.project import USER_FILES, ProjectConfig, library_query_name, new_project
 
 from .conftest import cli, cli_json
+from .realtime import QEMU_ARM, STANDIN_SOURCE, bela_include_dir, build_rt_guard, run_standin
+
+
+@pytest.fixture(scope="module")
+def guard(tmp_path_factory):
+    """tests/rt_guard's interposer for this computer's programs."""
+    return build_rt_guard("cc", tmp_path_factory.mktemp("rt_guard"))
+
+
+@pytest.fixture(scope="module")
+def armhf_guard(tmp_path_factory):
+    """tests/rt_guard's interposer for Bela's armhf programs (under qemu-arm)."""
+    return build_rt_guard(ARMHF_CC, tmp_path_factory.mktemp("rt_guard_armhf"))
 
 
 def render_body(render_cpp: str) -> str:
@@ -133,10 +146,9 @@ def run_against_pytorch(program: Path, compiled: dict, model_path: str, tmp_path
     assert np.abs(got - expected).max() <= 1e-4 + 1e-4 * np.abs(expected).max()
 
 
-@pytest.mark.skipif(not os.environ.get("IREE_RUNTIME_DIR"),
-                    reason="needs an IREE runtime build: set IREE_RUNTIME_DIR (see runtime/README.md)")
-def test_runtime_runs_both_back_ends_and_a_generated_project_compiles_against_a_real_iree_runtime(tmp_path):
-    runtime_dir = os.environ["IREE_RUNTIME_DIR"]
+def test_runtime_runs_both_back_ends_and_a_generated_project_compiles_against_a_real_iree_runtime(
+        tmp_path, runtime, guard):
+    runtime_dir = str(runtime("host").folder)   # `bela-iree runtime build --target host`
     root = Path(__file__).parents[1] / "runtime"
     make = ["make", "-C", str(root), f"IREE_RUNTIME_DIR={runtime_dir}", f"BUILD={tmp_path / 'build'}"]
     # bytecode back end: a .vmfb from the file system (log_spectrum: several dispatches, libm calls)
@@ -158,17 +170,50 @@ def test_runtime_runs_both_back_ends_and_a_generated_project_compiles_against_a_
     for source in ("bela_iree_model.c", "emitc_module.c"):
         subprocess.run(["cc", "-std=gnu11", "-c", str(project / "generated/model" / source), "-o",
                         str(tmp_path / f"{source}.o"), *include], check=True)
-    # with Bela's headers (BELA_INCLUDE_DIR), generated projects run for real: render.cpp and the
-    # glue built against Bela.h and the runtime, driven block by block by tests/bela_standin
-    if os.environ.get("BELA_INCLUDE_DIR"):
-        for fmt in ("vmfb", "emitc"):
-            run_project_through_render(tmp_path / f"run-{fmt}", fmt, runtime_dir, os.environ["BELA_INCLUDE_DIR"])
+    # with Bela's headers, generated projects run for real: render.cpp and the glue built against
+    # Bela.h and the runtime, driven block by block by tests/bela_standin under tests/rt_guard
+    for fmt in ("vmfb", "emitc"):
+        run_project_through_render(tmp_path / f"run-{fmt}", fmt, runtime_dir, str(bela_include_dir()), guard)
 
 
-def run_project_through_render(project: Path, fmt: str, runtime_dir: str, bela_include: str) -> None:
+# single_mm maps a block of MODEL_FRAMES samples to a block as long: audio in, audio out
+MODEL_FRAMES = 1024
+MODEL_BLOCKS = 5
+
+
+def write_test_signal(project: Path, channels: int = 1) -> np.ndarray:
+    """in.f32 for the stand-in: MODEL_BLOCKS model blocks of a random signal on the first input
+    channel (the one the model reads), other noise on any other; returns the first channel."""
+    rng = np.random.default_rng(0)
+    signal = rng.uniform(-1, 1, MODEL_FRAMES * MODEL_BLOCKS).astype(np.float32)
+    frames = np.empty((signal.size, channels), np.float32)
+    frames[:, 0] = signal
+    frames[:, 1:] = rng.uniform(-1, 1, (signal.size, channels - 1))
+    frames.tofile(project / "in.f32")
+    return signal
+
+
+def assert_plays_the_model(project: Path, signal: np.ndarray, channels: int = 1) -> None:
+    """out.f32 (interleaved, `channels` channels) plays, on every channel, the output PyTorch gives
+    for each model block of `signal`, two blocks late (one to fill a block, one to run the model)."""
+    loaded = load_model(project / "model.py")
+    blocks = signal.size // MODEL_FRAMES
+    with torch.no_grad():
+        outputs = [loaded.module(torch.from_numpy(signal[i * MODEL_FRAMES:(i + 1) * MODEL_FRAMES])
+                                 .reshape(1, MODEL_FRAMES)).numpy().ravel() for i in range(blocks - 2)]
+    expected = np.concatenate([np.zeros(2 * MODEL_FRAMES, np.float32), *outputs])
+    played = np.fromfile(project / "out.f32", dtype=np.float32)
+    assert played.shape == (expected.size * channels,)
+    for channel in range(channels):
+        got = played[channel::channels]
+        assert np.abs(got - expected).max() <= 1e-4 + 1e-4 * np.abs(expected).max(), channel
+
+
+def run_project_through_render(project: Path, fmt: str, runtime_dir: str, bela_include: str, guard: Path) -> None:
     """A single_mm project for this computer, built like the Bela IDE builds it (its C and C++
-    files, Bela.h, the runtime), fed 16-frame blocks: its audio out is the model's output for each
-    1024-frame block, two blocks later (one to fill a block, one to run the model)."""
+    files, Bela.h, the runtime), fed 16-frame blocks under the rt_guard interposer (render() makes
+    no call it must not): its audio out is the model's output for each 1024-frame block, two
+    blocks later (one to fill a block, one to run the model)."""
     new_project(project, "single_mm", fmt, "host")
     model = project / "generated/model"
     flags = ["-O2", "-I", bela_include, "-I", str(project), "-I", str(model), "-I", f"{runtime_dir}/include",
@@ -182,18 +227,80 @@ def run_project_through_render(project: Path, fmt: str, runtime_dir: str, bela_i
         objects += [str(model / "kernels.o"), f"{runtime_dir}/lib/libiree_hal_local_loaders_static_library_loader.a"]
     program = project / "standin"
     subprocess.run(["c++", "-std=c++17", *flags, str(project / "render.cpp"),
-                    str(Path(__file__).parent / "bela_standin/bela_standin.cpp"), *objects, "-L", f"{runtime_dir}/lib",
+                    str(STANDIN_SOURCE), *objects, "-L", f"{runtime_dir}/lib",
                     "-liree_hal_utils_caching_allocator", "-liree_runtime_unified", "-lflatcc_parsing", "-lpthread",
                     "-ldl", "-lm", "-o", str(program)], check=True)
-    signal = np.random.default_rng(0).uniform(-1, 1, 1024 * 5).astype(np.float32)
-    signal.tofile(project / "in.f32")
-    run = subprocess.run([str(program), "in.f32", "out.f32", "1", "16"], cwd=project, capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    loaded = load_model(project / "model.py")
-    with torch.no_grad():
-        blocks = [loaded.module(torch.from_numpy(signal[i * 1024:(i + 1) * 1024]).reshape(1, 1024)).numpy().ravel()
-                  for i in range(3)]
-    expected = np.concatenate([np.zeros(2048, np.float32), *blocks])
-    played = np.fromfile(project / "out.f32", dtype=np.float32)
-    assert played.shape == expected.shape
-    assert np.abs(played - expected).max() <= 1e-4 + 1e-4 * np.abs(expected).max()
+    signal = write_test_signal(project)
+    run = run_standin(program, ["in.f32", "out.f32", "1", "16"], cwd=project, guard=guard)
+    assert run.returncode == 0, (run.returncode, run.stderr)
+    assert "rt_guard" not in run.stderr
+    assert_plays_the_model(project, signal)
+
+
+# What Bela's Makefile puts before a project's own flags for every .c and .cpp file it finds
+# (DEFAULT_COMMON_FLAGS without Xenomai's, then DEFAULT_CFLAGS' and DEFAULT_CPPFLAGS' standards).
+# C++ is C++11 unless the project's CPPFLAGS, which come after, name another standard.
+BELA_COMMON_FLAGS = ["-O3", "-march=armv7-a", "-mtune=cortex-a8", "-mfloat-abi=hard", "-mfpu=neon",
+                     "-ftree-vectorize", "-ffast-math", "-DNDEBUG"]
+BELA_C_FLAGS = [*BELA_COMMON_FLAGS, "-std=gnu11"]
+BELA_CPP_FLAGS = [*BELA_COMMON_FLAGS, "-std=c++11"]
+ARMHF_CC, ARMHF_CXX = "arm-linux-gnueabihf-gcc", "arm-linux-gnueabihf-g++"
+
+
+def make_variables(project: Path, runtime_dir: Path) -> dict[str, list[str]]:
+    """settings.json's make variables ("CPPFLAGS=...;CFLAGS=...;..."), as argument lists, with the
+    board's runtime folder (/root/Bela/libraries/iree) replaced by runtime_dir and nothing else."""
+    make = json.loads((project / "settings.json").read_text())["CLArgs"]["make"]
+    board_dir = ProjectConfig().iree_runtime_dir
+    variables = {}
+    for assignment in make.split(";"):
+        name, value = assignment.split("=", 1)
+        variables[name] = shlex.split(value.replace(board_dir, str(runtime_dir)))
+    assert set(variables) == {"CPPFLAGS", "CFLAGS", "LDFLAGS", "LDLIBS"}, make
+    assert "/root/Bela" not in " ".join(sum(variables.values(), [])), make   # nothing else on the board
+    return variables
+
+
+def compile_checked(argv: list) -> None:
+    """Run a compiler or linker; on failure, its command line and its first errors."""
+    argv = list(map(str, argv))
+    result = subprocess.run(argv, capture_output=True, text=True)
+    returncode, errors = result.returncode, [line for line in result.stderr.splitlines() if "error" in line]
+    assert returncode == 0, f"{shlex.join(argv)}\nfailed ({returncode}):\n" + "\n".join(errors[:8] or [result.stderr[-3000:]])
+
+
+def test_a_generated_bela_project_runs_on_emulated_armv7(tmp_path, runtime, armhf_guard):
+    """A --target bela project, built as the Bela IDE builds it (settings.json's make variables,
+    with the armhf cross compilers and the bela runtime install in place of the board's), runs on
+    a Bela's CPU under qemu-arm with the armhf glibc, under rt_guard, and plays the model's output."""
+    project = tmp_path / "bela-project"
+    new_project(project, "single_mm", "vmfb", "bela")
+    install = runtime("bela")
+    make = make_variables(project, install.folder)
+    assert "-lbela_iree_compat" in make["LDLIBS"]   # the glibc functions the oldest Bela image lacks
+    build = tmp_path / "build"
+    build.mkdir()
+    includes = ["-I", project, "-I", bela_include_dir()]   # Bela's INCLUDES: the project, then Bela's include/
+    objects = []
+    c_sources = sorted(project.rglob("*.c"))
+    cpp_sources = sorted(project.rglob("*.cpp"))
+    assert [p.relative_to(project) for p in c_sources] == [Path("generated/model/bela_iree_model.c")]
+    assert [p.relative_to(project) for p in cpp_sources] == [Path("render.cpp")]
+    for source in c_sources:
+        objects.append(build / f"{source.stem}.o")
+        compile_checked([ARMHF_CC, *includes, *BELA_C_FLAGS, "-c", "-o", objects[-1], source, *make["CFLAGS"]])
+    for source in [*cpp_sources, STANDIN_SOURCE]:   # the stand-in is Bela's core, built the same way
+        objects.append(build / f"{source.stem}.o")
+        compile_checked([ARMHF_CXX, *includes, *BELA_CPP_FLAGS, "-c", "-o", objects[-1], source, *make["CPPFLAGS"]])
+    program = build / "bela-project"
+    compile_checked([ARMHF_CXX, *make["LDFLAGS"], "-pthread", "-o", program, *objects, *make["LDLIBS"]])
+
+    settings = json.loads((project / "settings.json").read_text())
+    period = int(settings["CLArgs"]["-p"])   # the block size the IDE runs it with
+    signal = write_test_signal(project, channels=2)
+    # the glue opens generated/model/model.vmfb relative to the project folder, as on the board
+    run = run_standin(program, ["in.f32", "out.f32", "2", str(period)], cwd=project, guard=armhf_guard,
+                      prefix=QEMU_ARM, timeout=300)
+    assert run.returncode == 0, (run.returncode, run.stderr[-3000:])
+    assert "rt_guard" not in run.stderr
+    assert_plays_the_model(project, signal, channels=2)

@@ -50,7 +50,7 @@ def bench_compiled(compiled: CompileResult, target: Target, *, block_size: int |
 
 def bench_result(compiled: CompileResult, ran_on: str, output: np.ndarray, measured: Measurement,
                  block_size: int | None, sample_rate: int | None) -> dict:
-    """The bench JSON of DESIGN.md, wherever the model ran."""
+    """The bench JSON of docs/design.md, wherever the model ran."""
     folder = compiled.artifacts[0].parent
     block_size = block_size or compiled.export["block_size"]
     sample_rate = sample_rate or compiled.export["sample_rate"]

@@ -1,6 +1,6 @@
 """The probe: a small model a board's IREE runtime must run correctly before bela-iree trusts it
 with yours. A matrix product and a tanh: a dispatch that calls a math function, the kind that
-crashed on 32-bit ARM before (IREE_NOTES.md), in the module format this compiler writes."""
+crashed on 32-bit ARM before (runtime/README.md), in the module format this compiler writes."""
 import torch
 
 
