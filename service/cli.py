@@ -211,15 +211,19 @@ def _bench(args) -> int:
 
     model_file = resolve_model(args.model)
     target = get_target(args.target)
-    out = args.out or Path("build") / f"{model_name(model_file)}-{target.name}-vmfb"
+    out = args.out or Path("build") / f"{model_name(model_file)}-{target.name}-{args.format}"
     board = _board(args, model_file.parent)
-    with console.status(f"benchmarking {model_name(model_file)} on {target.name}"
+    if board and args.format != "vmfb":
+        raise BelaIreeError(f"bench --board measures the vmfb format, not {args.format}", stage="usage",
+                            hint="drop --format to measure the vmfb on the board; without --board, "
+                                 "--format emitc measures the EmitC module here")
+    with console.status(f"benchmarking {model_name(model_file)} ({args.format}) on {target.name}"
                         f"{f' on the board {board.address}' if board else ''}{' with peers' if args.peers else ''}"):
         if board:
             result = _bench_on_board(board, model_file, target, out.resolve(), args)
         else:
             result = bench_model(model_file, target, out.resolve(), peers=args.peers, block_size=args.block_size,
-                                 sample_rate=args.sample_rate, seconds=args.seconds, tune=args.tune)
+                                 sample_rate=args.sample_rate, seconds=args.seconds, tune=args.tune, fmt=args.format)
     console.print(bench_table(result))
     console.print(verdict(result), highlight=False)
     _emit(args, result)

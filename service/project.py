@@ -25,6 +25,7 @@ from .errors import ModelFileError, UsageError
 from .pipeline import cache
 from .pipeline.compile import CompileResult, compile_model, export_cached
 from .pipeline.targets import BACKENDS, FORMATS, TARGETS, get_target
+from .runtimes.emitc import LIBRARY as EMITC_LIBRARY, build_emitc_library, library_query_name
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATES = REPO / "project_templates"
@@ -111,13 +112,6 @@ def glue_context(project: Path, config: ProjectConfig, compiled: CompileResult) 
     }
 
 
-def library_query_name(kernels_header: Path) -> str | None:
-    """The static library's query function declared in kernels.h: `module_linked_library_query`
-    when several executables were linked, else the one executable's (`main$async_dispatch_0_library_query`)."""
-    match = re.search(r"^([\w$]+_library_query)\($", kernels_header.read_text(), re.M)
-    return match.group(1) if match else None
-
-
 def options_setup(context: dict, config: ProjectConfig) -> str:
     """C++ lines filling bela_iree_model_options_t for this model and back end."""
     lines = ["options.function = BELA_IREE_FUNCTION;", f"options.input_count = {len(context['inputs'])};"]
@@ -146,10 +140,17 @@ def render_glue(folder: Path, project: Path, config: ProjectConfig, compiled: Co
     shutil.copy(RUNTIME / "include" / "bela_iree" / "model.h", folder / "bela_iree" / "model.h")
     shutil.copy(RUNTIME / "src" / "model.c", folder / "bela_iree_model.c")
     if config.format == "emitc":
-        # module.c is header-style; Bela compiles every .c it finds, so it is kept as a header
-        # and compiled once, with its implementation switched on, by emitc_module.c
-        os.replace(folder / "module.c", folder / "emitc_module.h")
-        (folder / "emitc_module.c").write_text('#define EMITC_IMPLEMENTATION\n#include "emitc_module.h"\n')
+        # compiled here for the board (runtimes/emitc.py): the board never compiles module.c
+        build_emitc_library(folder, get_target(config.target))
+        for name in ("module.c", "kernels.o"):
+            (folder / name).unlink(missing_ok=True)   # vmvx has no kernels.o
+
+
+def project_artifacts(compiled: CompileResult) -> list[str]:
+    """What generated/model holds of the compiled model: the .vmfb, or the EmitC module's library."""
+    if compiled.format == "emitc":
+        return [EMITC_LIBRARY] + (["kernels.h"] if compiled.backend == "llvm-cpu" else [])
+    return [p.name for p in compiled.artifacts]
 
 
 def swap_in(staging: Path, destination: Path) -> None:
@@ -188,8 +189,7 @@ def rebuild(project: Path, target: str | None = None, timeout: float = 300.0,
         swap_in(staging, project / MODEL_DIR)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    renamed = {"module.c": "emitc_module.h"}
-    compiled.artifacts = [project / MODEL_DIR / renamed.get(p.name, p.name) for p in compiled.artifacts]
+    compiled.artifacts = [project / MODEL_DIR / name for name in project_artifacts(compiled)]
     result = compiled.to_json()
     result["project"] = str(project)
     result["seconds"]["generate"] = round(time.perf_counter() - generate_started, 3)
@@ -233,7 +233,7 @@ def new_project(project: Path, model: str | None = None, fmt: str = "vmfb", targ
     make = [f"CPPFLAGS=-std=c++14 -I{include} {iree_defines}",
             f"CFLAGS=-I{include} {iree_defines} -DBELA_IREE_LOADER_{loader} -std=gnu11",
             f"LDFLAGS=-L{config.iree_runtime_dir}/lib",
-            f"LDLIBS={f'/root/Bela/projects/{project.name}/{MODEL_DIR}/kernels.o {STATIC_LOADER_LIBRARY} ' if fmt == 'emitc' else ''}"
+            f"LDLIBS={f'/root/Bela/projects/{project.name}/{MODEL_DIR}/{EMITC_LIBRARY} {STATIC_LOADER_LIBRARY} ' if fmt == 'emitc' else ''}"
             f"{IREE_LIBRARIES}"]
     context = {**asdict(config), "project": project.name, "board": target_info.board,
                "iree_version": cache.iree_version(), "make": ";".join(make),

@@ -12,8 +12,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"   # screenshots and logs kept for people to look at
-# Sources this workplace keeps for builds and tests, used in place (../shared/third_party/README.md)
-THIRD_PARTY = ROOT.parent / "shared" / "third_party"
+
+
+def _third_party() -> Path:
+    """Sources this workplace keeps for builds and tests, used in place, never copied: its
+    `shared/third_party` beside the checkout (or above it), else the workplace's own."""
+    for folder in [*ROOT.parents, Path("/work")]:
+        if (folder / "shared" / "third_party").is_dir():
+            return folder / "shared" / "third_party"
+    return ROOT.parent / "shared" / "third_party"
+
+
+THIRD_PARTY = _third_party()
 RUNTIME_SOURCE = THIRD_PARTY / "iree-runtime-src.tar.gz"
 BELA_INCLUDE = THIRD_PARTY / "bela-include"
 

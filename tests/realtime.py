@@ -24,7 +24,8 @@ def bela_include_dir() -> Path:
     """Bela's real headers: $BELA_INCLUDE_DIR, else the shared checkout beside this repository."""
     if os.environ.get("BELA_INCLUDE_DIR"):
         return Path(os.environ["BELA_INCLUDE_DIR"])
-    return (TESTS.parent / ".." / "shared/third_party/bela-include").resolve()
+    from .conftest import BELA_INCLUDE
+    return BELA_INCLUDE
 
 
 def build_rt_guard(cc: str, out_dir: Path) -> Path:

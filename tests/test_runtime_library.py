@@ -1,5 +1,6 @@
 """runtime/'s C library (bela_iree_model_run) on emulated Bela: every zoo model's --target bela
-vmfb, loaded and run through it under qemu-arm -cpu cortex-a8, against PyTorch."""
+vmfb, and its EmitC module compiled into the program, run through it under qemu-arm -cpu
+cortex-a8, against PyTorch."""
 import subprocess
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import pytest
 
 import zoo
 from service.bench.run import tolerance
+from service.bench.emitc import emitc_program, run_program
 from service.bench.runtime_tools import emulator
 from service.pipeline.elf_check import glibc_versions_needed
 from service.pipeline.targets import TARGETS
@@ -29,19 +31,7 @@ def run_model_armv7(runtime, tmp_path_factory) -> Path:
 
 def run_through_library(program: list[str], folder: Path, work: Path, runs: int = 3) -> np.ndarray:
     """Runs a compile folder's model.vmfb on its reference inputs; returns the output."""
-    with np.load(folder / "inputs.npz") as npz:
-        inputs = [npz[name].astype(np.float32) for name in npz.files]
-    for index, value in enumerate(inputs):
-        value.tofile(work / f"input{index}.bin")
-    more = [arg for index, value in enumerate(inputs[1:], 1)
-            for arg in ("--more-input", f"{work / f'input{index}.bin'}:{'x'.join(map(str, value.shape))}")]
-    expected = np.load(folder / "expected.npy")
-    run = subprocess.run([*program, "--input", str(work / "input0.bin"), *more, "--output", str(work / "out.bin"),
-                          "--output-count", str(expected.size), str(folder / "model.vmfb"), str(runs),
-                          *map(str, inputs[0].shape)], capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr
-    assert f"runs {runs} failures 0" in run.stdout
-    return np.fromfile(work / "out.bin", dtype=np.float32).reshape(expected.shape)
+    return run_program(program, folder, work, runs, module=str(folder / "model.vmfb"))[0]
 
 
 @pytest.mark.slow
@@ -68,3 +58,20 @@ def test_every_board_library_links_against_the_oldest_bela_glibc(runtime, compil
     output = run_through_library([*emulator(TARGETS["bela"]), str(program)], folder, tmp_path)
     expected = np.load(folder / "expected.npy")
     assert np.abs(output - expected).max() <= tolerance(expected)
+
+
+# simple_rnn's EmitC form unrolls 1024 time steps: minutes to compile, as in test_compile.py
+EMITC_MODELS = [m for m in zoo.names() if m != "simple_rnn"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", EMITC_MODELS)
+def test_emitc_module_runs_every_zoo_model_on_emulated_cortex_a8(compiled, runtime, model, tmp_path):
+    """IREE 3.13's module.c packs import calls for 64-bit; bela-iree lays them out as the 32-bit
+    runtime reads them (service/pipeline/emitc_fix.py). Without that, every model fails here
+    ('ref type mismatch' in hal.fence.join, or a binding table without its buffer)."""
+    folder = compiled(model, "bela", "emitc").artifacts[0].parent
+    program = emitc_program(folder, TARGETS["bela"], tmp_path)
+    output, _ = run_program([*emulator(TARGETS["bela"]), str(program)], folder, tmp_path, 3)
+    expected = np.load(folder / "expected.npy")
+    assert np.abs(output - expected).max() <= tolerance(expected), model

@@ -13,7 +13,8 @@ import torch
 
 import zoo
 from service.modelfile import load_model
-from service.project import USER_FILES, ProjectConfig, library_query_name, new_project
+from service.project import USER_FILES, ProjectConfig, new_project
+from service.runtimes.emitc import library_query_name
 
 from .conftest import cli, cli_json
 from .realtime import QEMU_ARM, STANDIN_SOURCE, bela_include_dir, build_rt_guard, run_standin
@@ -91,16 +92,24 @@ def test_routing_follows_the_model(tmp_path):
     assert "options.input_count = 2;" in glue
 
 
-def test_emitc_project_compiles_the_module_in(tmp_path):
-    new_project(tmp_path / "emitc", "single_mm", "emitc", "gem")
+def test_emitc_project_links_the_module_compiled_here_for_the_board(tmp_path):
+    new_project(tmp_path / "emitc", "single_mm", "emitc", "bela")
     model = tmp_path / "emitc/generated/model"
-    assert (model / "emitc_module.h").exists() and not (model / "module.c").exists()
-    assert "#define EMITC_IMPLEMENTATION" in (model / "emitc_module.c").read_text()
+    # the board compiles the glue only: the module (19 MB of C for single_mm) comes compiled, for armv7
+    assert not list(model.glob("module.c")) and not list(model.glob("emitc_module.*"))
+    assert sorted(p.name for p in model.glob("*.c")) == ["bela_iree_model.c"]
+    members = subprocess.run(["arm-linux-gnueabihf-ar", "t", str(model / "libbela_iree_module.a")],
+                             capture_output=True, text=True, check=True).stdout.split()
+    assert members == ["module.o", "kernels.o"]
+    subprocess.run(["arm-linux-gnueabihf-ar", "x", str(model / "libbela_iree_module.a"), "module.o"],
+                   cwd=tmp_path, check=True)
+    assert (tmp_path / "module.o").read_bytes()[18:20] == b"\x28\x00"   # EM_ARM
     glue = (model / "realtime_model.h").read_text()
     assert "options.emitc_module_create = module_create;" in glue
     assert re.search(r"options.static_library_query = [\w$]+_library_query;", glue)
     make = json.loads((tmp_path / "emitc/settings.json").read_text())["CLArgs"]["make"]
-    assert "kernels.o" in make and "-DBELA_IREE_LOADER_STATIC" in make
+    assert "/root/Bela/projects/emitc/generated/model/libbela_iree_module.a" in make
+    assert "-DBELA_IREE_LOADER_STATIC" in make
 
 
 def test_new_refuses_to_overwrite_a_project(tmp_path):
@@ -162,14 +171,6 @@ def test_runtime_runs_both_back_ends_and_a_generated_project_compiles_against_a_
     subprocess.run([*make, "test-program-emitc", f"EMITC_DIR={folder}",
                     f"EMITC_QUERY={library_query_name(folder / 'kernels.h')}"], check=True)
     run_against_pytorch(tmp_path / "build/run_emitc", compiled, "-", tmp_path)
-    # a generated EmitC project's C sources (the glue's runtime copy and the module) compile too
-    project = tmp_path / "project"
-    new_project(project, "single_mm", "emitc", "gem")
-    include = ["-I", f"{runtime_dir}/include", "-I", str(project / "generated/model"),
-               "-DIREE_ALLOCATOR_SYSTEM_CTL=iree_allocator_libc_ctl", "-DBELA_IREE_LOADER_STATIC"]
-    for source in ("bela_iree_model.c", "emitc_module.c"):
-        subprocess.run(["cc", "-std=gnu11", "-c", str(project / "generated/model" / source), "-o",
-                        str(tmp_path / f"{source}.o"), *include], check=True)
     # with Bela's headers, generated projects run for real: render.cpp and the glue built against
     # Bela.h and the runtime, driven block by block by tests/bela_standin under tests/rt_guard
     for fmt in ("vmfb", "emitc"):
@@ -223,8 +224,9 @@ def run_project_through_render(project: Path, fmt: str, runtime_dir: str, bela_i
     for source in sorted(model.glob("*.c")):
         objects.append(str(project / f"{source.stem}.o"))
         subprocess.run(["cc", "-std=gnu11", "-w", *flags, "-c", str(source), "-o", objects[-1]], check=True)
-    if fmt == "emitc":
-        objects += [str(model / "kernels.o"), f"{runtime_dir}/lib/libiree_hal_local_loaders_static_library_loader.a"]
+    if fmt == "emitc":   # the module and its kernels, compiled by `bela-iree build`
+        objects += [str(model / "libbela_iree_module.a"),
+                    f"{runtime_dir}/lib/libiree_hal_local_loaders_static_library_loader.a"]
     program = project / "standin"
     subprocess.run(["c++", "-std=c++17", *flags, str(project / "render.cpp"),
                     str(STANDIN_SOURCE), *objects, "-L", f"{runtime_dir}/lib",
@@ -249,13 +251,16 @@ ARMHF_CC, ARMHF_CXX = "arm-linux-gnueabihf-gcc", "arm-linux-gnueabihf-g++"
 
 def make_variables(project: Path, runtime_dir: Path) -> dict[str, list[str]]:
     """settings.json's make variables ("CPPFLAGS=...;CFLAGS=...;..."), as argument lists, with the
-    board's runtime folder (/root/Bela/libraries/iree) replaced by runtime_dir and nothing else."""
+    board's runtime folder (/root/Bela/libraries/iree) replaced by runtime_dir, the project's folder
+    on the board by the project, and nothing else."""
     make = json.loads((project / "settings.json").read_text())["CLArgs"]["make"]
-    board_dir = ProjectConfig().iree_runtime_dir
+    board_dirs = {ProjectConfig().iree_runtime_dir: runtime_dir, f"/root/Bela/projects/{project.name}": project}
     variables = {}
     for assignment in make.split(";"):
         name, value = assignment.split("=", 1)
-        variables[name] = shlex.split(value.replace(board_dir, str(runtime_dir)))
+        for board_dir, here in board_dirs.items():
+            value = value.replace(board_dir, str(here))
+        variables[name] = shlex.split(value)
     assert set(variables) == {"CPPFLAGS", "CFLAGS", "LDFLAGS", "LDLIBS"}, make
     assert "/root/Bela" not in " ".join(sum(variables.values(), [])), make   # nothing else on the board
     return variables
@@ -269,12 +274,14 @@ def compile_checked(argv: list) -> None:
     assert returncode == 0, f"{shlex.join(argv)}\nfailed ({returncode}):\n" + "\n".join(errors[:8] or [result.stderr[-3000:]])
 
 
-def test_a_generated_bela_project_runs_on_emulated_armv7(tmp_path, runtime, armhf_guard):
+@pytest.mark.parametrize("fmt", ["vmfb", "emitc"])
+def test_a_generated_bela_project_runs_on_emulated_armv7(tmp_path, runtime, armhf_guard, fmt):
     """A --target bela project, built as the Bela IDE builds it (settings.json's make variables,
     with the armhf cross compilers and the bela runtime install in place of the board's), runs on
-    a Bela's CPU under qemu-arm with the armhf glibc, under rt_guard, and plays the model's output."""
+    a Bela's CPU under qemu-arm with the armhf glibc, under rt_guard, and plays the model's output.
+    EmitC: the module comes compiled (libbela_iree_module.a); the board compiles the glue only."""
     project = tmp_path / "bela-project"
-    new_project(project, "single_mm", "vmfb", "bela")
+    new_project(project, "single_mm", fmt, "bela")
     install = runtime("bela")
     make = make_variables(project, install.folder)
     assert "-lbela_iree_compat" in make["LDLIBS"]   # the glibc functions the oldest Bela image lacks

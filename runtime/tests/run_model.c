@@ -2,11 +2,12 @@
 // heap allocations one steady-state run makes.
 //
 //   run_model [--value V | --input FILE] [--more-input FILE:D0xD1...]... [--output FILE]
-//             [--output-count N] [--function NAME] MODEL.vmfb RUNS DIM0 [DIM1 ...]
+//             [--output-count N] [--function NAME] [--latencies FILE] MODEL.vmfb RUNS DIM0 [DIM1 ...]
 //
 // The first float32 input has shape DIM0xDIM1...: every element V (default 0.5), or read from FILE
 // (raw little-endian float32); each --more-input adds one more (a model's noise input, say). The output has N floats (default: as many as the input); --output
-// writes it to FILE as raw float32. Compare with
+// writes it to FILE as raw float32; --latencies writes each run's time in microseconds, one per
+// line, as bela_iree_model_run measured it (what `bela-iree bench --format emitc` reports). Compare with
 //   iree-run-module --module=MODEL.vmfb --device=local-sync --function=main --input=1x1024xf32=0.5
 //
 // Built with -DBELA_IREE_EMITC_QUERY=<kernels.h's query function> (make test-program-emitc), the
@@ -56,7 +57,7 @@ static int transfer(const char* path, const char* mode, float* values, size_t co
 static int usage(const char* program) {
 	fprintf(stderr,
 	        "usage: %s [--value V | --input FILE] [--more-input FILE:D0xD1...]... [--output FILE] "
-	        "[--output-count N] [--function NAME] MODEL.vmfb RUNS DIM0 [DIM1 ...]\n",
+	        "[--output-count N] [--function NAME] [--latencies FILE] MODEL.vmfb RUNS DIM0 [DIM1 ...]\n",
 	        program);
 	return 2;
 }
@@ -84,6 +85,7 @@ int main(int argc, char** argv) {
 	const char* function = NULL;
 	const char* input_file = NULL;
 	const char* output_file = NULL;
+	const char* latencies_file = NULL;
 	char* more_inputs[BELA_IREE_MAX_INPUTS - 1];
 	int more_count = 0;
 	int arg = 1;
@@ -98,6 +100,8 @@ int main(int argc, char** argv) {
 			input_file = argv[arg + 1];
 		else if (strcmp(argv[arg], "--output") == 0)
 			output_file = argv[arg + 1];
+		else if (strcmp(argv[arg], "--latencies") == 0)
+			latencies_file = argv[arg + 1];
 		else if (strcmp(argv[arg], "--more-input") == 0 && more_count < BELA_IREE_MAX_INPUTS - 1)
 			more_inputs[more_count++] = argv[arg + 1];
 		else
@@ -149,6 +153,12 @@ int main(int argc, char** argv) {
 		}
 	}
 	uint64_t first_run_allocations = 0, steady_allocations = 0;
+	FILE* latencies = latencies_file ? fopen(latencies_file, "w") : NULL;
+	if (latencies_file && !latencies) {
+		fprintf(stderr, "cannot write %s\n", latencies_file);
+		bela_iree_model_free(model);
+		return 1;
+	}
 	for (int r = 0; r < runs; ++r) {
 		uint64_t before = allocations;
 		if (bela_iree_model_run(model) != 0) {
@@ -160,7 +170,11 @@ int main(int argc, char** argv) {
 			first_run_allocations = allocations - before;
 		else
 			steady_allocations += allocations - before;
+		if (latencies)
+			fprintf(latencies, "%.3f\n", bela_iree_model_counters(model).last_us);
 	}
+	if (latencies)
+		fclose(latencies);
 	const float* output = bela_iree_model_output(model);
 	if (output_file && !transfer(output_file, "wb", (float*)output, bela_iree_model_output_count(model))) {
 		bela_iree_model_free(model);

@@ -17,6 +17,8 @@ from ..errors import BenchError
 from ..pipeline.compile import CompileResult, compile_model
 from ..pipeline.targets import TARGETS, Target
 from ..pipeline.tools import run_tool
+from ..runtimes.emitc import LIBRARY as EMITC_LIBRARY
+from .emitc import measure_emitc
 from .measure import Measurement, benchmark_argv, parse_benchmark, repetitions_for
 from .peers import ROUNDS as PEERS_ROUNDS
 from .run import input_files, max_abs_error, run_module, tolerance
@@ -35,6 +37,9 @@ def bench_compiled(compiled: CompileResult, target: Target, *, block_size: int |
                    sample_rate: int | None = None, seconds: float = 2.0, repetitions: int | None = None) -> dict:
     """Measure where the target runs on this machine: natively, or under qemu (emulated).
     `repetitions` fixes the number of calls (no calibration run) for a quick first figure."""
+    if compiled.format == "emitc":
+        ran_on, output, measured = measure_emitc(compiled, target, seconds, repetitions)
+        return bench_result(compiled, ran_on, output, measured, block_size, sample_rate)
     folder = compiled.artifacts[0].parent
     output = run_module(folder, target)
     prefix, ran_on = tool_command(target, "iree-benchmark-module")
@@ -65,7 +70,7 @@ def bench_result(compiled: CompileResult, ran_on: str, output: np.ndarray, measu
         "deadline_ms": deadline, "headroom": 1 - latency["median"] / deadline,
         "accuracy": {"max_abs_err": error, "reference": "torch", "tolerance": tolerance(expected),
                      "within_tolerance": error <= tolerance(expected)},
-        "memory": {"artifact_bytes": compiled.artifacts[0].stat().st_size, "peak_bytes": measured.peak_bytes},
+        "format": compiled.format, "memory": memory(compiled, measured),
         "dispatches": measured.dispatches,
         "flags": compiled.flags,
     }
@@ -73,6 +78,16 @@ def bench_result(compiled: CompileResult, ran_on: str, output: np.ndarray, measu
         result["note"] = EMULATED_NOTE
         result["emulated_cpu"] = TARGETS[compiled.target].core
     return result
+
+
+def memory(compiled: CompileResult, measured: Measurement) -> dict:
+    """The artifact the board gets (the .vmfb, or the EmitC module's library) and the peak IREE
+    allocated (vmfb: iree-benchmark-module's statistics; not measured for EmitC)."""
+    folder = compiled.artifacts[0].parent
+    if compiled.format == "emitc":
+        return {"artifact_bytes": (folder / EMITC_LIBRARY).stat().st_size, "peak_bytes": measured.peak_bytes,
+                **({"module_c_bytes": (folder / "module.c").stat().st_size} if (folder / "module.c").exists() else {})}
+    return {"artifact_bytes": compiled.artifacts[0].stat().st_size, "peak_bytes": measured.peak_bytes}
 
 
 def _benchmark(argv: list[str]):
@@ -115,8 +130,10 @@ def add_peer_ratios(result: dict, peers: dict) -> dict:
 
 def bench_model(model_file: Path, target: Target, out_dir: Path, *, peers: bool = False,
                 block_size: int | None = None, sample_rate: int | None = None, seconds: float = 2.0,
-                tune: bool = True) -> dict:
-    if tune:
+                tune: bool = True, fmt: str = "vmfb") -> dict:
+    if fmt == "emitc":
+        compiled = compile_model(model_file, target, "emitc", "llvm-cpu", out_dir)
+    elif tune:
         from .tuning import compile_tuned
         compiled = compile_tuned(model_file, target, out_dir)
     else:
@@ -133,7 +150,7 @@ def measure_peers_beside(compiled: CompileResult, target: Target, model_file: Pa
     """The peers and, where ours runs natively, ours again in turns with them (PEERS_ROUNDS rounds
     of about seconds / PEERS_ROUNDS each)."""
     prefix, ran_on = tool_command(target, "iree-benchmark-module")
-    if ran_on != "host":
+    if ran_on != "host" or compiled.format != "vmfb":
         return measure_peers(model_file, seconds)
     folder = compiled.artifacts[0].parent
     with tempfile.TemporaryDirectory(prefix="bela-iree-peers-") as tmp:

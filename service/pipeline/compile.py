@@ -19,7 +19,8 @@ from ..errors import CompileError, ExportError
 from ..modelfile import model_name
 from . import cache, tuning_spec
 from .elf_check import inspect_armv7_kernels
-from .targets import EMITC_ARMV7_WARNING, Target
+from .emitc_fix import EMITC_FIX, fix_import_layout
+from .targets import Target
 from .tools import iree_compile, run_tool
 from .variants import VARIANTS, fastest, measured_table
 
@@ -105,7 +106,7 @@ def compile_exported(export_dir: Path, info: dict, target: Target, fmt: str, bac
     flags = compile_flags(target, fmt, backend, extra_flags)
     mlir = export_dir / "model.mlirbc"
     store = cache.Cache("compile")
-    key = cache.compile_key(mlir.read_bytes(), flags)
+    key = cache.compile_key(mlir.read_bytes(), flags + ([EMITC_FIX] if fmt == "emitc" else []))
     hit = store.get(key)
     if hit:
         return hit, flags, True
@@ -119,6 +120,9 @@ def compile_exported(export_dir: Path, info: dict, target: Target, fmt: str, bac
             raise compile_error(result.stderr, Path(info["model_file"]))
         if target.arch == "armv7" and fmt == "vmfb" and backend == "llvm-cpu":
             _check_armv7(work / names[0], work)
+        if fmt == "emitc":   # IREE 3.13 lays out import calls for 64-bit only (emitc_fix.py)
+            module = work / "module.c"
+            module.write_text(fix_import_layout(module.read_text()))
         for name in REFERENCE_FILES:
             shutil.copy(export_dir / name, work / name)
         entry = store.put(key, work)
@@ -142,12 +146,11 @@ def compile_model(model_file: Path, target: Target, fmt: str, backend: str, out_
                                                         VARIANTS[variant])
     names = artifact_names(fmt, backend)
     artifacts = cache.publish(entry, out_dir, names + REFERENCE_FILES + ["compile.log"])[:len(names)]
-    warnings = [EMITC_ARMV7_WARNING] if fmt == "emitc" and not target.emitc_works else []
     return CompileResult(
         model=model_name(model_file), target=target.name, format=fmt, backend=backend, artifacts=artifacts,
         flags=[f.replace(KERNELS_PLACEHOLDER, str(out_dir / "kernels.o")) for f in flags],
         seconds={"export": round(exported - started, 3), "compile": round(time.perf_counter() - exported, 3)},
-        cached=export_cached_hit and compile_cached_hit, export=info, warnings=warnings, variant=variant, tuning=table)
+        cached=export_cached_hit and compile_cached_hit, export=info, variant=variant, tuning=table)
 
 
 def _check_armv7(vmfb: Path, work: Path) -> None:

@@ -24,7 +24,6 @@ class Target:
     cpu: str | None
     core: str = "host"        # the board's core, as qemu names it (-cpu)
     features: str | None = None
-    emitc_works: bool = True
 
     def flags(self, backend: str) -> list[str]:
         flags = ["--iree-hal-target-device=local", f"--iree-hal-local-target-device-backends={backend}"]
@@ -65,16 +64,11 @@ class Target:
 TARGETS = {t.name: t for t in [
     Target("host", "this computer", "x86_64", None, "host"),
     Target("bela", "Bela / Bela Mini / CTAG (BeagleBone Black, Cortex-A8)", "armv7",
-           "armv7a-pc-linux-gnueabihf", None, "cortex-a8", features="+neon", emitc_works=False),
+           "armv7a-pc-linux-gnueabihf", None, "cortex-a8", features="+neon"),
     Target("gem", "Bela Gem (PocketBeagle 2, Cortex-A53)", "aarch64", "aarch64-none-linux-gnu", "cortex-a53",
            "cortex-a53"),
     Target("bbai64", "BeagleBone AI-64 (Cortex-A72)", "aarch64", "aarch64-none-linux-gnu", "cortex-a72", "cortex-a72"),
 ]}
-
-EMITC_ARMV7_WARNING = ("IREE 3.13's EmitC modules fail at run time on 32-bit ARM ('ref type mismatch' "
-                       "in hal.fence.join: references packed 8-byte aligned, read 4-byte aligned); "
-                       "use --format vmfb for Bela, "
-                       "which loads the kernels with the system-library loader")
 
 
 def get_target(name: str) -> Target:

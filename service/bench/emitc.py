@@ -1,0 +1,89 @@
+"""`bench --format emitc`: the EmitC module itself, never the vmfb in its place.
+
+The module and its kernels (runtimes/emitc.py's library) are linked into runtime/'s test
+program (runtime/tests/run_model.c, which runs a model through bela_iree_model_run as the
+generated glue does) for the target, and run where the target runs: natively on the host,
+under qemu-user with the board's core for ARM (marked as emulated). Each call is timed inside
+the program, around bela_iree_model_run.
+"""
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BenchError
+from ..pipeline.compile import CompileResult
+from ..pipeline.targets import Target
+from ..pipeline.tools import run_tool
+from ..runtimes.build import RUNTIME_LIBRARY, ensure_runtime
+from ..runtimes.emitc import LIBRARY, build_emitc_library, library_query_name
+from ..runtimes.toolchain import toolchain_for
+from .measure import Measurement, repetitions_for
+from .runtime_tools import emulator
+
+RUN_TIMEOUT = 900.0
+
+
+def emitc_program(folder: Path, target: Target, work: Path) -> Path:
+    """runtime/'s test program with folder's EmitC module linked in, built for target in work."""
+    built = folder / LIBRARY   # a project's generated/model has it already
+    library = built if built.exists() else build_emitc_library(folder, target)
+    install, _ = ensure_runtime(target.name)
+    toolchain = toolchain_for(target)
+    if toolchain.cross:
+        toolchain.write(work / "toolchain")
+    compilers = toolchain.compilers(work / "toolchain")
+    argv = ["make", "-s", "-C", str(RUNTIME_LIBRARY), "test-program-emitc", f"IREE_RUNTIME_DIR={install.folder}",
+            f"BUILD={work}", "LOADERS=static", f"CC={compilers['CC']}", f"AR={compilers['AR']}",
+            f"EMITC_DIR={folder}", f"EMITC_OBJECTS={library}",
+            f"EMITC_QUERY={library_query_name(folder / 'kernels.h')}"]
+    result = run_tool(argv, timeout=600, stage="benchmarking")
+    if result.returncode != 0:
+        raise BenchError(f"the EmitC program for {target.name} did not build: {result.stderr.strip()[-300:]}",
+                         detail=result.stderr[-4000:])
+    return work / "run_emitc"
+
+
+def run_program(command: list[str], folder: Path, work: Path, runs: int, module: str = "-") -> tuple[np.ndarray, list[float]]:
+    """Runs runtime/'s test program (command: the program, after any emulator) `runs` times on a
+    compile folder's reference inputs: the last output, and each run's time in ms."""
+    with np.load(folder / "inputs.npz") as npz:
+        inputs = [npz[name].astype(np.float32) for name in npz.files]
+    for index, value in enumerate(inputs):
+        value.tofile(work / f"input{index}.bin")
+    more = [arg for index, value in enumerate(inputs[1:], 1)
+            for arg in ("--more-input", f"{work / f'input{index}.bin'}:{'x'.join(map(str, value.shape))}")]
+    expected = np.load(folder / "expected.npy")
+    argv = [*command, "--input", str(work / "input0.bin"), *more, "--output", str(work / "out.bin"),
+            "--output-count", str(expected.size), "--latencies", str(work / "latencies.txt"), module, str(runs),
+            *map(str, inputs[0].shape)]
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"the model did not finish {runs} runs within {RUN_TIMEOUT:g} s") from None
+    if result.returncode != 0:
+        lines = result.stderr.strip().splitlines() or ["no output"]
+        raise BenchError(f"the EmitC program failed: {lines[0][:300]}", detail=result.stderr[-4000:])
+    output = np.fromfile(work / "out.bin", dtype=np.float32).reshape(expected.shape)
+    latencies = [float(line) / 1000 for line in (work / "latencies.txt").read_text().split()]
+    return output, latencies
+
+
+def measure_emitc(compiled: CompileResult, target: Target, seconds: float = 2.0,
+                  repetitions: int | None = None) -> tuple[str, np.ndarray, Measurement]:
+    """Where it ran (host|emulator), its output, and the timed calls."""
+    folder = compiled.artifacts[0].parent
+    with tempfile.TemporaryDirectory(prefix="bela-iree-emitc-bench-") as tmp:
+        work = Path(tmp)
+        program = emitc_program(folder, target, work)
+        native = target.arch == "x86_64"
+        command = [str(program)] if native else [*emulator(target), str(program)]
+        if repetitions is None:
+            _, probe = run_program(command, folder, work, 3)
+            repetitions = repetitions_for(sorted(probe)[1], seconds)
+        output, latencies = run_program(command, folder, work, repetitions + 1)
+    # the first call sets up what later calls reuse: as iree-benchmark-module's warm-up, not timed
+    return ("host" if native else "emulator"), output, Measurement(latencies[1:], [], None)
