@@ -94,7 +94,10 @@
         const median = message.latency_ms.median;
         const fits = median <= message.deadline_ms;
         const flags = message.variant && message.variant !== "default" ? `, IREE flags: ${message.variant}` : "";
-        const where = message.ran_on === "emulator" ? ` (emulated, not a board timing${flags})` : ` (on ${message.ran_on}${flags})`;
+        const what = `${message.format || "vmfb"}${flags}`;   // the format measured: vmfb or emitc
+        const where = message.ran_on === "emulator"
+          ? ` (${what}, emulated ${message.emulated_cpu || ""}, not a board timing)`
+          : ` (${what}, on ${message.ran_on})`;
         verdict.textContent = fits
           ? `fits: ${formatMs(median)} ms of ${formatMs(message.deadline_ms)} ms (${(100 * message.headroom).toFixed(1)} % headroom)${where}`
           : `does not fit: ${formatMs(median)} ms for a ${formatMs(message.deadline_ms)} ms block${where}`;

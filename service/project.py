@@ -9,7 +9,6 @@ also keeps what must survive builds (the history database).
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
 import time

@@ -86,3 +86,31 @@ def test_peers_are_measured_and_a_failing_peer_is_reported(tmp_path):
         # against ours timed in turns with the peers, not the bench's own run
         assert peers[name]["ours_speedup"] == pytest.approx(peers[name]["median_ms"] / data["side_by_side_ms"])
     assert "failed" in result.stderr
+
+
+def test_emitc_bench_measures_the_emitc_program_not_the_vmfb(tmp_path):
+    # basic_mlp's dispatches take push constants: IREE 3.13's EmitC misplaces them on any target
+    # unless bela-iree lays the call out (service/pipeline/emitc_fix.py)
+    data, result = cli_json("bench", "basic_mlp", "--target", "host", "--format", "emitc", "--seconds", "0.3",
+                            "--out", str(tmp_path))
+    assert data["format"] == "emitc" and data["ran_on"] == "host"
+    assert data["accuracy"]["max_abs_err"] <= data["accuracy"]["tolerance"]
+    assert not (tmp_path / "model.vmfb").exists()
+    assert data["memory"]["artifact_bytes"] == (tmp_path / "libbela_iree_module.a").stat().st_size
+    assert data["memory"]["module_c_bytes"] == (tmp_path / "module.c").stat().st_size
+    assert data["latency_ms"]["median"] > 0 and data["samples"] >= 20
+
+
+def test_emitc_bench_on_emulated_bela_is_marked(tmp_path, runtime):
+    runtime("bela")
+    data, _ = cli_json("bench", "log_spectrum", "--target", "bela", "--format", "emitc", "--seconds", "0.3",
+                       "--out", str(tmp_path))
+    assert data["format"] == "emitc" and data["ran_on"] == "emulator" and data["emulated_cpu"] == "cortex-a8"
+    assert data["accuracy"]["max_abs_err"] <= data["accuracy"]["tolerance"]
+
+
+def test_a_format_the_board_bench_cannot_run_is_refused(tmp_path):
+    data, result = cli_json("bench", "single_mm", "--target", "gem", "--format", "emitc", "--board",
+                            "root@127.0.0.1:9", "--out", str(tmp_path), check=False)
+    assert result.returncode == 1 and "not emitc" in data["error"]["message"]
+    assert not list(tmp_path.iterdir())

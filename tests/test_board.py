@@ -166,6 +166,21 @@ async def test_a_board_setup_cut_off_mid_copy_leaves_the_old_install_working(boa
     assert tree(installed) == tree(install.folder)
 
 
+def test_xenomai_stat_gives_the_figures_the_bela_ide_shows():
+    stat = """CPU  PID    MSW        CSW        XSC        PF    STAT       %CPU  NAME
+  0  0      0          5963431    0          0     00018000   73.2  [ROOT]
+  0  2188   1          5952213    5955147    0     00048042   22.5  bela-audio
+  0  2190   3          1190       2398       0     00048046    1.1  bela-aux
+  0  0      0          2380467    0          0     00000000    2.9  [IRQ16: [timer]]
+"""
+    load = parse_sched_stat(stat, linux_percent=10.0)
+    # the IDE: 22.5 + 1.1 (threads) + 10.0 * 0.732 (Linux's share of ROOT)
+    assert load.total == pytest.approx(22.5 + 1.1 + 7.32, abs=0.01)
+    assert load.audio == 22.5 and load.mode_switches == 0
+    assert load.threads == {"bela-audio": 22.5, "bela-aux": 1.1}
+    assert proc_stat_busy("cpu 100 0 100 800 0 0 0", "cpu 150 0 150 900 0 0 0") == 50.0
+
+
 async def test_serve_with_a_board_deploys_follows_board_edits_and_survives_a_pulled_cable(board, tmp_path):
     board.install_aarch64_tools()
     project = tmp_path / "live"

@@ -67,7 +67,8 @@ async def test_panel_follows_saves_errors_reloads_and_restarts(browser, tmp_path
         await page.wait_for_function("belaIreePanel.state().latencyPoints >= 2", timeout=180000)
         await wait_state(page, "done")
         assert {"exporting", "compiling", "benchmarking", "done"} <= set(seen), seen
-        assert "fits:" in await page.text_content(".bi-verdict")
+        verdict = await page.text_content(".bi-verdict")
+        assert "fits:" in verdict and "(vmfb" in verdict and "on host)" in verdict   # the format measured, and where
         assert await page.locator(".bi-dispatches tr").count() >= 1
 
         # a broken model.py shows the error with its line

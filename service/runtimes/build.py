@@ -140,7 +140,7 @@ def _build_and_install(source: RuntimeSource, target, toolchain: Toolchain, fold
         compilers = toolchain.compilers(work / "toolchain")
         if toolchain.cross:
             toolchain_file = toolchain.write(work / "toolchain")
-            compat = _compile_compat(work, compilers, log)
+            compat = _compile_compat(work, compilers)
             options += [f"-DCMAKE_TOOLCHAIN_FILE={toolchain_file}",
                         f"-DIREE_HOST_BIN_DIR={host_tools}",
                         "-DCMAKE_EXE_LINKER_FLAGS=-s",   # no debug info: the board's disk is small
@@ -156,8 +156,8 @@ def _build_and_install(source: RuntimeSource, target, toolchain: Toolchain, fold
              f"building IREE's runtime for {target.name}")
         reporter.stage("installing")
         staging = work / "install"
-        _install(source, build, staging, toolchain, targets)
-        _build_runtime_library(target, staging, work, compilers, log, toolchain)
+        _install(source, build, staging, targets)
+        _build_runtime_library(target, staging, work, compilers, log)
         _write_manifest(source, target, toolchain, staging)
         if toolchain.cross:
             _check_glibc(staging)
@@ -176,12 +176,12 @@ def _run(argv: list[str], log: Path, env: dict, timeout: float, reporter: Report
         if m:
             reporter.step(int(m.group(1)), int(m.group(2)))
     if run_tool_lines(argv, timeout=timeout, log=log, on_line=on_line, stage="setup", env=env) != 0:
-        errors = [line for line in log.read_text().splitlines() if "error" in line.lower()]
+        errors = [line for line in log.read_text().splitlines() if "error:" in line.lower()]
         raise RuntimeBuildError(f"{what} failed: {errors[0].strip()[:300] if errors else 'see the log'}",
                                 detail=log.read_text()[-6000:], hint=f"the full log: {log}")
 
 
-def _compile_compat(work: Path, compilers: dict, log: Path) -> Path:
+def _compile_compat(work: Path, compilers: dict) -> Path:
     (work / "compat").mkdir(parents=True)
     obj = work / "compat" / "glibc_compat.o"
     result = run_tool([compilers["CC"], "-O2", "-c", str(RUNTIME_LIBRARY / "src/glibc_compat.c"), "-o", str(obj)],
@@ -191,7 +191,7 @@ def _compile_compat(work: Path, compilers: dict, log: Path) -> Path:
     return obj
 
 
-def _install(source: RuntimeSource, build: Path, staging: Path, toolchain: Toolchain, targets: list[str]) -> None:
+def _install(source: RuntimeSource, build: Path, staging: Path, targets: list[str]) -> None:
     include = staging / "include"
     for tree in (source.folder / "runtime/src", build / "runtime/src"):
         for header in (tree / "iree").rglob("*"):
@@ -214,8 +214,7 @@ def _install(source: RuntimeSource, build: Path, staging: Path, toolchain: Toolc
     (staging / "bin" / "VERSION").write_text(compiler_release()[0] + "\n")
 
 
-def _build_runtime_library(target, staging: Path, work: Path, compilers: dict, log: Path,
-                           toolchain: Toolchain) -> None:
+def _build_runtime_library(target, staging: Path, work: Path, compilers: dict, log: Path) -> None:
     """runtime/'s libbela_iree.a with the board's loaders, and the glibc compatibility library."""
     loaders = "system static" if target.arch == "armv7" else "embedded static"
     out = work / "bela_iree"
