@@ -150,9 +150,11 @@ def _warn(warnings: list[str]) -> None:
 
 def _zoo(args) -> int:
     import zoo
+
+    from .modelfile import describe_zoo_model
     if args.zoo_command == "list":
         with console.status("loading the zoo"):
-            models = [zoo.describe(name) for name in zoo.names()]
+            models = [describe_zoo_model(name) for name in zoo.names()]
         if args.json:
             print(json.dumps({"models": models}))
         else:

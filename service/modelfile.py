@@ -133,3 +133,17 @@ def _line_of(path: Path, name: str) -> int | None:
         if text.startswith((f"{name} =", f"{name}=", f"def {name}(")):
             return number
     return None
+
+
+def describe_zoo_model(name: str) -> dict:
+    """A zoo model's name, summary, input and output shapes and parameter count (imports torch)."""
+    import torch
+
+    import zoo
+
+    loaded = load_model(zoo.model_path(name))
+    with torch.no_grad(), torch.random.fork_rng():
+        output = loaded.module(loaded.example_input)
+    return {"name": name, "summary": zoo.summary(name), "input_shape": list(loaded.example_input.shape),
+            "output_shape": list(output.shape), "parameters": sum(p.numel() for p in loaded.module.parameters()),
+            "block_size": loaded.block_size, "sample_rate": loaded.sample_rate}

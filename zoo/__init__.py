@@ -2,7 +2,7 @@
 
 Every model lives in `zoo/models/NAME.py` and follows the model file contract (it defines
 `model` and `example_input`), so `bela-iree new --model NAME` can hand the file to the user
-as their own `model.py`. See ZOO.md for the published sizes.
+as their own `model.py`. docs/design.md ("The model zoo") gives the published sizes.
 """
 from __future__ import annotations
 
@@ -22,21 +22,8 @@ def model_path(name: str) -> Path:
     return path.resolve()
 
 
-def describe(name: str) -> dict:
-    """Name, summary, input and output shapes and parameter count (imports torch)."""
-    import torch
-
-    from service.modelfile import load_model
-
-    loaded = load_model(model_path(name))
-    with torch.no_grad(), torch.random.fork_rng():
-        output = loaded.module(loaded.example_input)
-    return {"name": name, "summary": _docstring(name), "input_shape": list(loaded.example_input.shape),
-            "output_shape": list(output.shape), "parameters": sum(p.numel() for p in loaded.module.parameters()),
-            "block_size": loaded.block_size, "sample_rate": loaded.sample_rate}
-
-
-def _docstring(name: str) -> str:
+def summary(name: str) -> str:
+    """The first paragraph of the model file's docstring, on one line."""
     import ast
     doc = ast.get_docstring(ast.parse(model_path(name).read_text())) or ""
     return " ".join(doc.split("\n\n")[0].split())

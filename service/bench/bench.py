@@ -13,19 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BenchError
 from ..pipeline.compile import CompileResult, compile_model
 from ..pipeline.targets import TARGETS, Target
 from ..pipeline.tools import run_tool
 from ..runtimes.emitc import LIBRARY as EMITC_LIBRARY
 from .emitc import measure_emitc
-from .measure import Measurement, benchmark_argv, parse_benchmark, repetitions_for
+from .measure import Measurement, benchmark_argv, repetitions_for, run_benchmark
 from .peers import ROUNDS as PEERS_ROUNDS
 from .run import input_files, max_abs_error, run_module, tolerance
 from .runtime_tools import tool_command
 
 EMULATED_NOTE = "measured under qemu-user on this machine: emulated timings, not board timings"
-BENCH_TIMEOUT = 600.0
 PEERS_TIMEOUT = 900.0
 
 
@@ -47,9 +45,9 @@ def bench_compiled(compiled: CompileResult, target: Target, *, block_size: int |
         inputs = [str(p) for p in input_files(folder, Path(tmp))]
         module = str(folder / "model.vmfb")
         if repetitions is None:
-            probe = _benchmark(prefix + benchmark_argv(module, inputs, 3, dispatches=False))
+            probe = run_benchmark(prefix + benchmark_argv(module, inputs, 3, dispatches=False))
             repetitions = repetitions_for(probe.summary()["median"], seconds)
-        measured = _benchmark(prefix + benchmark_argv(module, inputs, repetitions))
+        measured = run_benchmark(prefix + benchmark_argv(module, inputs, repetitions))
     return bench_result(compiled, ran_on, output, measured, block_size, sample_rate)
 
 
@@ -88,15 +86,6 @@ def memory(compiled: CompileResult, measured: Measurement) -> dict:
         return {"artifact_bytes": (folder / EMITC_LIBRARY).stat().st_size, "peak_bytes": measured.peak_bytes,
                 **({"module_c_bytes": (folder / "module.c").stat().st_size} if (folder / "module.c").exists() else {})}
     return {"artifact_bytes": compiled.artifacts[0].stat().st_size, "peak_bytes": measured.peak_bytes}
-
-
-def _benchmark(argv: list[str]):
-    result = run_tool(argv, timeout=BENCH_TIMEOUT, stage="benchmarking")
-    if result.returncode != 0:
-        lines = [l for l in result.stderr.strip().splitlines() if l.strip()]
-        raise BenchError(f"iree-benchmark-module failed: {lines[-1][:300] if lines else result.returncode}",
-                         detail=result.stderr[-4000:])
-    return parse_benchmark(result.stdout, result.stderr)
 
 
 def measure_peers(model_file: Path, seconds: float = 1.0, ours: list[str] | None = None) -> dict:

@@ -13,9 +13,11 @@ import statistics
 from dataclasses import dataclass
 
 from ..errors import BenchError
+from ..pipeline.tools import run_tool
 
 TARGET_SECONDS = 2.0       # measuring budget per model on the host
 MIN_REPETITIONS, MAX_REPETITIONS = 20, 2000
+BENCH_TIMEOUT = 600.0
 
 
 @dataclass
@@ -68,3 +70,13 @@ def parse_benchmark(stdout: str, stderr: str) -> Measurement:
         raise BenchError("iree-benchmark-module reported no timed calls", detail=stderr[-4000:])
     peaks = [int(m.group(1)) for m in re.finditer(r"(\d+)B peak", stderr)]
     return Measurement(latencies, dispatches, sum(peaks) if peaks else None)
+
+
+def run_benchmark(argv: list[str]) -> Measurement:
+    """iree-benchmark-module (argv: the tool, after any emulator, and its flags), run and parsed."""
+    result = run_tool(argv, timeout=BENCH_TIMEOUT, stage="benchmarking")
+    if result.returncode != 0:
+        lines = [l for l in result.stderr.strip().splitlines() if l.strip()]
+        raise BenchError(f"iree-benchmark-module failed: {lines[-1][:300] if lines else result.returncode}",
+                         detail=result.stderr[-4000:])
+    return parse_benchmark(result.stdout, result.stderr)

@@ -19,8 +19,7 @@ from ..errors import BelaIreeError, BoardError, ToolTimeout
 from ..pipeline.compile import CompileResult, compile_model, export_cached
 from ..pipeline.targets import Target
 from ..pipeline.variants import VARIANTS, measured_table, table_path
-from .bench import _benchmark
-from .measure import benchmark_argv, repetitions_for
+from .measure import benchmark_argv, repetitions_for, run_benchmark
 from .run import input_files
 from .runtime_tools import tool_command
 
@@ -93,7 +92,7 @@ def measure_variants(model_file: Path, target: Target, backend: str, options: di
 
         async def timer(name: str, calls: int) -> list[float]:
             module = str(compiled[name].artifacts[0].parent / "model.vmfb")
-            return _benchmark(prefix + benchmark_argv(module, inputs, calls, dispatches=False)).latencies_ms
+            return run_benchmark(prefix + benchmark_argv(module, inputs, calls, dispatches=False)).latencies_ms
         times, errors = asyncio.run(measure_rounds(list(compiled), timer))
     return {**table, **errors, **summarize(times)}, timed_out
 

@@ -1,6 +1,6 @@
 """The boards bela-iree compiles for, and the iree-compile flags that work on each.
 
-The flags are the measured ones of IREE_NOTES.md; the reasons are in the comments because
+The flags are the measured ones of docs/design.md ("Measured IREE facts"); the reasons are in the comments because
 each one was a crash before.
 """
 from __future__ import annotations
