@@ -124,17 +124,13 @@ class Builder:
             enter("benchmarking")
             bench = await self._bench(compiled, target, quick=True)
             if bench:
-                bench["variant"] = compiled.variant
-                self.history.update(build_id, bench=bench)
-                self.publish(events.bench(build_id, {**bench, "phase": "quick"}))
+                self._bench_measured(build_id, bench, compiled.variant, "quick")
             enter("done")
             finished = True
             if bench and not self.bench_runner:
                 # a fuller figure (more calls: a real p99) while the user reads the first one
                 bench = await self._bench(compiled, target, quick=False)
-                bench["variant"] = compiled.variant
-                self.history.update(build_id, bench=bench)
-                self.publish(events.bench(build_id, {**bench, "phase": "full"}))
+                self._bench_measured(build_id, bench, compiled.variant, "full")
             if self.tune:
                 try:
                     await self._tune(build_id, compiled, target)
@@ -147,17 +143,27 @@ class Builder:
                 self.publish(events.build(build_id, "cancelled", target, dict(stages)))
             raise
         except BelaIreeError as e:
-            error = e.to_json()
-            self.history.update(build_id, state="failed", stages=stages, error=error)
-            self.publish(events.build(build_id, "failed", target, dict(stages), error=error))
+            self._failed(build_id, target, stages, e.to_json())
             self.publish(events.log(build_id, f"failed ({e.stage}): {e}"))
             for line in (e.detail or "").strip().splitlines()[-30:]:
                 self.publish(events.log(build_id, line))
             self.publish(events.log(build_id, f"the last good model stays in {MODEL_DIR}/"))
         except Exception as e:  # a bug of ours: report it like any failure and keep serving
-            error = {"stage": clock["stage"], "message": f"internal error: {type(e).__name__}: {e}"}
-            self.history.update(build_id, state="failed", stages=stages, error=error)
-            self.publish(events.build(build_id, "failed", target, dict(stages), error=error))
+            self._failed(build_id, target, stages,
+                         {"stage": clock["stage"], "message": f"internal error: {type(e).__name__}: {e}"})
+
+    def _failed(self, build_id: int, target: str, stages: dict, error: dict) -> None:
+        """A failed build, recorded and told: the error with its stage, file, line and hint."""
+        self.history.update(build_id, state="failed", stages=stages, error=error)
+        self.publish(events.build(build_id, "failed", target, dict(stages), error=error))
+
+    def _bench_measured(self, build_id: int, bench: dict, variant: str, phase: str) -> None:
+        """A build's latency figure (quick, then full), recorded and told, with the fit verdict
+        worded here once (bench/bench.py) for the panel."""
+        from .bench.bench import fit_verdict
+        bench["variant"], bench["verdict"] = variant, fit_verdict(bench)
+        self.history.update(build_id, bench=bench)
+        self.publish(events.bench(build_id, {**bench, "phase": phase}))
 
     async def _tune(self, build_id: int, compiled, target: str) -> None:
         """Once per model and target, after the build is done: measure the flag variants and,

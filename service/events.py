@@ -78,6 +78,4 @@ def parse_request(text: str, targets: list[str]) -> dict:
         if message.get("target") not in targets:
             raise BadRequest(f"unknown target {message.get('target')!r}; use one of {', '.join(targets)}")
         return {"type": "set_target", "target": message["target"]}
-    if kind == "ping":
-        return {"type": "ping"}
     raise BadRequest(f"unknown message type {kind!r}")

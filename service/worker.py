@@ -55,7 +55,6 @@ class WarmExporter:
         self.startup_timeout = startup_timeout
         self.process: subprocess.Popen | None = None
         self.lock = threading.Lock()
-        self.restarts = 0
 
     def start(self) -> None:
         read_end, write_end = os.pipe()
@@ -105,7 +104,6 @@ class WarmExporter:
     def export(self, model_file: Path, out_dir: Path, unroll_loops: bool, timeout: float) -> dict:
         with self.lock:
             if self.process is None or self.process.poll() is not None:
-                self.restarts += self.process is not None
                 self.start()
             self.process.stdin.write(json.dumps({"model_file": str(model_file), "out_dir": str(out_dir),
                                                  "unroll_loops": unroll_loops}) + "\n")

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import websockets
 
+from service.pipeline.variants import VARIANTS
+
 BELA_IREE = str(Path(sys.executable).parent / "bela-iree")
 
 
@@ -106,3 +108,36 @@ class Client:
     async def close(self) -> None:
         await self.ws.close()
         self.reader.cancel()
+
+
+def measured_variants(line: str) -> tuple[dict[str, float | None], str]:
+    """The builder's "flag variants: default 1.2 ms, data-tiling failed, ... -> BEST" log line:
+    each variant's median in ms (None when it failed), and the one chosen."""
+    table, best = line.removeprefix("flag variants: ").rsplit(" -> ", 1)
+    times = {}
+    for entry in table.split(", "):
+        name, _, figure = entry.partition(" ")
+        times[name] = None if figure == "failed" else float(figure.removesuffix(" ms"))
+    return times, best
+
+
+async def built_with_the_fastest_flags(client: Client, first: dict, measured: dict, timeout: float = 180.0) -> dict:
+    """After a build (`first`) and its flag variants' measurement (the `measured` log line):
+    every variant was measured and the fastest chosen; the model is built again with it when
+    `first` used other flags, and not otherwise; nothing is built after that. Whichever flags
+    win on this machine. Returns the bench of the build with the chosen flags."""
+    times, best = measured_variants(measured["line"])
+    assert set(times) == set(VARIANTS), measured["line"]
+    timed = {name: ms for name, ms in times.items() if ms is not None}
+    assert timed and timed[best] == min(timed.values()), measured["line"]
+    bench = await client.wait_for(lambda m: m["type"] == "bench" and m["build_id"] == first["id"])
+    if best != bench["variant"]:
+        rebuilt = await client.wait_for(lambda m: m["type"] == "build" and m.get("reason") == f"faster flags measured: {best}")
+        done = await client.build_finished(after=client.messages.index(rebuilt), timeout=timeout)
+        assert done["state"] == "done", done
+        bench = await client.wait_for(lambda m: m["type"] == "bench" and m["build_id"] == done["id"])
+    assert bench["variant"] == best
+    await asyncio.sleep(1.0)  # the model is tuned now: no further build
+    assert [m for m in client.messages if m["type"] == "build" and m["state"] == "queued"][-1]["id"] == bench["build_id"]
+    return bench
+

@@ -108,8 +108,17 @@ def test_convolutions_become_one_matmul_each(tmp_path):
         program = torch.export.export(conv.eval(), (x,))
         rewritten, applied, _ = rewrites.apply(program, x)
         assert applied == ["1-D convolution as im2col and one matmul"]
-        targets = {str(n.target) for n in rewritten.graph.nodes if n.op == "call_function"}
-        assert not any("convolution" in t for t in targets) and any("matmul" in t or "bmm" in t or "mm" in t for t in targets)
+        calls = [n for n in rewritten.graph.nodes if n.op == "call_function"]
+        assert not any("convolution" in str(n.target) for n in calls)
+        # one matmul: the weight as (out, in x taps) times the K strided slices stacked (in x taps, length out)
+        matmuls = [n for n in calls if n.target == torch.ops.aten.matmul.default]
+        assert len(matmuls) == 1
+        weight, columns = matmuls[0].args
+        taps, length = conv.kernel_size[0], conv(x).shape[-1]
+        assert weight.target == torch.ops.aten.reshape.default and list(weight.args[1]) == [5, 3 * taps]
+        assert columns.target == torch.ops.aten.reshape.default and list(columns.args[1]) == [1, 3 * taps, length]
+        stacked = columns.args[0]
+        assert stacked.target == torch.ops.aten.stack.default and len(stacked.args[0]) == taps
         with torch.no_grad():
             torch.testing.assert_close(rewritten.module()(x), conv(x), rtol=1e-5, atol=1e-5)
 

@@ -2,6 +2,7 @@
 real edits of model.py on disk, real IREE builds and benchmarks."""
 import asyncio
 import json
+from collections import Counter
 import socket
 import urllib.error
 import urllib.request
@@ -11,7 +12,7 @@ import pytest
 import websockets
 
 from .conftest import cli
-from .service_helpers import Client, Service
+from .service_helpers import Client, Service, built_with_the_fastest_flags
 
 STAGES = ["queued", "exporting", "compiling", "benchmarking", "done"]
 
@@ -39,16 +40,16 @@ def edit(project: Path, old: str, new: str) -> None:
 
 async def connected(service) -> Client:
     client = await Client.connect(service)
-    await client.wait_for(lambda m: m["type"] == "history")
+    history = await client.wait_for(lambda m: m["type"] == "history")
     # the build the service runs when it starts
-    if not any(b["state"] in ("done", "failed") for b in client.messages[1]["builds"]):
+    if not any(b["state"] in ("done", "failed") for b in history["builds"]):
         await client.build_finished()
     return client
 
 
 async def test_save_rebuilds_with_every_stage_and_a_benchmark(service, project):
     client = await connected(service)
-    hello = client.messages[0]
+    hello = await client.wait_for(lambda m: m["type"] == "hello", timeout=0)
     assert hello["type"] == "hello" and hello["project"] == "waveshaper" and hello["target"] == "host"
     before = (project / "generated/model/model.vmfb").read_bytes()
     mark = len(client.messages)
@@ -197,11 +198,11 @@ async def test_fifty_clients_all_receive_every_event(service, project):
     done = await clients[0].build_finished(after=marks[0])
     await clients[0].wait_for(lambda m: m["type"] == "bench" and m["build_id"] == done["id"], after=marks[0])
     await asyncio.sleep(0.5)
-    reference = [m for m in clients[0].messages[marks[0]:] if m["type"] != "cpu"]
+    reference = Counter(json.dumps(m, sort_keys=True) for m in clients[0].messages[marks[0]:] if m["type"] != "cpu")
     assert reference
-    for client, mark in zip(clients, marks):
-        got = [m for m in client.messages[mark:] if m["type"] != "cpu"]
-        assert got[:len(reference)] == reference
+    for client, mark in zip(clients, marks):   # every one of them, in whatever order they came
+        got = Counter(json.dumps(m, sort_keys=True) for m in client.messages[mark:] if m["type"] != "cpu")
+        assert not reference - got, list(reference - got)[:3]
     for client in clients:
         await client.close()
 
@@ -292,16 +293,8 @@ async def test_a_new_model_is_tuned_once_and_rebuilt_with_the_fastest_flags(tmp_
         assert first["state"] == "done"
         measured = await client.wait_for(lambda m: m["type"] == "log" and m["line"].startswith("flag variants:"),
                                          timeout=300)
-        best = measured["line"].rsplit("-> ", 1)[1]
-        # simple_conv_1d's im2col matmuls: data tiling runs them about 1.5x faster than IREE's defaults
-        assert best != "default", measured["line"]
-        rebuilt = await client.wait_for(lambda m: m["type"] == "build" and m.get("reason") == f"faster flags measured: {best}")
-        done = await client.build_finished(after=client.messages.index(rebuilt))
-        assert done["state"] == "done"
-        bench = await client.wait_for(lambda m: m["type"] == "bench" and m["build_id"] == done["id"])
-        assert bench["variant"] == best
-        await asyncio.sleep(1.0)  # the rebuilt model is tuned already: no third build
-        assert [m for m in client.messages if m["type"] == "build" and m["state"] == "queued"][-1]["id"] == done["id"]
+        # which flags win depends on this machine's CPU: whichever it is, it is the one built and measured
+        await built_with_the_fastest_flags(client, first, measured)
         await client.close()
     finally:
         service.stop()

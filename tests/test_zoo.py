@@ -14,6 +14,30 @@ PUBLISHED = ["basic_mlp", "log_spectrum", "mdrnn", "resnet_1d", "simple_conv_1d"
              "single_mm", "siren_mlp", "transformer_block", "variational_encoder"]
 
 
+def linear(inputs: int, outputs: int, bias: bool = True) -> int:
+    return inputs * outputs + (outputs if bias else 0)
+
+
+def conv1d(inputs: int, outputs: int, kernel: int) -> int:
+    return inputs * outputs * kernel + outputs
+
+
+# docs/design.md's zoo table: each model's output shape and its parameters counted from the
+# published architecture (mdrnn's head is its file's own: shape only)
+TABLE = {
+    "single_mm": ([1, 1024], linear(1024, 1024, bias=False)),
+    "basic_mlp": ([1, 1024], 3 * linear(1024, 1024)),
+    "siren_mlp": ([1024, 1], linear(1, 256) + 3 * linear(256, 256) + linear(256, 1)),
+    "simple_conv_1d": ([1, 8], conv1d(1, 256, 9) + conv1d(256, 256, 9) + conv1d(256, 8, 1)),
+    "resnet_1d": ([1, 8], conv1d(1, 256, 3) + 3 * 2 * conv1d(256, 256, 3) + conv1d(256, 8, 1)),
+    "simple_rnn": ([1, 1, 256], linear(1, 256) + linear(256, 256)),   # Elman: W_ih, W_hh, both biases
+    "log_spectrum": ([1, 513], 0),
+    # Linear 8->512; encoder layer: attention in (3 x 512x512) and out projections, ff 512->512->512, two LayerNorms
+    "transformer_block": ([1, 512], linear(8, 512) + linear(512, 3 * 512) + 3 * linear(512, 512) + 2 * 2 * 512),
+    "variational_encoder": ([1, 128], 2 * linear(1024, 128)),
+}
+
+
 def test_zoo_lists_the_published_models_with_shapes_and_sizes():
     data, _ = cli_json("zoo", "list")
     models = {m["name"]: m for m in data["models"]}
@@ -27,6 +51,8 @@ def test_zoo_lists_the_published_models_with_shapes_and_sizes():
     assert models["transformer_block"]["output_shape"] == [1, 512]
     assert models["mdrnn"]["input_shape"] == [1, 16, 3] and models["mdrnn"]["output_shape"] == [1, 25]
     assert all(m["input_shape"] == [1, 1024] for n, m in models.items() if n != "mdrnn")
+    published = {name: (models[name]["output_shape"], models[name]["parameters"]) for name in TABLE}
+    assert published == TABLE
 
 
 def test_zoo_weights_are_reproducible():
@@ -48,11 +74,14 @@ def test_zoo_export_writes_every_format(tmp_path):
     reference = load_model(zoo.model_path("basic_mlp"))
     with torch.no_grad():
         assert torch.allclose(loaded(reference.example_input), reference.module(reference.example_input), atol=1e-6)
-    # the summary names each model, and any failure says why
+    # the summary names each model; both export in every format (none fails)
     assert "basic_mlp" in result.stderr and "log_spectrum" in result.stderr
-    for row in data["models"].values():
+    assert result.returncode == 0, result.stderr
+    assert sorted(data["models"]) == ["basic_mlp", "log_spectrum"]
+    for name, row in data["models"].items():
+        assert sorted(row) == ["mlir", "onnx", "torchscript"], (name, row)
         for outcome in row.values():
-            assert "path" in outcome or outcome["error"]
+            assert "error" not in outcome and Path(outcome["path"]).is_file(), (name, outcome)
 
 
 def test_python_m_zoo_is_the_same_command(tmp_path):

@@ -19,7 +19,7 @@ from ..pipeline.tools import run_tool
 from ..runtimes.emitc import LIBRARY as EMITC_LIBRARY
 from .emitc import measure_emitc
 from .measure import Measurement, benchmark_argv, repetitions_for, run_benchmark
-from .peers import ROUNDS as PEERS_ROUNDS
+from .peers import PEERS, ROUNDS as PEERS_ROUNDS
 from .run import input_files, max_abs_error, run_module, tolerance
 from .runtime_tools import tool_command
 
@@ -98,7 +98,7 @@ def measure_peers(model_file: Path, seconds: float = 1.0, ours: list[str] | None
         return json.loads(result.stdout.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
         reason = f"the peers process died (exit code {result.returncode})"
-        return {peer: {"error": reason} for peer in ("torch_eager", "torchscript", "onnxruntime")}
+        return {peer: {"error": reason} for peer in PEERS}
 
 
 def add_peer_ratios(result: dict, peers: dict) -> dict:
@@ -149,10 +149,18 @@ def measure_peers_beside(compiled: CompileResult, target: Target, model_file: Pa
         return measure_peers(model_file, seconds, ours)
 
 
-def verdict(result: dict) -> str:
+def fit_verdict(result: dict) -> str:
+    """Does the model fit in the audio block? The one place this is decided and worded: the
+    command line prints it (`verdict`), the panel shows it (the builder puts it in each bench
+    message as "verdict") and adds what was measured and where."""
     median, deadline = result["latency_ms"]["median"], result["deadline_ms"]
-    where = " (emulated: not a board timing)" if result["ran_on"] == "emulator" else ""
     if median <= deadline:
-        return f"fits: {median:.3g} ms of {deadline:.3g} ms ({100 * result['headroom']:.1f} % headroom){where}"
-    return f"does not fit: {median:.3g} ms for a {deadline:.3g} ms block ({median / deadline:.1f}x over){where}"
+        return f"fits: {median:.3g} ms of {deadline:.3g} ms ({100 * result['headroom']:.1f} % headroom)"
+    return f"does not fit: {median:.3g} ms for a {deadline:.3g} ms block ({median / deadline:.1f}x over)"
+
+
+def verdict(result: dict) -> str:
+    """The command line's verdict line."""
+    where = " (emulated: not a board timing)" if result["ran_on"] == "emulator" else ""
+    return f"{fit_verdict(result)}{where}"
 

@@ -66,18 +66,24 @@ class Board:
         return shlex.quote(path)
 
     async def run(self, command: str, check: bool = True, timeout: float = COMMAND_TIMEOUT) -> str:
+        """The command's stdout; with `check`, a failure (exit status not 0) is a BoardError."""
+        result = await self.run_result(command, timeout)
+        if check and result.exit_status != 0:
+            raise BoardError(f"on the board, `{command[:120]}` failed: {(result.stderr or result.stdout).strip()[:300]}")
+        return result.stdout
+
+    async def run_result(self, command: str, timeout: float = COMMAND_TIMEOUT) -> asyncssh.SSHCompletedProcess:
+        """The command's stdout, stderr and exit_status, whatever the exit status. Every command
+        sent to the board goes through here, so every one has a time limit."""
         if not self.online:
             raise BoardError(f"{self.address} is offline", hint="the board is reconnected automatically")
         try:
-            result = await asyncio.wait_for(self.connection.run(command, check=False), timeout)
+            return await asyncio.wait_for(self.connection.run(command, check=False), timeout)
         except asyncio.TimeoutError:
             raise BoardError(f"the board did not answer within {timeout:g} s: {command[:80]}") from None
         except (asyncssh.Error, OSError) as e:
             self.connection = None
             raise BoardError(f"lost the connection to {self.address}: {e}") from None
-        if check and result.exit_status != 0:
-            raise BoardError(f"on the board, `{command[:120]}` failed: {(result.stderr or result.stdout).strip()[:300]}")
-        return result.stdout
 
     def require_root(self) -> str:
         if not self.root:

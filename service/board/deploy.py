@@ -27,17 +27,16 @@ class Deployer:
         self.board = board
         self.project = project
         # user file -> hash we last put on (or pulled from) this board, kept across runs
+        # (one file for every board this project went to: read once, here, and rewritten whole)
         self.state_file = project / GENERATED / "board-sync.json"
-        saved = json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
-        self.pushed: dict[str, str] = saved.get(str(board.address), {})
+        self.saved: dict[str, dict[str, str]] = json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
+        self.pushed: dict[str, str] = self.saved.setdefault(str(board.address), {})
 
     def _remember(self, name: str, digest: str) -> None:
         self.pushed[name] = digest
-        saved = json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
-        saved[str(self.board.address)] = self.pushed
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.state_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps(saved, indent=1))
+        temporary.write_text(json.dumps(self.saved, indent=1))
         temporary.replace(self.state_file)
 
     @property

@@ -4,7 +4,7 @@ from __future__ import annotations
 import shlex
 
 from ..bench.bench import bench_result
-from ..bench.measure import Measurement, benchmark_argv, parse_benchmark, repetitions_for
+from ..bench.measure import BENCH_TIMEOUT, Measurement, benchmark_argv, parse_benchmark, repetitions_for
 from ..errors import BenchError
 from ..pipeline.compile import CompileResult
 from ..pipeline.targets import TARGETS
@@ -20,7 +20,7 @@ async def benchmark_on_board(board: Board, module: str, inputs: list[str], repet
     argv = benchmark_argv(module, inputs, repetitions, dispatches)
     prefix = " ".join(q(p) for p in board.tools_prefix)
     command = f"{prefix} {q(board.tools)}/iree-benchmark-module {' '.join(q(a) for a in argv)}"
-    result = await board.connection.run(command.strip(), check=False)
+    result = await board.run_result(command.strip(), timeout=BENCH_TIMEOUT)
     if result.exit_status != 0:
         raise BenchError(f"iree-benchmark-module failed on the board: {result.stderr.strip()[-300:]}")
     return parse_benchmark(result.stdout, result.stderr)

@@ -13,12 +13,13 @@ import asyncio
 from pathlib import Path
 
 from .. import events
+from ..cpu import proc_stat_busy
 from ..errors import BoardError
 from .connection import Board
 from .deploy import Deployer
 from .remote_bench import bench_on_board
 from .remote_tuning import tune_on_board
-from .xenomai import parse_sched_stat, proc_stat_busy
+from .xenomai import parse_sched_stat
 
 BACKOFF_START, BACKOFF_MAX = 0.5, 10.0
 POLL_SECONDS = 1.0

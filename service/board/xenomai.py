@@ -4,7 +4,8 @@ On Xenomai 3, /proc/xenomai/sched/stat has one line per real-time thread:
     CPU  PID    MSW        CSW        XSC        PF    STAT       %CPU  NAME
 The IDE's "CPU" is the sum of %CPU over every thread except [ROOT] (Linux) and the IRQ line,
 plus Linux's own load scaled by ROOT's share; its "MSW" is the audio thread's (bela-audio)
-mode switches beyond the one every run makes. Without Xenomai, /proc/stat gives the load.
+mode switches beyond the one every run makes. Without Xenomai, /proc/stat gives the load
+(service/cpu.py's `proc_stat_busy`, the parser this machine's load uses too).
 """
 from __future__ import annotations
 
@@ -46,13 +47,3 @@ def parse_sched_stat(text: str, linux_percent: float | None = None) -> XenomaiLo
     if linux_percent:
         total += linux_percent * root_share
     return XenomaiLoad(round(total, 2), audio, msw, threads)
-
-
-def proc_stat_busy(before: str, after: str) -> float:
-    """Percent busy between two readings of /proc/stat's first line."""
-    def totals(text: str) -> tuple[int, int]:
-        fields = [int(v) for v in text.split()[1:]]
-        return sum(fields), fields[3] + (fields[4] if len(fields) > 4 else 0)
-    (total0, idle0), (total1, idle1) = totals(before), totals(after)
-    delta = total1 - total0
-    return 0.0 if delta <= 0 else round(100.0 * (1 - (idle1 - idle0) / delta), 1)
