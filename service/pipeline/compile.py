@@ -136,7 +136,7 @@ def compile_model(model_file: Path, target: Target, fmt: str, backend: str, out_
     model and target, if it was measured (bench/tuning.py), else IREE's defaults."""
     started = time.perf_counter()
     on_stage("exporting")
-    # EmitC cannot keep a recurrent layer's time loop (see rewrites.py): unroll it there
+    # EmitC cannot keep a recurrent layer's time loop (see rewrites/recurrent.py): unroll it there
     export_dir, info, export_cached_hit = export_cached(model_file, export_timeout, fmt == "emitc", exporter)
     exported = time.perf_counter()
     table = measured_table(export_dir, target, backend) if variant is None and fmt == "vmfb" else None

@@ -1,9 +1,9 @@
-"""IREE tuning spec for the packed single-row matmuls (GEMVs) of rewrites.py.
+"""IREE tuning spec for the packed single-row matmuls (GEMVs) of rewrites/linear.py.
 
 A Linear layer applied to one row (an MLP over a block, an encoder's projection) is a
 matrix-vector product: it reads every weight once and is bound by memory. IREE's own choice for
 it keeps one vector accumulator per 16 outputs and waits on every multiply-add (FMA latency,
-not bandwidth, sets its speed: single_mm 75 us on this machine). rewrites.py packs such weights
+not bandwidth, sets its speed: single_mm 75 us on this machine). rewrites/linear.py packs such weights
 in blocks of GEMV_BLOCK output columns, each block one contiguous stream; this spec tells IREE's
 CPU code generation to keep a whole block in registers (GEMV_BLOCK / lanes independent
 accumulators) and step the reduction one input at a time: 48 us, memory speed.
@@ -22,7 +22,7 @@ from pathlib import Path
 from . import cache
 from .targets import Target
 
-GEMV_BLOCK = 128   # output columns per packed block (rewrites.py packs, the spec matches this width)
+GEMV_BLOCK = 128   # output columns per packed block (rewrites/linear.py packs, the spec matches this width)
 
 # How many outputs one vector step keeps in flight, by register file: 32 x 16 floats with
 # AVX-512 (8 accumulators), 16 x 8 with AVX2, 32 x 4 on AArch64 NEON, 16 x 4 on ARMv7 NEON.
@@ -48,7 +48,7 @@ CONFIG = """\
   }}
 """
 
-# rewrites.py's packed Linear: [blocks, 1, in] x [blocks, in, GEMV_BLOCK]
+# rewrites/linear.py's packed Linear: [blocks, 1, in] x [blocks, in, GEMV_BLOCK]
 PACKED = """\
   transform.named_sequence @match_packed(%op: !transform.any_op {{transform.readonly}})
       -> (!transform.any_op, !transform.any_param) {{

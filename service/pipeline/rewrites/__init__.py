@@ -1,0 +1,42 @@
+"""Exact rewrites of ops IREE cannot take as written (or runs slowly), applied to the exported graph.
+
+The user's model stays as written: after torch.export, core.py re-runs the graph, handing each
+call to the first rule of RULES that takes it, and exports it again. Each rule is one object
+(core.Rule: needs, prepare, lay_out, matches, replace) in its family's module, which says why it
+exists: recurrent.py (time loops), convolution.py (im2col, Winograd, conv + pool), linear.py
+(packed one-row Linears, folded chains), fft.py (four-step DFT, normalised rfft, complex abs),
+simple.py (dropout, detach_, attention, random draws as inputs). Each rewrite is exact math
+(Winograd up to rounding); tests/rewrites/ compares each with PyTorch, in PyTorch and after IREE.
+
+Adding a rewrite: a rule in its family's RULES (or a new module, listed below), and its test.
+"""
+from __future__ import annotations
+
+import torch
+
+from . import convolution, core, fft, linear, recurrent, simple
+from .convolution import WINOGRAD_MIN_CHANNELS
+from .core import OpRule, Rule
+from .fft import dft_matrices
+from .linear import LINEAR_FOLD, ROW_LAYOUT_OPS, folded_linear, linear_fold_source, pack_one_row_weight
+from .recurrent import RECURRENT_OPS, UNROLL_MAX_STEPS
+from .simple import RANDOM_OPS, NoiseInput, draw_noise, noise_inputs
+
+# The rules, in priority order: within a family the order matters (a fused or faster form before
+# the general one; FoldLinears stores before OneRowLinear); the families take disjoint ops.
+RULES: list[Rule] = [*convolution.RULES, *linear.RULES, *fft.RULES, *simple.RULES, *recurrent.RULES]
+
+
+def needs_rewrite(program: torch.export.ExportedProgram) -> bool:
+    return core.needs_rewrite(program, RULES)
+
+
+def apply(program: torch.export.ExportedProgram, example: torch.Tensor, unroll_loops: bool = False):
+    """Returns (program, applied rewrite names, noise inputs). A no-op for most models.
+    unroll_loops: unroll recurrent layers' time loops (EmitC cannot express a loop)."""
+    return core.apply(program, example, RULES, unroll_loops)
+
+
+__all__ = ["RULES", "Rule", "OpRule", "apply", "needs_rewrite", "NoiseInput", "noise_inputs", "draw_noise",
+           "RANDOM_OPS", "RECURRENT_OPS", "UNROLL_MAX_STEPS", "WINOGRAD_MIN_CHANNELS", "LINEAR_FOLD",
+           "ROW_LAYOUT_OPS", "dft_matrices", "folded_linear", "linear_fold_source", "pack_one_row_weight"]

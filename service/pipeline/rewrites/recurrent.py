@@ -1,0 +1,169 @@
+"""Recurrent layers (nn.RNN, nn.LSTM, nn.GRU) as time loops.
+
+IREE cannot lower `aten.rnn_tanh`, `lstm`, `gru`; the stock decomposition unrolls time (a
+1024-step RNN: 1.5 MB of MLIR, 72 s of compile). Here time stays a loop (`torch.while_loop` ->
+scf.while), so it compiles in ~1 s; sequences of at most UNROLL_MAX_STEPS steps are unrolled,
+which runs faster and still compiles fast. EmitC cannot express that loop (its sync wrapper would
+have to yield inside it: "callee must be an import for yieldable call", after which iree-compile
+hangs), so for `--format emitc` the same cell is unrolled over time instead (`unroll_loops`):
+slower to compile, same math.
+
+Every step's input projection is computed for the whole sequence by one matmul before the loop,
+and the loop multiplies by a w_hh transposed once at export (simple_rnn: 10.7 -> 6.4 ms).
+"""
+from __future__ import annotations
+
+import operator
+
+import torch
+from torch._higher_order_ops.while_loop import while_loop
+
+from .core import OpRule
+
+aten = torch.ops.aten
+# Short sequences run faster unrolled (no per-step loop overhead) and still compile in a second
+UNROLL_MAX_STEPS = 64
+RECURRENT_OPS = (aten.rnn_tanh.input, aten.rnn_relu.input, aten.lstm.input, aten.gru.input)
+
+
+# A cell takes its step's input projection xw (x @ w_ih.t() + b_ih, computed for the whole
+# sequence at once by one matmul before the loop), the state, and w_hh already transposed:
+# the per-step product h @ w_hh_t is then a plain row-times-matrix that vectorises along the
+# outputs, where h @ w_hh.t() made IREE reduce across vector lanes on every step.
+def _cell_rnn(nonlinearity):
+    def step(xw, state, w_hh_t, b_hh):
+        (h,) = state
+        return (nonlinearity(xw + h @ w_hh_t + b_hh),)
+    return step
+
+
+def _cell_lstm(xw, state, w_hh_t, b_hh):
+    h, c = state
+    gates = xw + h @ w_hh_t + b_hh
+    i, f, g, o = gates.chunk(4, dim=-1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def _cell_gru(xw, state, w_hh_t, b_hh):
+    (h,) = state
+    xr, xz, xn = xw.chunk(3, dim=-1)
+    hr, hz, hn = (h @ w_hh_t + b_hh).chunk(3, dim=-1)
+    r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+    n = torch.tanh(xn + r * hn)
+    return ((1 - z) * n + z * h,)
+
+
+def _run_direction(cell, seq, state, weights, reverse, keep_outputs=True, w_hh_t=None, unroll=False):
+    """One layer, one direction, over seq (time, batch, features) as a while loop.
+
+    Everything the body reads is loop-carried: torch-mlir's import of while_loop drops
+    closed-over tensors (additional_inputs) in IREE 3.13. The output sequence is carried (and
+    written each step) only when something reads it: for a model that keeps the final state
+    alone, that buffer would be copied on every step.
+    """
+    steps = seq.shape[0]
+    w_ih, w_hh, b_ih, b_hh = weights
+    # every step's input projection, in one 2-D matmul (a 3-D one becomes a slower batch matmul)
+    seq = (seq.reshape(steps * seq.shape[1], -1) @ w_ih.t()).reshape(steps, seq.shape[1], -1) + b_ih
+    # stored transposed (see RecurrentAsLoop.lay_out): transposed here, IREE would fold the
+    # transpose back into the product and reduce across vector lanes on every step
+    weights = (w_hh.t().contiguous() if w_hh_t is None else w_hh_t, b_hh)
+    if unroll or steps <= UNROLL_MAX_STEPS:
+        outputs = [None] * steps
+        for t in (reversed(range(steps)) if reverse else range(steps)):
+            state = cell(seq[t], state, *weights)
+            outputs[t] = state[0]
+        return torch.stack(outputs), tuple(state)
+    hidden = state[0].shape[-1]
+    outputs = seq.new_zeros(steps, seq.shape[1], hidden) if keep_outputs else seq.new_zeros(1)
+
+    # each iteration runs `chunk` steps: the loop's own cost (copies of what it carries) is paid
+    # once per chunk instead of once per step
+    chunk = next(c for c in (32, 16, 8, 4, 2, 1) if steps % c == 0)
+
+    def cond(i, *_):
+        return i < steps
+
+    def body(i, seq, outputs, *rest):
+        state, weights = rest[:len(rest) - 2], rest[len(rest) - 2:]
+        for j in range(chunk):
+            t = (steps - 1 - (i + j)) if reverse else i + j
+            x = seq.index_select(0, t.reshape(1)).squeeze(0)
+            state = cell(x, state, *weights)
+            if keep_outputs:
+                outputs = outputs.index_put((t.reshape(1),), state[0].unsqueeze(0))
+        if not keep_outputs:
+            outputs = outputs.clone()
+        return (i + chunk, seq.clone(), outputs) + tuple(state) + tuple(w.clone() for w in weights)
+
+    start = torch.zeros((), dtype=torch.int64)
+    # a loop's result fed straight into the next loop trips torch.export (2.13): pass a copy
+    result = while_loop(cond, body, (start, seq.clone(), outputs, *state, *weights))
+    final = tuple(result[3:3 + len(state)])
+    return (result[2] if keep_outputs else seq.new_zeros(steps, seq.shape[1], hidden)), final
+
+
+def _recurrent(cell, n_state, sequence_used, w_hh_t, unroll):
+    """The replacement of a recurrent op, with the op's own arguments. sequence_used: something
+    reads the layer's output sequence; w_hh_t: position in the parameter list -> that w_hh,
+    transposed at export."""
+    def rewrite(seq, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first):
+        if train and dropout:
+            raise NotImplementedError("recurrent dropout in training mode")
+        initial = list(hx) if isinstance(hx, (list, tuple)) else [hx]
+        if batch_first:
+            seq = seq.transpose(0, 1)
+        directions = 2 if bidirectional else 1
+        per_layer = 4 if has_biases else 2
+        finals = [[] for _ in range(n_state)]
+        for layer in range(num_layers):
+            outputs = []
+            for direction in range(directions):
+                index = layer * directions + direction
+                w = params[index * per_layer:(index + 1) * per_layer]
+                if not has_biases:
+                    w = [w[0], w[1], w[0].new_zeros(w[0].shape[0]), w[1].new_zeros(w[1].shape[0])]
+                state = tuple(s[index] for s in initial)
+                keep = layer < num_layers - 1 or sequence_used
+                out, state = _run_direction(cell, seq, state, tuple(w), reverse=direction == 1, keep_outputs=keep,
+                                            w_hh_t=w_hh_t.get(index * per_layer + 1), unroll=unroll)
+                outputs.append(out)
+                for k in range(n_state):
+                    finals[k].append(state[k])
+            seq = torch.cat(outputs, dim=-1) if directions == 2 else outputs[0]
+        output = seq.transpose(0, 1) if batch_first else seq
+        return (output, *(torch.stack(f) for f in finals))
+    return rewrite
+
+
+def _stored_w_hh(node: torch.fx.Node) -> dict[int, str]:
+    """A recurrent layer's w_hh parameters that are stored weights: position -> attribute name."""
+    if node.op != "call_function" or node.target not in RECURRENT_OPS:
+        return {}
+    params, has_biases = node.args[2], node.args[3]
+    per_layer = 4 if has_biases else 2
+    return {i: params[i].target for i in range(1, len(params), per_layer)
+            if isinstance(params[i], torch.fx.Node) and params[i].op == "get_attr"}
+
+
+class RecurrentAsLoop(OpRule):
+    """Every recurrent op, each with its cell: (cell, how many state tensors it carries)."""
+    why = "recurrent layer as a time loop (unrolled if short)"
+    cells = {aten.rnn_tanh.input: (_cell_rnn(torch.tanh), 1), aten.rnn_relu.input: (_cell_rnn(torch.relu), 1),
+             aten.lstm.input: (_cell_lstm, 2), aten.gru.input: (_cell_gru, 1)}
+    targets = RECURRENT_OPS
+
+    def lay_out(self, node, layout):
+        """Each stored w_hh transposed, keyed by its position in the layer's parameter list."""
+        return {position: layout.weight(target).detach().t().contiguous()
+                for position, target in _stored_w_hh(node).items()}
+
+    def replace(self, call):
+        cell, n_state = self.cells[call.target]
+        # the output sequence is element 0 of the op's result: is it read by anything?
+        used = any(u.args[1] == 0 and u.users for u in call.node.users if u.target is operator.getitem)
+        return _recurrent(cell, n_state, used, call.constants, call.unroll_loops)(*call.args, **call.kwargs)
+
+
+RULES = [RecurrentAsLoop()]

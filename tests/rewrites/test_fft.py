@@ -1,0 +1,45 @@
+"""fft.py: rfft as a four-step DFT or a scaled input, complex abs from its parts, exact."""
+import pytest
+import torch
+
+from service.pipeline import rewrites
+
+from .cases import assert_compiles_and_matches_on_iree, assert_rewritten_graph_equals_pytorch, write_model
+
+CASES = {
+    "rfft_forward_norm": ("torch.nn.Identity()", "lambda m, x: torch.view_as_real(torch.fft.rfft(x, norm='forward'))",
+                          "torch.randn(1, 48)"),    # not a power of two: IREE's own FFT of the scaled input
+    "rfft_four_step": ("torch.nn.Identity()", "lambda m, x: torch.log(torch.fft.rfft(x, norm='ortho').abs() ** 2 + 1e-7)",
+                       "torch.randn(2, 3, 512)"),
+    "complex_abs": ("torch.nn.Identity()", "lambda m, x: torch.fft.rfft(x).abs()", "torch.randn(1, 64)"),
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_rewritten_graph_equals_pytorch(tmp_path, name):
+    assert_rewritten_graph_equals_pytorch(write_model(tmp_path, name, CASES[name]))
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_rewritten_model_compiles_and_matches_on_iree(tmp_path, name):
+    assert_compiles_and_matches_on_iree(write_model(tmp_path, name, CASES[name]), tmp_path / "out")
+
+
+def test_rfft_four_step_only_for_power_of_two_lengths():
+    cases = {(1, 1024): True, (3, 64): True, (1, 32): False, (1, 48): False}
+    for shape, four_step in cases.items():
+        x = torch.randn(*shape)
+        program = torch.export.export(Lambda(lambda x: torch.fft.rfft(x).abs()), (x,))
+        rewritten, applied, _ = rewrites.apply(program, x)
+        assert ("rfft as a four-step DFT: two small matmuls" in applied) == four_step, shape
+        with torch.no_grad():
+            torch.testing.assert_close(rewritten.module()(x), torch.fft.rfft(x).abs(), rtol=1e-4, atol=1e-4)
+
+
+class Lambda(torch.nn.Module):
+    def __init__(self, function):
+        super().__init__()
+        self.function = function
+
+    def forward(self, x):
+        return self.function(x)
