@@ -156,6 +156,8 @@ def markdown(rows: list[dict], peak: dict) -> str:
              "single-core peak. Above 100 % means a rewrite does less arithmetic than the model as written "
              "(simple_conv_1d's conv+pool fusion, resnet_1d's Winograd convolutions and transformer_block's "
              "embedding folded into the attention projection each halve it).", "",
+             "Ours is the vmfb. EmitC beside it, every zoo model on this computer and on emulated Bela "
+             "(what the board gets and compiles, and the latency of both): [emitc.md](emitc.md).", "",
              "| model | ours | torch eager | TorchScript | ONNX Runtime | ratio to best peer | accuracy | MFLOP | GFLOP/s (of peak) | variant |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     ratios = []
