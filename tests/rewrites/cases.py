@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from service.bench.run import max_abs_error, run_module, tolerance
@@ -61,3 +62,15 @@ def assert_compiles_and_matches_on_iree(model_file: Path, out: Path) -> None:
     folder = result.artifacts[0].parent
     error = max_abs_error(run_module(folder, TARGETS["host"]), folder)
     assert error <= tolerance(np.load(folder / "expected.npy")), error
+
+
+def case_tests(cases: dict):
+    """The two tests every family runs on each of its cases, for its test module to take as its own."""
+    @pytest.mark.parametrize("name", cases)
+    def test_rewritten_graph_equals_pytorch(tmp_path, name):
+        assert_rewritten_graph_equals_pytorch(write_model(tmp_path, name, cases[name]))
+
+    @pytest.mark.parametrize("name", cases)
+    def test_rewritten_model_compiles_and_matches_on_iree(tmp_path, name):
+        assert_compiles_and_matches_on_iree(write_model(tmp_path, name, cases[name]), tmp_path / "out")
+    return test_rewritten_graph_equals_pytorch, test_rewritten_model_compiles_and_matches_on_iree

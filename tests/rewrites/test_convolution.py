@@ -1,11 +1,10 @@
 """convolution.py: 1-D convolutions as im2col and one matmul, Winograd F(4,3) when wide and
 3-tap, one stride-2 convolution for a conv and the AvgPool1d(2) after it."""
-import pytest
 import torch
 
 from service.pipeline import rewrites
 
-from .cases import assert_compiles_and_matches_on_iree, assert_rewritten_graph_equals_pytorch, write_model
+from .cases import case_tests
 
 CASES = {
     # 3-tap convolutions wide enough for Winograd F(4,3); a batch of two, lengths not a multiple of 4
@@ -14,14 +13,7 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_rewritten_graph_equals_pytorch(tmp_path, name):
-    assert_rewritten_graph_equals_pytorch(write_model(tmp_path, name, CASES[name]))
-
-
-@pytest.mark.parametrize("name", CASES)
-def test_rewritten_model_compiles_and_matches_on_iree(tmp_path, name):
-    assert_compiles_and_matches_on_iree(write_model(tmp_path, name, CASES[name]), tmp_path / "out")
+test_rewritten_graph_equals_pytorch, test_rewritten_model_compiles_and_matches_on_iree = case_tests(CASES)
 
 
 def test_convolutions_become_one_matmul_each(tmp_path):

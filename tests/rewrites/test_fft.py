@@ -1,10 +1,9 @@
 """fft.py: rfft as a four-step DFT or a scaled input, complex abs from its parts, exact."""
-import pytest
 import torch
 
 from service.pipeline import rewrites
 
-from .cases import assert_compiles_and_matches_on_iree, assert_rewritten_graph_equals_pytorch, write_model
+from .cases import case_tests
 
 CASES = {
     "rfft_forward_norm": ("torch.nn.Identity()", "lambda m, x: torch.view_as_real(torch.fft.rfft(x, norm='forward'))",
@@ -15,14 +14,7 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_rewritten_graph_equals_pytorch(tmp_path, name):
-    assert_rewritten_graph_equals_pytorch(write_model(tmp_path, name, CASES[name]))
-
-
-@pytest.mark.parametrize("name", CASES)
-def test_rewritten_model_compiles_and_matches_on_iree(tmp_path, name):
-    assert_compiles_and_matches_on_iree(write_model(tmp_path, name, CASES[name]), tmp_path / "out")
+test_rewritten_graph_equals_pytorch, test_rewritten_model_compiles_and_matches_on_iree = case_tests(CASES)
 
 
 def test_rfft_four_step_only_for_power_of_two_lengths():

@@ -1,10 +1,9 @@
 """linear.py: one-row Linears over packed weights, two Linears in a row folded into one, exact."""
-import pytest
 import torch
 
 from service.pipeline import rewrites
 
-from .cases import assert_compiles_and_matches_on_iree, assert_rewritten_graph_equals_pytorch, write_model
+from .cases import case_tests
 
 CASES = {
     # one-row Linears: outputs a multiple of the block, and more than four blocks' worth but not a multiple (padded)
@@ -21,14 +20,7 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_rewritten_graph_equals_pytorch(tmp_path, name):
-    assert_rewritten_graph_equals_pytorch(write_model(tmp_path, name, CASES[name]))
-
-
-@pytest.mark.parametrize("name", CASES)
-def test_rewritten_model_compiles_and_matches_on_iree(tmp_path, name):
-    assert_compiles_and_matches_on_iree(write_model(tmp_path, name, CASES[name]), tmp_path / "out")
+test_rewritten_graph_equals_pytorch, test_rewritten_model_compiles_and_matches_on_iree = case_tests(CASES)
 
 
 def test_only_one_row_linears_with_enough_outputs_are_packed():

@@ -1,7 +1,6 @@
 """recurrent.py: recurrent layers as time loops (unrolled if short), exact."""
-import pytest
 
-from .cases import assert_compiles_and_matches_on_iree, assert_rewritten_graph_equals_pytorch, write_model
+from .cases import case_tests
 
 CASES = {
     "rnn_two_layers_bidirectional": ("torch.nn.RNN(3, 16, num_layers=2, bidirectional=True, batch_first=True)",
@@ -13,11 +12,4 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_rewritten_graph_equals_pytorch(tmp_path, name):
-    assert_rewritten_graph_equals_pytorch(write_model(tmp_path, name, CASES[name]))
-
-
-@pytest.mark.parametrize("name", CASES)
-def test_rewritten_model_compiles_and_matches_on_iree(tmp_path, name):
-    assert_compiles_and_matches_on_iree(write_model(tmp_path, name, CASES[name]), tmp_path / "out")
+test_rewritten_graph_equals_pytorch, test_rewritten_model_compiles_and_matches_on_iree = case_tests(CASES)

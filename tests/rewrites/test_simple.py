@@ -1,10 +1,9 @@
 """simple.py: dropout and attention in inference, random draws as inputs, exact."""
-import pytest
 
 from service.pipeline.compile import compile_model
 from service.pipeline.targets import TARGETS
 
-from .cases import assert_compiles_and_matches_on_iree, assert_rewritten_graph_equals_pytorch, write_model
+from .cases import case_tests, write_model
 
 CASES = {
     "dropout_in_inference": ("torch.nn.Dropout1d(0.5)", "lambda m, x: m(x) * 2", "torch.randn(1, 4, 8)"),
@@ -15,14 +14,7 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_rewritten_graph_equals_pytorch(tmp_path, name):
-    assert_rewritten_graph_equals_pytorch(write_model(tmp_path, name, CASES[name]))
-
-
-@pytest.mark.parametrize("name", CASES)
-def test_rewritten_model_compiles_and_matches_on_iree(tmp_path, name):
-    assert_compiles_and_matches_on_iree(write_model(tmp_path, name, CASES[name]), tmp_path / "out")
+test_rewritten_graph_equals_pytorch, test_rewritten_model_compiles_and_matches_on_iree = case_tests(CASES)
 
 
 def test_random_draws_become_inputs_in_order(tmp_path):
