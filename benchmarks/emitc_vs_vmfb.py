@@ -106,8 +106,11 @@ def main() -> None:
         table(results, targets),
         "simple_rnn is not in the table: its EmitC form unrolls 1024 time steps, and its 6.5 MB",
         "`module.c` of control code took GCC 12 more than 11 minutes at -O2 (5.4 minutes and 1 GB at",
-        "-O1) on this machine. EmitC is not the format for a long recurrent sequence unrolled; its vmfb",
-        "keeps the time loop a loop and compiles in about a second.", ""])
+        "-O1) on this machine. For Bela (zig's clang) it does compile: `bench simple_rnn --target bela",
+        "--format emitc` took 7.7 minutes in all, and the module (a 29 MB library) ran on emulated",
+        "Cortex-A8 in 757 ms per block, max error 5.4e-8 against PyTorch. EmitC is not the format for a",
+        "long recurrent sequence unrolled; its vmfb keeps the time loop a loop and compiles in about a",
+        "second.", ""])
     (HERE / "emitc.md").write_text(text)
     console.print(text)
 
