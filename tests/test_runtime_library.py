@@ -47,7 +47,6 @@ def test_every_board_library_links_against_the_oldest_bela_glibc(runtime, compil
     """A Stretch board's link, here: tests/run_model.c linked with the install's libraries and
     runtime/ against glibc 2.24 (zig, as `runtime build` does) asks for no newer glibc, and runs."""
     toolchain = toolchain_for(TARGETS["bela"])
-    toolchain.write(tmp_path / "toolchain")
     compilers = toolchain.compilers(tmp_path / "toolchain")
     subprocess.run(["make", "-s", "-C", str(RUNTIME), "test-program", f"IREE_RUNTIME_DIR={runtime('bela').folder}",
                     f"BUILD={tmp_path}", "LOADERS=system static", f"CC={compilers['CC']}", f"AR={compilers['AR']}"],

@@ -33,8 +33,6 @@ def emitc_program(folder: Path, target: Target, work: Path) -> Path:
     library = built if built.exists() else build_emitc_library(folder, target)
     install, _ = ensure_runtime(target.name)
     toolchain = toolchain_for(target)
-    if toolchain.cross:
-        toolchain.write(work / "toolchain")
     compilers = toolchain.compilers(work / "toolchain")
     argv = ["make", "-s", "-C", str(RUNTIME_LIBRARY), "test-program-emitc", f"IREE_RUNTIME_DIR={install.folder}",
             f"BUILD={work}", "LOADERS=static", f"CC={compilers['CC']}", f"AR={compilers['AR']}",

@@ -8,6 +8,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 from ..errors import ToolMissing, ToolTimeout
@@ -86,8 +88,6 @@ def run_tool_lines(argv: list[str], *, timeout: float, log: Path, on_line, stage
                    cwd: Path | None = None, env: dict | None = None) -> int:
     """run_tool for long builds: each output line goes to `on_line` as it comes (for progress) and
     to `log`. Returns the exit code; raises ToolTimeout after `timeout` seconds."""
-    import threading
-    import time
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a") as f:
         f.write(shlex.join(argv) + "\n")

@@ -137,9 +137,10 @@ def _build_and_install(source: RuntimeSource, target, toolchain: Toolchain, fold
     try:
         build = work / "build"
         options = list(CMAKE_OPTIONS)
-        compilers = toolchain.compilers(work / "toolchain")
         if toolchain.cross:
             toolchain_file = toolchain.write(work / "toolchain")
+        compilers = toolchain.compilers(work / "toolchain")
+        if toolchain.cross:
             compat = _compile_compat(work, compilers)
             options += [f"-DCMAKE_TOOLCHAIN_FILE={toolchain_file}",
                         f"-DIREE_HOST_BIN_DIR={host_tools}",

@@ -34,8 +34,6 @@ def build_emitc_library(folder: Path, target: Target) -> Path:
         with tempfile.TemporaryDirectory(prefix="bela-iree-emitc-") as tmp:
             work = Path(tmp)
             toolchain = toolchain_for(target)
-            if toolchain.cross:
-                toolchain.write(work / "toolchain")
             compilers = toolchain.compilers(work / "toolchain")
             out = work / "out"
             out.mkdir()

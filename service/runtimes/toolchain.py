@@ -55,7 +55,9 @@ class Toolchain:
         return toolchain
 
     def compilers(self, folder: Path) -> dict[str, str]:
-        """CC/CXX/AR for make, after write(folder)."""
+        """CC/CXX/AR for make; a cross toolchain's wrappers are written into folder first."""
+        if self.cross and not (folder / "zig-cc").exists():
+            self.write(folder)
         if not self.cross:
             return {"CC": "cc", "CXX": "c++", "AR": "ar"}
         return {"CC": str(folder / "zig-cc"), "CXX": str(folder / "zig-c++"), "AR": str(folder / "zig-ar")}
