@@ -25,6 +25,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import zoo  # noqa: E402
 from service.bench.bench import bench_model  # noqa: E402
+from service.pipeline.compile import CompileOptions  # noqa: E402
 from service.errors import BelaIreeError  # noqa: E402
 from service.pipeline.targets import TARGETS  # noqa: E402
 from service.project import RUNTIME  # noqa: E402
@@ -38,8 +39,8 @@ def measure(name: str, target: str, seconds: float, work: Path) -> dict:
     row = {}
     for fmt in ("vmfb", "emitc"):
         try:
-            result = bench_model(zoo.model_path(name), TARGETS[target], work / f"{name}-{target}-{fmt}",
-                                 seconds=seconds, tune=False, fmt=fmt)
+            result = bench_model(zoo.model_path(name), CompileOptions(TARGETS[target], fmt, variant="default"),
+                                 work / f"{name}-{target}-{fmt}", seconds=seconds)
         except BelaIreeError as e:
             row[fmt] = {"error": e.message}
             continue

@@ -25,10 +25,10 @@ sys.path.insert(0, str(HERE.parent))
 
 import zoo  # noqa: E402
 from service.bench.bench import bench_model  # noqa: E402
+from service.bench.peers import PEERS  # noqa: E402
+from service.pipeline.compile import CompileOptions  # noqa: E402
 from service.errors import BelaIreeError  # noqa: E402
 from service.pipeline.targets import TARGETS  # noqa: E402
-
-PEERS = ("torch_eager", "torchscript", "onnxruntime")
 
 
 def machine() -> str:
@@ -123,7 +123,8 @@ def run(names: list[str], seconds: float, console: Console) -> list[dict]:
         for name in names:
             progress.update(task, description=f"{name}: compiling, measuring ours and the peers")
             try:
-                row = bench_model(zoo.model_path(name), TARGETS["host"], Path(tmp) / name, peers=True, seconds=seconds)
+                row = bench_model(zoo.model_path(name), CompileOptions(TARGETS["host"]), Path(tmp) / name, peers=True,
+                                  seconds=seconds)
                 row["flops"] = flops_per_block(name)
                 rows.append(row)
             except BelaIreeError as e:

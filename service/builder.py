@@ -1,11 +1,15 @@
-"""The rebuild loop of `bela-iree serve`: debounce saves, skip no-op saves, cancel stale
-builds, run export -> compile -> glue -> benchmark, and report every step.
+"""The rebuild loop of `serve`: debounce saves, skip no-op saves, cancel stale work, run the
+build -> benchmark -> tune steps, and report every step.
 
-It knows nothing about HTTP: it is handed `publish(message)` and a History. The blocking
-pipeline runs in a worker thread; every external process it starts is registered (through
-tools.process_started) so a stale build can be stopped by killing them. Builds never overlap:
-a new build waits for the cancelled one's thread to finish, so an old result can never be
-swapped in after a newer one.
+It knows nothing about HTTP: it is handed `publish(message)`, a History, and its steps
+(build_steps.py: this computer's, or a board's). Blocking steps run in a worker thread whose
+external processes are registered (tools.process_started) and which sees a cancel flag
+(tools.cancel_requested), so a newer save stops it at once: its tools are killed and its loops
+stop at the next tool they would start. A save always comes first: background work after
+`done` (the fuller measurement, the flag variants) is cancelled like a stale build, and the
+variants are measured again the next time that model is built. Builds never overlap: a new
+build waits for the cancelled one's thread to finish, so an old result can never be swapped in
+after a newer one.
 """
 from __future__ import annotations
 
@@ -13,45 +17,57 @@ import asyncio
 import contextvars
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
 from . import events
 from .errors import BelaIreeError
 from .history import History
-from .pipeline.targets import TARGETS, get_target
-from .pipeline.tools import process_started
-from .project import MODEL_DIR, ProjectConfig, rebuild
+from .layout import CONFIG, MODEL_DIR, MODEL_FILE
+from .pipeline.targets import get_target
+from .pipeline.tools import cancel_requested, process_started
+from .project import ProjectConfig
 from .watcher import fingerprint
 from .worker import WarmExporter
 
-DEBOUNCE_SECONDS = 0.05   # editors save in bursts (write temp, rename, touch)
-QUICK_CALLS = 20          # the first latency figure of a build: a few calls, right away
-BENCH_SECONDS = 1.0       # then a fuller measurement, after `done`, unless a newer build starts
+DEBOUNCE_SECONDS = 0.05       # editors save in bursts (write temp, rename, touch)
+SERVE_EXPORT_TIMEOUT = 60.0   # a live loop gives up sooner than a one-shot command
+SERVE_COMPILE_TIMEOUT = 120.0
 
 
 class Builder:
-    def __init__(self, project: Path, publish, history: History, target: str | None = None,
-                 export_timeout: float = 60.0, compile_timeout: float = 120.0, bench_runner=None,
-                 tune: bool = True):
+    def __init__(self, project: Path, publish, history: History, steps, target: str | None = None,
+                 export_timeout: float = SERVE_EXPORT_TIMEOUT, compile_timeout: float = SERVE_COMPILE_TIMEOUT,
+                 exporter: WarmExporter | None = None):
         self.project = project
         self.publish = publish
         self.history = history
-        config = ProjectConfig.load(project) if (project / "bela-iree.toml").exists() else ProjectConfig(target="host")
-        self.target = target or config.target
-        self.format = config.format
-        self.exporter = WarmExporter()
-        self.export_timeout = export_timeout
-        self.compile_timeout = compile_timeout
-        self.bench_runner = bench_runner   # the board's, once connected; None: host or emulator
-        self.tune = tune                   # measure flag variants once per model (bench/tuning.py)
-        self.board_tuner = None            # ...on the board, once connected (BoardSession.tune)
+        self.steps = steps
+        self.target_override = target   # the command line's or the panel's; else the project's
+        self.limits = {"export_timeout": export_timeout, "compile_timeout": compile_timeout}
+        self.exporter = exporter or WarmExporter()
         self.built_fingerprint: str | None = None
         self.processes: set = set()
+        self.cancel_event = threading.Event()
         self.task: asyncio.Task | None = None
         self.thread_done: asyncio.Future | None = None
         self._debounce: asyncio.TimerHandle | None = None
         self.current_id: int | None = None
+
+    @property
+    def config(self) -> ProjectConfig:
+        # a folder without bela-iree.toml is tried on this computer
+        return ProjectConfig.load(self.project) if (self.project / CONFIG).exists() else ProjectConfig(target="host")
+
+    @property
+    def target(self) -> str:
+        if self.target_override:
+            return self.target_override
+        try:
+            return self.config.target
+        except BelaIreeError:   # a broken bela-iree.toml: the build reports it
+            return "host"
 
     async def start(self) -> None:
         await asyncio.to_thread(self.exporter.start)
@@ -60,6 +76,8 @@ class Builder:
         if self.task:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
+        if self.thread_done:
+            await asyncio.gather(self.thread_done, return_exceptions=True)
         self.exporter.stop()
 
     # ---- triggers -----------------------------------------------------------------------------
@@ -79,9 +97,9 @@ class Builder:
         self.request(f"{path.name} changed")
 
     def request(self, reason: str, target: str | None = None) -> None:
-        """Start a build now, cancelling a stale one (a save, a panel's rebuild or set_target)."""
+        """Start a build now, cancelling stale work (a save, a panel's rebuild or set_target)."""
         if target:
-            self.target = get_target(target).name
+            self.target_override = get_target(target).name
         if self.task and not self.task.done():
             self.task.cancel()
         previous = self.task
@@ -94,9 +112,14 @@ class Builder:
             await asyncio.gather(previous, return_exceptions=True)
         if self.thread_done:
             await asyncio.gather(self.thread_done, return_exceptions=True)
+        self.cancel_event = threading.Event()
         self.built_fingerprint = fingerprint(self.project)
         target = self.target
-        build_id = self.history.start(target, self.format, reason)
+        try:
+            fmt = self.config.format
+        except BelaIreeError:
+            fmt = "vmfb"   # what the broken file meant is unknown; build_project says what is wrong
+        build_id = self.history.start(target, fmt, reason)
         self.current_id = build_id
         stages: dict[str, float] = {}
         clock = {"stage": "queued", "since": time.perf_counter()}
@@ -113,36 +136,35 @@ class Builder:
         self.publish(events.build(build_id, "queued", target, {}, reason=reason))
         self.publish(events.log(build_id, f"build {build_id} for {target}: {reason}"))
         try:
-            result, compiled = await self._in_thread(
-                rebuild, self.project, target, self.compile_timeout, exporter=self.exporter.export,
-                on_stage=enter, export_timeout=self.export_timeout)
-            self.history.update(build_id, flags=result["flags"])
-            for warning in result["warnings"]:
+            options = self.config.compile_options(target, exporter=self.exporter.export, **self.limits)
+            compiled = await self.steps.build(self._in_thread, self.project, options, enter)
+            self.history.update(build_id, flags=list(compiled.flags))
+            for warning in compiled.warnings:
                 self.publish(events.log(build_id, f"warning: {warning}"))
-            self.publish(events.log(build_id, f"compiled in {result['seconds']['compile']:.2f} s"
-                                              f"{' (cached)' if result['cached'] else ''}: {', '.join(Path(a).name for a in result['artifacts'])}"))
+            self.publish(events.log(build_id, f"compiled in {compiled.seconds['compile']:.2f} s"
+                                              f"{' (cached)' if compiled.cached else ''}: "
+                                              f"{', '.join(a.name for a in compiled.artifacts)}"))
             enter("benchmarking")
-            bench = await self._bench(compiled, target, quick=True)
+            bench = await self.steps.bench(self._in_thread, compiled, True)
             if bench:
                 self._bench_measured(build_id, bench, compiled.variant, "quick")
             enter("done")
             finished = True
-            if bench and not self.bench_runner:
-                # a fuller figure (more calls: a real p99) while the user reads the first one
-                bench = await self._bench(compiled, target, quick=False)
-                self._bench_measured(build_id, bench, compiled.variant, "full")
-            if self.tune:
-                try:
-                    await self._tune(build_id, compiled, target)
-                except BelaIreeError as e:  # the build is done and stays good: only say why
-                    self.publish(events.log(build_id, f"measuring the flag variants failed: {e}"))
+            # background work: a newer save cancels it (see the module's docstring)
+            fuller = await self.steps.bench(self._in_thread, compiled, False) if bench else None
+            if fuller:   # more calls: a real p99, while the user reads the first figure
+                self._bench_measured(build_id, fuller, compiled.variant, "full")
+            await self._tune(build_id, compiled, options)
         except asyncio.CancelledError:
-            self._kill_processes()
-            if not finished:  # after `done` only the fuller measurement is dropped
+            self._cancel_work()
+            if not finished:  # after `done` only background work is dropped
                 self.history.update(build_id, state="cancelled", stages=stages)
                 self.publish(events.build(build_id, "cancelled", target, dict(stages)))
             raise
         except BelaIreeError as e:
+            if finished:   # the build is done and stays good: only say why the background work stopped
+                self.publish(events.log(build_id, f"measuring after the build failed: {e}"))
+                return
             self._failed(build_id, target, stages, e.to_json())
             self.publish(events.log(build_id, f"failed ({e.stage}): {e}"))
             for line in (e.detail or "").strip().splitlines()[-30:]:
@@ -165,44 +187,26 @@ class Builder:
         self.history.update(build_id, bench=bench)
         self.publish(events.bench(build_id, {**bench, "phase": phase}))
 
-    async def _tune(self, build_id: int, compiled, target: str) -> None:
+    async def _tune(self, build_id: int, compiled, options) -> None:
         """Once per model and target, after the build is done: measure the flag variants and,
         if one beats the flags this build used, build again with it."""
-        from .bench.tuning import needs_tuning, tune
         from .pipeline.variants import describe, fastest
-        model_file, target_info = self.project / "model.py", TARGETS[target]
-        on_board = self.bench_runner is not None
-        if on_board and self.board_tuner is None:
+        table = await self.steps.tune(self._in_thread, self.project / MODEL_FILE, options,
+                                      lambda line: self.publish(events.log(build_id, line)))
+        if table is None:
             return
-        if not await self._in_thread(needs_tuning, model_file, target_info, self.format, compiled.backend,
-                                     on_board=on_board, exporter=self.exporter.export):
-            return
-        where = "on the board" if on_board else "here"
-        self.publish(events.log(build_id, f"measuring IREE flag variants for this model {where} (once per model and target)"))
-        options = {"exporter": self.exporter.export, "timeout": self.compile_timeout, "export_timeout": self.export_timeout}
-        if on_board:
-            table = await self.board_tuner(model_file, target_info, compiled.backend, **options)
-        else:
-            table = await self._in_thread(tune, model_file, target_info, compiled.backend, **options)
         best = fastest(table)
         self.publish(events.log(build_id, f"flag variants: {describe(table)} -> {best}"))
         if best != compiled.variant:
             # after this task has finished, so the new build does not cancel it
             asyncio.get_running_loop().call_soon(self.request, f"faster flags measured: {best}")
 
-    async def _bench(self, compiled, target: str, quick: bool) -> dict | None:
-        from .bench.bench import bench_compiled
-        target_info = TARGETS[target]
-        if self.bench_runner:
-            return await self.bench_runner(compiled, target_info)
-        if quick:
-            return await self._in_thread(bench_compiled, compiled, target_info, repetitions=QUICK_CALLS)
-        return await self._in_thread(bench_compiled, compiled, target_info, seconds=BENCH_SECONDS)
-
     async def _in_thread(self, function, *args, **kwargs):
-        """Run a blocking pipeline step in a thread whose child processes we can kill."""
+        """Run a blocking step in a thread whose child processes we can kill and whose loops
+        see the cancel flag."""
         context = contextvars.copy_context()
         context.run(process_started.set, lambda process: self.processes.add(process))
+        context.run(cancel_requested.set, self.cancel_event)
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(None, lambda: context.run(function, *args, **kwargs))
         self.thread_done = future
@@ -211,7 +215,10 @@ class Builder:
         finally:
             self.processes = {p for p in self.processes if p.poll() is None}
 
-    def _kill_processes(self) -> None:
+    def _cancel_work(self) -> None:
+        """Stop what the worker thread is doing: the flag first (so it starts nothing new), then
+        its running tools."""
+        self.cancel_event.set()
         for process in list(self.processes):
             if process.poll() is None:
                 try:

@@ -12,17 +12,19 @@ from pathlib import Path
 from rich.console import Console
 
 from .errors import BelaIreeError
+from .layout import BOARD_ROOT, CONFIG, MODEL_FILE
 
 console = Console(stderr=True)
 
 
 def _add_model_args(p: argparse.ArgumentParser, targets_required: bool = True) -> None:
+    from .pipeline.compile import COMPILE_TIMEOUT
     from .pipeline.targets import BACKENDS, FORMATS, TARGETS
     p.add_argument("model", help="a zoo name, a path to a model.py, or a project directory")
     p.add_argument("--target", required=targets_required, default="host", choices=list(TARGETS))
     p.add_argument("--format", default="vmfb", choices=FORMATS)
     p.add_argument("--backend", default="llvm-cpu", choices=BACKENDS)
-    p.add_argument("--timeout", type=float, default=300.0, help="seconds iree-compile may take (default 300)")
+    p.add_argument("--timeout", type=float, default=COMPILE_TIMEOUT, help=f"seconds iree-compile may take (default {COMPILE_TIMEOUT:g})")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--no-tune", dest="tune", action="store_false",
                    help="skip measuring flag variants (host vmfb, or on the board with --board) and use IREE's default flags")
@@ -30,7 +32,7 @@ def _add_model_args(p: argparse.ArgumentParser, targets_required: bool = True) -
 
 def _add_board_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--board", help="a Bela board over SSH: USER@HOST[:PORT] (e.g. root@bela.local)")
-    p.add_argument("--board-root", help="the Bela folder on the board (default ~/Bela)")
+    p.add_argument("--board-root", help=f"the Bela folder on the board (default {BOARD_ROOT})")
     p.add_argument("--board-tools", help="the IREE runtime tools on the board (default BOARD_ROOT/libraries/iree/bin)")
     p.add_argument("--board-prefix", help="a command prefix for those tools, e.g. an emulator")
 
@@ -42,13 +44,14 @@ def _board(args, project: Path | None = None):
     from .board.address import BoardAddress
     from .board.connection import Board
     from .project import ProjectConfig
-    config = ProjectConfig.load(project) if project and (project / "bela-iree.toml").exists() else ProjectConfig()
+    config = ProjectConfig.load(project) if project else ProjectConfig()
     return Board(BoardAddress.parse(args.board), root=args.board_root or config.board_root,
                  tools=args.board_tools or config.board_tools or None,
                  tools_prefix=args.board_prefix if args.board_prefix is not None else config.board_prefix)
 
 
 def parser() -> argparse.ArgumentParser:
+    from .builder import SERVE_COMPILE_TIMEOUT, SERVE_EXPORT_TIMEOUT
     from .pipeline.targets import FORMATS, TARGETS
     top = argparse.ArgumentParser(prog="bela-iree", description="Put a PyTorch model inside a Bela instrument with IREE.")
     commands = top.add_subparsers(dest="command", required=True)
@@ -82,30 +85,32 @@ def parser() -> argparse.ArgumentParser:
 
     build = commands.add_parser("build", help="rebuild a project's generated/ folder from model.py")
     build.add_argument("dir", type=Path)
-    build.add_argument("--target", choices=list(TARGETS), help="override bela-iree.toml's target")
+    build.add_argument("--target", choices=list(TARGETS), help=f"override {CONFIG}'s target")
     build.add_argument("--json", action="store_true")
     _add_board_args(build)
     serve = commands.add_parser("serve", help="rebuild on every save and show live results in the browser")
     serve.add_argument("dir", type=Path)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8765)
-    serve.add_argument("--target", choices=list(TARGETS), help="override bela-iree.toml's target")
+    serve.add_argument("--target", choices=list(TARGETS), help=f"override {CONFIG}'s target")
     serve.add_argument("--ide-url", help="a Bela IDE to serve with the panel injected (default with --board: http://BOARD/)")
     serve.add_argument("--ide-port", type=int, default=8766)
     _add_board_args(serve)
-    serve.add_argument("--export-timeout", type=float, default=60.0, help="seconds an export may take (default 60)")
-    serve.add_argument("--compile-timeout", type=float, default=120.0, help="seconds iree-compile may take (default 120)")
+    serve.add_argument("--export-timeout", type=float, default=SERVE_EXPORT_TIMEOUT,
+                       help=f"seconds an export may take (default {SERVE_EXPORT_TIMEOUT:g})")
+    serve.add_argument("--compile-timeout", type=float, default=SERVE_COMPILE_TIMEOUT,
+                       help=f"seconds iree-compile may take (default {SERVE_COMPILE_TIMEOUT:g})")
     serve.add_argument("--no-tune", dest="tune", action="store_false",
                        help="do not measure IREE flag variants after a model's first build (host)")
     board = commands.add_parser("board", help="a Bela board over SSH").add_subparsers(dest="board_command", required=True)
     check = board.add_parser("check", help="what the board has: architecture, Bela, Xenomai, IREE runtime, space")
     check.add_argument("board")
-    check.add_argument("--board-root", default="~/Bela")
+    check.add_argument("--board-root", default=BOARD_ROOT)
     check.add_argument("--board-tools")
     check.add_argument("--json", action="store_true")
     setup = board.add_parser("setup", help="build (if needed) and install the matching IREE runtime on the board")
     setup.add_argument("board")
-    setup.add_argument("--board-root", default="~/Bela")
+    setup.add_argument("--board-root", default=BOARD_ROOT)
     setup.add_argument("--target", choices=list(TARGETS), help="the runtime's target (default: from the board's architecture)")
     setup.add_argument("--board-prefix", default="", help="a command prefix for the runtime tools, e.g. an emulator")
     setup.add_argument("--source", help="IREE's source, as for `runtime build`")
@@ -177,21 +182,28 @@ def _zoo(args) -> int:
     return 1 if failed else 0
 
 
+def _options(args):
+    """The CompileOptions of a model command's arguments."""
+    from .pipeline.compile import CompileOptions
+    from .pipeline.targets import get_target
+    return CompileOptions(get_target(args.target), args.format, args.backend, variant=None if args.tune else "default",
+                          compile_timeout=args.timeout)
+
+
 def _compile(args) -> int:
     from .modelfile import model_name, resolve_model
     from .pipeline.compile import compile_model
-    from .pipeline.targets import get_target
 
     model_file = resolve_model(args.model)
-    target = get_target(args.target)
+    options = _options(args)
+    target = options.target
     out = args.out or Path("build") / f"{model_name(model_file)}-{target.name}-{args.format}"
     with console.status(f"compiling {model_name(model_file)} for {target.name} ({args.format}, {args.backend})"):
         if args.tune and args.format == "vmfb":
             from .bench.tuning import compile_tuned
-            result = compile_tuned(model_file, target, out.resolve(), args.backend, timeout=args.timeout)
+            result = compile_tuned(model_file, options, out.resolve())
         else:
-            result = compile_model(model_file, target, args.format, args.backend, out.resolve(), timeout=args.timeout,
-                                   variant=None if args.tune else "default")
+            result = compile_model(model_file, options, out.resolve())
     if result.tuning:
         from .pipeline.variants import describe
         console.print(f"flag variants measured: {describe(result.tuning)} -> [bold]{result.variant}[/]", highlight=False)
@@ -209,10 +221,10 @@ def _bench(args) -> int:
     from .bench.bench import bench_model, verdict
     from .bench.report import bench_table
     from .modelfile import model_name, resolve_model
-    from .pipeline.targets import get_target
 
     model_file = resolve_model(args.model)
-    target = get_target(args.target)
+    options = _options(args)
+    target = options.target
     out = args.out or Path("build") / f"{model_name(model_file)}-{target.name}-{args.format}"
     board = _board(args, model_file.parent)
     if board and args.format != "vmfb":
@@ -222,17 +234,17 @@ def _bench(args) -> int:
     with console.status(f"benchmarking {model_name(model_file)} ({args.format}) on {target.name}"
                         f"{f' on the board {board.address}' if board else ''}{' with peers' if args.peers else ''}"):
         if board:
-            result = _bench_on_board(board, model_file, target, out.resolve(), args)
+            result = _bench_on_board(board, model_file, options, out.resolve(), args)
         else:
-            result = bench_model(model_file, target, out.resolve(), peers=args.peers, block_size=args.block_size,
-                                 sample_rate=args.sample_rate, seconds=args.seconds, tune=args.tune, fmt=args.format)
+            result = bench_model(model_file, options, out.resolve(), peers=args.peers, block_size=args.block_size,
+                                 sample_rate=args.sample_rate, seconds=args.seconds)
     console.print(bench_table(result))
     console.print(verdict(result), highlight=False)
     _emit(args, result)
     return 0
 
 
-def _bench_on_board(board, model_file: Path, target, out: Path, args) -> dict:
+def _bench_on_board(board, model_file: Path, options, out: Path, args) -> dict:
     import asyncio
 
     from .bench.bench import add_peer_ratios, measure_peers
@@ -244,9 +256,8 @@ def _bench_on_board(board, model_file: Path, target, out: Path, args) -> dict:
         await board.connect()
         try:
             if args.tune:  # the flag sets, measured on this board once per model
-                await tune_on_board(board, model_file, target, timeout=args.timeout)
-            compiled = await asyncio.to_thread(compile_model, model_file, target, "vmfb", "llvm-cpu", out,
-                                               timeout=args.timeout, variant=None if args.tune else "default")
+                await tune_on_board(board, model_file, options)
+            compiled = await asyncio.to_thread(compile_model, model_file, options, out)
             result = await bench_on_board(board, compiled, args.seconds, args.block_size, args.sample_rate)
             result["variant"], result["tuning"] = compiled.variant, compiled.tuning
             return result
@@ -347,9 +358,9 @@ def _new(args) -> int:
 
 
 def _build(args) -> int:
-    from .project import build_project
+    from .project import ProjectConfig, build_project
     with console.status(f"building {args.dir}"):
-        result = build_project(args.dir, args.target)
+        result = build_project(args.dir, ProjectConfig.load(args.dir).compile_options(args.target)).to_json()
     board = _board(args, args.dir)
     if board:
         result["deployed"] = _deploy(board, args.dir.resolve())
@@ -364,7 +375,7 @@ def _serve(args) -> int:
     import asyncio
 
     from .server import serve
-    if not (args.dir / "model.py").exists():
+    if not (args.dir / MODEL_FILE).exists():
         raise BelaIreeError(f"{args.dir} has no model.py", stage="usage",
                             hint=f"create a project first: bela-iree new {args.dir} --model basic_mlp")
 
@@ -379,6 +390,6 @@ def _serve(args) -> int:
     ide_url = args.ide_url or (f"http://{board.address.host}/" if board else None)
     asyncio.run(serve(args.dir, args.host, args.port, args.target, ready=ready, ide_url=ide_url, board=board,
                       ide_port=args.ide_port,
-                      builder_options={"export_timeout": args.export_timeout, "compile_timeout": args.compile_timeout,
-                                "tune": args.tune}))
+                      builder_options={"export_timeout": args.export_timeout, "compile_timeout": args.compile_timeout},
+                      tune=args.tune))
     return 0

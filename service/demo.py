@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import BelaIreeError
-from .pipeline.compile import compile_model
+from .pipeline.compile import CompileOptions, compile_model
 from .pipeline.targets import TARGETS
 from .project import new_project
 from .server import serve
@@ -29,7 +29,7 @@ def compile_table(console: Console) -> Table:
     for target in TARGETS.values():
         with console.status(f"compiling {DEMO_MODEL} for {target.name}"):
             try:
-                result = compile_model(model_path(DEMO_MODEL), target, "vmfb", "llvm-cpu",
+                result = compile_model(model_path(DEMO_MODEL), CompileOptions(target),
                                        Path("build") / f"{DEMO_MODEL}-{target.name}")
                 artifact = result.artifacts[0]
                 table.add_row(target.name, target.board, str(artifact), f"{artifact.stat().st_size / 1e6:.1f} MB",

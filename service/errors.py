@@ -76,3 +76,8 @@ class BenchError(BelaIreeError):
 class BoardError(BelaIreeError):
     """The board cannot be reached, refuses us, or lacks something we need."""
     stage = "board"
+
+
+class Cancelled(Exception):
+    """A newer save superseded this work (not a BelaIreeError: nothing failed, and no step may
+    take it for a failed variant and carry on)."""

@@ -21,18 +21,16 @@ import jinja2
 
 from . import __version__
 from .errors import ModelFileError, UsageError
+from .layout import (BOARD_ROOT, CONFIG, GENERATED, MODEL_DIR, MODEL_FILE, absolute_on_board,
+                     board_project_dir, board_runtime_dir)
 from .pipeline import cache
-from .pipeline.compile import CompileResult, compile_model, export_cached
+from .pipeline.compile import CompileOptions, CompileResult, compile_model, export_cached
 from .pipeline.targets import BACKENDS, FORMATS, TARGETS, get_target
 from .runtimes.emitc import LIBRARY as EMITC_LIBRARY, build_emitc_library, library_query_name
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATES = REPO / "project_templates"
 RUNTIME = REPO / "runtime"
-GENERATED = "generated"
-MODEL_DIR = f"{GENERATED}/model"
-CONFIG = "bela-iree.toml"
-USER_FILES = ("render.cpp", "model.py", "settings.json", CONFIG, "README.md")
 # the IREE runtime libraries a project links, as installed by runtime/README.md's recipe
 IREE_LIBRARIES = ("-liree_hal_utils_caching_allocator -liree_runtime_unified -lflatcc_parsing "
                   "-lbela_iree_compat -lpthread -ldl -lm")   # compat: glibc functions old Bela images lack
@@ -47,8 +45,8 @@ class ProjectConfig:
     period: int = 128
     input: str = "audio"
     output: str = "audio"
-    iree_runtime_dir: str = "/root/Bela/libraries/iree"
-    board_root: str = "~/Bela"     # the Bela folder on the board
+    iree_runtime_dir: str = absolute_on_board(board_runtime_dir(BOARD_ROOT))
+    board_root: str = BOARD_ROOT   # the Bela folder on the board
     board_tools: str = ""          # IREE runtime tools on the board (default: BOARD_ROOT/libraries/iree/bin)
     board_prefix: str = ""         # a command prefix for them (an emulator, for a stand-in board)
 
@@ -75,6 +73,10 @@ class ProjectConfig:
                 raise UsageError(f"{CONFIG}: {name} = {getattr(config, name)!r}", hint=f"use one of: {', '.join(choices)}")
         return config
 
+    def compile_options(self, target: str | None = None, **limits) -> CompileOptions:
+        """This project's CompileOptions (`target` overrides the file's; limits: timeouts, exporter)."""
+        return CompileOptions(get_target(target or self.target), self.format, self.backend, **limits)
+
 
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
@@ -100,7 +102,7 @@ def glue_context(project: Path, config: ProjectConfig, compiled: CompileResult) 
     noise = [{"count": prod(n["shape"]), "normal": "true" if n["distribution"] == "normal" else "false"}
              for n in info["inputs"][1:]]
     return {
-        "version": __version__, "project": project.name, "model_file": "model.py", "target": config.target,
+        "version": __version__, "project": project.name, "model_file": MODEL_FILE, "target": config.target,
         "format": config.format, "module_file": f"{MODEL_DIR}/model.vmfb",
         "input_shape": model_input["shape"], "input_channels": in_channels, "input_frames": in_frames,
         "output_shape": info["output"]["shape"], "output_count": out_channels * out_frames,
@@ -161,39 +163,30 @@ def swap_in(staging: Path, destination: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def build_project(project: Path, target: str | None = None, timeout: float = 300.0, **compile_options) -> dict:
-    """One rebuild of generated/model from model.py and bela-iree.toml; never touches user files."""
-    return rebuild(project, target, timeout, **compile_options)[0]
-
-
-def rebuild(project: Path, target: str | None = None, timeout: float = 300.0,
-            **compile_options) -> tuple[dict, CompileResult]:
-    """build_project, also returning the CompileResult (its artifacts now in generated/model).
-    compile_options go to compile_model (the service passes its warm exporter and a stage callback)."""
+def build_project(project: Path, options: CompileOptions | None = None, on_stage=lambda stage: None) -> CompileResult:
+    """One rebuild of generated/model from model.py and bela-iree.toml (options: the project's
+    own, unless given); never touches user files. The result's artifacts are in generated/model."""
     project = project.resolve()
-    model_file = project / "model.py"
+    model_file = project / MODEL_FILE
     if not model_file.exists():
-        raise UsageError(f"{project} has no model.py", hint="create a project with: bela-iree new DIR")
+        raise UsageError(f"{project} has no {MODEL_FILE}", hint="create a project with: bela-iree new DIR")
     config = ProjectConfig.load(project)
-    if target:
-        config.target = get_target(target).name
+    options = options or config.compile_options()
+    config.target = options.target.name
     started = time.perf_counter()
     (project / GENERATED).mkdir(exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=project / GENERATED, prefix=".staging-"))
     try:
-        compiled = compile_model(model_file, get_target(config.target), config.format, config.backend,
-                                 staging, timeout=timeout, **compile_options)
+        compiled = compile_model(model_file, options, staging, on_stage)
         generate_started = time.perf_counter()
         render_glue(staging, project, config, compiled)
         swap_in(staging, project / MODEL_DIR)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    compiled.artifacts = [project / MODEL_DIR / name for name in project_artifacts(compiled)]
-    result = compiled.to_json()
-    result["project"] = str(project)
-    result["seconds"]["generate"] = round(time.perf_counter() - generate_started, 3)
-    result["seconds"]["total"] = round(time.perf_counter() - started, 3)
-    return result, compiled
+    seconds = {**compiled.seconds, "generate": round(time.perf_counter() - generate_started, 3),
+               "total": round(time.perf_counter() - started, 3)}
+    return compiled.but(artifacts=tuple(project / MODEL_DIR / name for name in project_artifacts(compiled)),
+                        seconds=seconds, project=project)
 
 
 def default_routing(info: dict) -> tuple[str, str]:
@@ -220,11 +213,13 @@ def new_project(project: Path, model: str | None = None, fmt: str = "vmfb", targ
     else:
         source = TEMPLATES / "project" / "starter_model.py"
     project.mkdir(parents=True, exist_ok=True)
-    shutil.copy(source, project / "model.py")
-    _, info, _ = export_cached(project / "model.py", unroll_loops=fmt == "emitc")
+    shutil.copy(source, project / MODEL_FILE)
+    _, info, _ = export_cached(project / MODEL_FILE, unroll_loops=fmt == "emitc")
     model_input, model_output = default_routing(info)
     config = ProjectConfig(target=target, format=fmt, period=period, input=model_input, output=model_output)
     include = f"{config.iree_runtime_dir}/include"
+    on_board = absolute_on_board(board_project_dir(config.board_root, project.name))
+    emitc_library = f"{on_board}/{MODEL_DIR}/{EMITC_LIBRARY}"   # the Bela IDE links from its own folder
     # IREE's headers need the allocator its library was built with; the loader follows the target
     iree_defines = "-DIREE_ALLOCATOR_SYSTEM_CTL=iree_allocator_libc_ctl"
     loader = "STATIC" if fmt == "emitc" else "SYSTEM" if target_info.arch == "armv7" else "EMBEDDED"
@@ -232,12 +227,12 @@ def new_project(project: Path, model: str | None = None, fmt: str = "vmfb", targ
     make = [f"CPPFLAGS=-std=c++14 -I{include} {iree_defines}",
             f"CFLAGS=-I{include} {iree_defines} -DBELA_IREE_LOADER_{loader} -std=gnu11",
             f"LDFLAGS=-L{config.iree_runtime_dir}/lib",
-            f"LDLIBS={f'/root/Bela/projects/{project.name}/{MODEL_DIR}/{EMITC_LIBRARY} {STATIC_LOADER_LIBRARY} ' if fmt == 'emitc' else ''}"
+            f"LDLIBS={f'{emitc_library} {STATIC_LOADER_LIBRARY} ' if fmt == 'emitc' else ''}"
             f"{IREE_LIBRARIES}"]
     context = {**asdict(config), "project": project.name, "board": target_info.board,
                "iree_version": cache.iree_version(), "make": ";".join(make),
                "model_block": _layout(info["inputs"][0]["shape"])[1]}
     env = _environment()
-    for name in ("render.cpp", "settings.json", "bela-iree.toml", "README.md"):
+    for name in ("render.cpp", "settings.json", CONFIG, "README.md"):
         (project / name).write_text(env.get_template(f"project/{name}.j2").render(context))
-    return build_project(project)
+    return build_project(project).to_json()

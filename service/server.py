@@ -4,35 +4,37 @@ Routes: `/` the standalone panel page, `/panel.js` `/panel.css` and `/vendor/*` 
 `/api/history` the builds (newest first), `/ws` the event stream. It imports no ML code: it is
 handed a Builder. Requests whose Host or Origin is not this server's (or the configured Bela
 IDE's) are refused, so no web page can make the service run model.py; only files of the panel
-are ever served. Each websocket client gets a bounded queue: a client that stops reading is
-dropped when its queue fills, and never slows the others.
+are ever served. Events reach the clients through the Broadcaster (broadcast.py), which `serve`
+builds first and hands to everyone who publishes.
 """
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 from pathlib import Path
 
 from aiohttp import WSMsgType, web
 
 from . import events
+from .broadcast import Broadcaster
 from .cpu import ProcStatSampler
 from .history import History
+from .layout import HISTORY
 
 PANEL_DIR = Path(__file__).resolve().parents[1] / "ide_extension"
 PANEL_FILES = {"/panel.js": ("panel.js", "application/javascript"), "/panel.css": ("panel.css", "text/css")}
 # the charting library, installed from npm by `make` (ide_extension/package.json); only these files
 VENDOR_FILES = {name: PANEL_DIR / "node_modules" / "uplot" / "dist" / name for name in ("uPlot.iife.min.js", "uPlot.min.css")}
-CLIENT_QUEUE = 2000
-STICKY = ("board",)   # the latest message of these types is replayed to each new client
 HISTORY_LIMIT = 1000
 
 
 class Server:
-    def __init__(self, builder, history: History, project: Path, host: str, port: int,
+    def __init__(self, builder, broadcaster: Broadcaster, history: History, project: Path, host: str, port: int,
                  extra_origins: tuple[str, ...] = (), cpu_source=None, board: str | None = None):
         self.builder = builder
+        self.broadcaster = broadcaster
+        broadcaster.on_drop = lambda ws: asyncio.get_running_loop().create_task(
+            ws.close(code=1008, message=b"too slow: events were dropped"))
         self.history = history
         self.project = project
         self.host, self.port = host, port
@@ -40,8 +42,6 @@ class Server:
         self.host_cpu = ProcStatSampler()
         self.cpu_source = cpu_source or (lambda: events.cpu(self.host_cpu.sample(), "host"))
         self.board = board
-        self.clients: dict[web.WebSocketResponse, asyncio.Queue] = {}
-        self.sticky: dict[str, dict] = {}
         self.app = web.Application(middlewares=[self.same_origin_only], client_max_size=64 * 1024)
         self.app.add_routes([web.get("/", self.index), web.get("/api/history", self.api_history),
                              web.get("/ws", self.websocket), web.get("/vendor/{name}", self.vendor),
@@ -88,21 +88,19 @@ class Server:
     async def websocket(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=20, max_msg_size=events.MAX_MESSAGE_BYTES)
         await ws.prepare(request)
-        queue: asyncio.Queue = asyncio.Queue(CLIENT_QUEUE)
-        self.clients[ws] = queue
+        queue = self.broadcaster.add(ws)
         sender = asyncio.create_task(self._send_loop(ws, queue))
-        self._offer(ws, events.hello(self.project.name, self.builder.target, list(self._targets()), self.board))
-        self._offer(ws, events.history(self.history.builds(HISTORY_LIMIT)))
-        for message in self.sticky.values():
-            self._offer(ws, message)
+        self.broadcaster.offer(ws, events.hello(self.project.name, self.builder.target, list(self._targets()), self.board))
+        self.broadcaster.offer(ws, events.history(self.history.builds(HISTORY_LIMIT)))
+        self.broadcaster.replay(ws)
         try:
             async for message in ws:
                 if message.type == WSMsgType.TEXT:
                     self._handle(ws, message.data)
                 elif message.type == WSMsgType.BINARY:
-                    self._offer(ws, events.error("binary messages are not understood; send JSON text"))
+                    self.broadcaster.offer(ws, events.error("binary messages are not understood; send JSON text"))
         finally:
-            self.clients.pop(ws, None)
+            self.broadcaster.remove(ws)
             sender.cancel()
         return ws
 
@@ -114,7 +112,7 @@ class Server:
         try:
             request = events.parse_request(text, list(self._targets()))
         except events.BadRequest as e:
-            self._offer(ws, events.error(str(e)))
+            self.broadcaster.offer(ws, events.error(str(e)))
             return
         if request["type"] == "rebuild":
             self.builder.request("rebuild asked from the panel")
@@ -128,23 +126,6 @@ class Server:
         except (ConnectionError, RuntimeError, asyncio.CancelledError):
             pass
 
-    def _offer(self, ws: web.WebSocketResponse, message: dict, text: str | None = None) -> None:
-        queue = self.clients.get(ws)
-        if queue is None:
-            return
-        try:
-            queue.put_nowait(text or json.dumps(message))
-        except asyncio.QueueFull:  # this client stopped reading: drop it, not the others
-            self.clients.pop(ws, None)
-            asyncio.get_running_loop().create_task(ws.close(code=1008, message=b"too slow: events were dropped"))
-
-    def publish(self, message: dict) -> None:
-        if message["type"] in STICKY:
-            self.sticky[message["type"]] = message
-        text = json.dumps(message)
-        for ws in list(self.clients):
-            self._offer(ws, message, text)
-
     async def stream_cpu(self, interval: float = 1.0) -> None:
         while True:
             await asyncio.sleep(interval)
@@ -153,34 +134,33 @@ class Server:
                 if asyncio.iscoroutine(sample):
                     sample = await sample
             except Exception as e:  # a board that went away: say so, keep streaming
-                self.publish(events.log(None, f"cpu: {e}"))
+                self.broadcaster.publish(events.log(None, f"cpu: {e}"))
                 continue
             if sample:
-                self.publish(sample)
+                self.broadcaster.publish(sample)
 
 
 async def serve(project: Path, host: str = "127.0.0.1", port: int = 8765, target: str | None = None,
                 ready=None, builder_options: dict | None = None, ide_url: str | None = None, ide_port: int = 8766,
-                board=None) -> None:
+                board=None, tune: bool = True) -> None:
     """Run the service until SIGINT/SIGTERM. `ready(url, ide_url)` is called once it listens.
-    With `ide_url`, the Bela IDE at that address is also served on `ide_port` with the panel in it."""
+    With `ide_url`, the Bela IDE at that address is also served on `ide_port` with the panel in it.
+    Wiring, in order: the broadcaster, the board session (if any), the steps, the builder, the server."""
+    from .build_steps import BoardSteps, HostSteps
     from .builder import Builder
-    from .project import GENERATED
 
     project = project.resolve()
-    history = History(project / GENERATED / "history.sqlite")
-    publish_to = []
-    builder = Builder(project, lambda message: publish_to[0].publish(message), history, target, **(builder_options or {}))
-    proxy_origins = tuple(f"http://{name}:{ide_port}" for name in ("127.0.0.1", "localhost")) if ide_url else ()
+    history = History(project / HISTORY)
+    broadcaster = Broadcaster()
     session = None
     if board:
         from .board.session import BoardSession
-        session = BoardSession(board, project, lambda message: publish_to[0].publish(message))
-        builder.bench_runner = session.deploy_and_bench
-        builder.board_tuner = session.tune
-    server = Server(builder, history, project, host, port, proxy_origins,
+        session = BoardSession(board, project, broadcaster.publish)
+    steps = BoardSteps(session, tune) if session else HostSteps(tune)
+    builder = Builder(project, broadcaster.publish, history, steps, target, **(builder_options or {}))
+    proxy_origins = tuple(f"http://{name}:{ide_port}" for name in ("127.0.0.1", "localhost")) if ide_url else ()
+    server = Server(builder, broadcaster, history, project, host, port, proxy_origins,
                     cpu_source=session.cpu_sample if session else None, board=str(board.address) if board else None)
-    publish_to.append(server)
     if session:
         session.start()
     runner = web.AppRunner(server.app, access_log=None)
@@ -211,7 +191,7 @@ async def serve(project: Path, host: str = "127.0.0.1", port: int = 8765, target
         await builder.stop()
         if session:
             await session.stop()
-        for ws in list(server.clients):
+        for ws in broadcaster.clients:
             await ws.close()
         await runner.cleanup()
         if proxy:

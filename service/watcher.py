@@ -18,8 +18,9 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-IGNORED_PARTS = {"generated", "build", "__pycache__", ".git"}
-CONFIG = "bela-iree.toml"
+from .layout import CONFIG, GENERATED
+
+IGNORED_PARTS = {GENERATED, "build", "__pycache__", ".git"}
 
 
 def relevant(project: Path, path: Path) -> bool:

@@ -73,7 +73,7 @@ def cli_json(*args: str, check: bool = True) -> tuple[dict, subprocess.Completed
 def compiled(tmp_path_factory):
     """compiled(model, target, fmt="vmfb", backend="llvm-cpu") -> CompileResult, each compiled once."""
     from service.modelfile import resolve_model
-    from service.pipeline.compile import compile_model
+    from service.pipeline.compile import CompileOptions, compile_model
     from service.pipeline.targets import get_target
 
     results = {}
@@ -82,7 +82,7 @@ def compiled(tmp_path_factory):
     def compile_once(model: str, target: str, fmt: str = "vmfb", backend: str = "llvm-cpu"):
         key = (model, target, fmt, backend)
         if key not in results:
-            results[key] = compile_model(resolve_model(model), get_target(target), fmt, backend,
+            results[key] = compile_model(resolve_model(model), CompileOptions(get_target(target), fmt, backend),
                                          out / "-".join(key))
         return results[key]
     return compile_once

@@ -23,7 +23,7 @@ def test_artifact_runs_and_matches_pytorch(compiled, model, target):
     """host natively; gem and bbai64 under qemu-aarch64 (cortex-a53/-a72) with the aarch64 runtime
     wheel's tools; bela under qemu-arm -cpu cortex-a8 with the runtime `runtime build` makes."""
     result = compiled(model, target)
-    folder = result.artifacts[0].parent
+    folder = result.folder
     output = run_module(folder, TARGETS[target])
     expected = np.load(folder / "expected.npy")
     assert output.size == expected.size
@@ -53,7 +53,7 @@ def test_emitc_writes_module_c_and_static_kernels(compiled, model, target):
     result = compiled(model, target, "emitc")
     names = sorted(p.name for p in result.artifacts)
     assert names == ["kernels.h", "kernels.o", "module.c"]
-    folder = result.artifacts[0].parent
+    folder = result.folder
     assert "module_create" in (folder / "module.c").read_text(errors="replace")[:20000]
     assert library_query_name(folder / "kernels.h")  # module_linked_library_query, or the single executable's
     machine = {"x86_64": b"\x3e\x00", "aarch64": b"\xb7\x00", "armv7": b"\x28\x00"}[TARGETS[target].arch]
@@ -64,7 +64,7 @@ def test_emitc_writes_module_c_and_static_kernels(compiled, model, target):
 
 def test_vmvx_backend_runs(compiled):
     result = compiled("single_mm", "host", "vmfb", "vmvx")
-    folder = result.artifacts[0].parent
+    folder = result.folder
     assert max_abs_error(run_module(folder, TARGETS["host"]), folder) <= tolerance(np.load(folder / "expected.npy"))
 
 

@@ -37,7 +37,7 @@ def run_through_library(program: list[str], folder: Path, work: Path, runs: int 
 @pytest.mark.slow
 @pytest.mark.parametrize("model", zoo.names())
 def test_runtime_library_runs_every_zoo_model_on_emulated_cortex_a8(compiled, run_model_armv7, model, tmp_path):
-    folder = compiled(model, "bela").artifacts[0].parent
+    folder = compiled(model, "bela").folder
     output = run_through_library([*emulator(TARGETS["bela"]), str(run_model_armv7)], folder, tmp_path)
     expected = np.load(folder / "expected.npy")
     assert np.abs(output - expected).max() <= tolerance(expected), model
@@ -53,7 +53,7 @@ def test_every_board_library_links_against_the_oldest_bela_glibc(runtime, compil
                    check=True, capture_output=True)
     program = tmp_path / "run_model"
     assert max(glibc_versions_needed(program)) <= tuple(int(x) for x in OLDEST_GLIBC.split("."))
-    folder = compiled("siren_mlp", "bela").artifacts[0].parent   # sin() in every layer: libm from the board
+    folder = compiled("siren_mlp", "bela").folder   # sin() in every layer: libm from the board
     output = run_through_library([*emulator(TARGETS["bela"]), str(program)], folder, tmp_path)
     expected = np.load(folder / "expected.npy")
     assert np.abs(output - expected).max() <= tolerance(expected)
@@ -69,7 +69,7 @@ def test_emitc_module_runs_every_zoo_model_on_emulated_cortex_a8(compiled, runti
     """IREE 3.13's module.c packs import calls for 64-bit; bela-iree lays them out as the 32-bit
     runtime reads them (service/pipeline/emitc_fix.py). Without that, every model fails here
     ('ref type mismatch' in hal.fence.join, or a binding table without its buffer)."""
-    folder = compiled(model, "bela", "emitc").artifacts[0].parent
+    folder = compiled(model, "bela", "emitc").folder
     program = emitc_program(folder, TARGETS["bela"], tmp_path)
     output, _ = run_program([*emulator(TARGETS["bela"]), str(program)], folder, tmp_path, 3)
     expected = np.load(folder / "expected.npy")

@@ -13,7 +13,8 @@ import torch
 
 import zoo
 from service.modelfile import load_model
-from service.project import USER_FILES, ProjectConfig, new_project
+from service.layout import USER_FILES
+from service.project import ProjectConfig, new_project
 from service.runtimes.emitc import library_query_name
 
 from .conftest import cli, cli_json

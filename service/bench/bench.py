@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..pipeline.compile import CompileResult, compile_model
+from ..pipeline.compile import CompileOptions, CompileResult, compile_model
 from ..pipeline.targets import TARGETS, Target
 from ..pipeline.tools import run_tool
 from ..runtimes.emitc import LIBRARY as EMITC_LIBRARY
@@ -38,7 +38,7 @@ def bench_compiled(compiled: CompileResult, target: Target, *, block_size: int |
     if compiled.format == "emitc":
         ran_on, output, measured = measure_emitc(compiled, target, seconds, repetitions)
         return bench_result(compiled, ran_on, output, measured, block_size, sample_rate)
-    folder = compiled.artifacts[0].parent
+    folder = compiled.folder
     output = run_module(folder, target)
     prefix, ran_on = tool_command(target, "iree-benchmark-module")
     with tempfile.TemporaryDirectory(prefix="bela-iree-bench-") as tmp:
@@ -54,7 +54,7 @@ def bench_compiled(compiled: CompileResult, target: Target, *, block_size: int |
 def bench_result(compiled: CompileResult, ran_on: str, output: np.ndarray, measured: Measurement,
                  block_size: int | None, sample_rate: int | None) -> dict:
     """The bench JSON of docs/design.md, wherever the model ran."""
-    folder = compiled.artifacts[0].parent
+    folder = compiled.folder
     block_size = block_size or compiled.export["block_size"]
     sample_rate = sample_rate or compiled.export["sample_rate"]
     latency = measured.summary()
@@ -81,7 +81,7 @@ def bench_result(compiled: CompileResult, ran_on: str, output: np.ndarray, measu
 def memory(compiled: CompileResult, measured: Measurement) -> dict:
     """The artifact the board gets (the .vmfb, or the EmitC module's library) and the peak IREE
     allocated (vmfb: iree-benchmark-module's statistics; not measured for EmitC)."""
-    folder = compiled.artifacts[0].parent
+    folder = compiled.folder
     if compiled.format == "emitc":
         return {"artifact_bytes": (folder / EMITC_LIBRARY).stat().st_size, "peak_bytes": measured.peak_bytes,
                 **({"module_c_bytes": (folder / "module.c").stat().st_size} if (folder / "module.c").exists() else {})}
@@ -117,20 +117,18 @@ def add_peer_ratios(result: dict, peers: dict) -> dict:
     return result
 
 
-def bench_model(model_file: Path, target: Target, out_dir: Path, *, peers: bool = False,
-                block_size: int | None = None, sample_rate: int | None = None, seconds: float = 2.0,
-                tune: bool = True, fmt: str = "vmfb") -> dict:
-    if fmt == "emitc":
-        compiled = compile_model(model_file, target, "emitc", "llvm-cpu", out_dir)
-    elif tune:
+def bench_model(model_file: Path, options: CompileOptions, out_dir: Path, *, peers: bool = False,
+                block_size: int | None = None, sample_rate: int | None = None, seconds: float = 2.0) -> dict:
+    """Compile (vmfb: with the measured fastest flags unless options name a variant) and measure."""
+    if options.format == "vmfb" and options.variant is None:
         from .tuning import compile_tuned
-        compiled = compile_tuned(model_file, target, out_dir)
+        compiled = compile_tuned(model_file, options, out_dir)
     else:
-        compiled = compile_model(model_file, target, "vmfb", "llvm-cpu", out_dir, variant="default")
-    result = bench_compiled(compiled, target, block_size=block_size, sample_rate=sample_rate, seconds=seconds)
+        compiled = compile_model(model_file, options, out_dir)
+    result = bench_compiled(compiled, options.target, block_size=block_size, sample_rate=sample_rate, seconds=seconds)
     result["variant"], result["tuning"] = compiled.variant, compiled.tuning
     if peers:
-        add_peer_ratios(result, measure_peers_beside(compiled, target, model_file, result, seconds))
+        add_peer_ratios(result, measure_peers_beside(compiled, options.target, model_file, result, seconds))
     return result
 
 
@@ -141,7 +139,7 @@ def measure_peers_beside(compiled: CompileResult, target: Target, model_file: Pa
     prefix, ran_on = tool_command(target, "iree-benchmark-module")
     if ran_on != "host" or compiled.format != "vmfb":
         return measure_peers(model_file, seconds)
-    folder = compiled.artifacts[0].parent
+    folder = compiled.folder
     with tempfile.TemporaryDirectory(prefix="bela-iree-peers-") as tmp:
         inputs = [str(p) for p in input_files(folder, Path(tmp))]
         calls = repetitions_for(result["latency_ms"]["median"], seconds / PEERS_ROUNDS)

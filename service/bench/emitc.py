@@ -73,7 +73,7 @@ def run_program(command: list[str], folder: Path, work: Path, runs: int, module:
 def measure_emitc(compiled: CompileResult, target: Target, seconds: float = 2.0,
                   repetitions: int | None = None) -> tuple[str, np.ndarray, Measurement]:
     """Where it ran (host|emulator), its output, and the timed calls."""
-    folder = compiled.artifacts[0].parent
+    folder = compiled.folder
     with tempfile.TemporaryDirectory(prefix="bela-iree-emitc-bench-") as tmp:
         work = Path(tmp)
         program = emitc_program(folder, target, work)

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import BelaIreeError, BoardError, ToolTimeout
-from ..pipeline.compile import CompileResult, compile_model, export_cached
+from ..pipeline.compile import CompileOptions, CompileResult, compile_model, export_cached
 from ..pipeline.targets import Target
 from ..pipeline.variants import VARIANTS, measured_table, table_path
 from .measure import benchmark_argv, repetitions_for, run_benchmark
@@ -32,14 +32,13 @@ def measured_here(target: Target) -> bool:
     return target.arch == "x86_64"
 
 
-def compile_variants(model_file: Path, target: Target, backend: str, folder: Path,
-                     options: dict) -> tuple[dict[str, CompileResult], dict, bool]:
+def compile_variants(model_file: Path, options: CompileOptions, folder: Path) -> tuple[dict[str, CompileResult], dict, bool]:
     """Every variant compiled into folder/NAME: the results, {name: {"error"}} for those that did
     not compile, and whether one timed out (then the table says nothing final about it)."""
     compiled, errors, timed_out = {}, {}, False
     for name in VARIANTS:
         try:
-            compiled[name] = compile_model(model_file, target, "vmfb", backend, folder / name, variant=name, **options)
+            compiled[name] = compile_model(model_file, options.but(format="vmfb", variant=name), folder / name)
         except ToolTimeout as e:
             errors[name], timed_out = {"error": e.message[:300]}, True
         except BelaIreeError as e:  # a variant that does not compile is just not chosen
@@ -82,46 +81,43 @@ def store_table(export_dir: Path, target: Target, backend: str, table: dict, tim
     return table
 
 
-def measure_variants(model_file: Path, target: Target, backend: str, options: dict) -> tuple[dict, bool]:
+def measure_variants(model_file: Path, options: CompileOptions) -> tuple[dict, bool]:
     """{variant: {"median_ms"} or {"error"}} measured here, and whether a variant timed out."""
-    prefix, _ = tool_command(target, "iree-benchmark-module")
+    prefix, _ = tool_command(options.target, "iree-benchmark-module")
     with tempfile.TemporaryDirectory(prefix="bela-iree-variants-") as tmp:
-        compiled, table, timed_out = compile_variants(model_file, target, backend, Path(tmp), options)
-        any_folder = next(iter(compiled.values())).artifacts[0].parent if compiled else None
+        compiled, table, timed_out = compile_variants(model_file, options, Path(tmp))
+        any_folder = next(iter(compiled.values())).folder if compiled else None
         inputs = [str(p) for p in input_files(any_folder, Path(tmp))] if any_folder else []
 
         async def timer(name: str, calls: int) -> list[float]:
-            module = str(compiled[name].artifacts[0].parent / "model.vmfb")
+            module = str(compiled[name].folder / "model.vmfb")
             return run_benchmark(prefix + benchmark_argv(module, inputs, calls, dispatches=False)).latencies_ms
         times, errors = asyncio.run(measure_rounds(list(compiled), timer))
     return {**table, **errors, **summarize(times)}, timed_out
 
 
-def needs_tuning(model_file: Path, target: Target, fmt: str, backend: str, on_board: bool = False,
-                 **export_options) -> bool:
-    if fmt != "vmfb" or backend != "llvm-cpu" or not (on_board or measured_here(target)):
+def needs_tuning(model_file: Path, options: CompileOptions, on_board: bool = False) -> bool:
+    if options.format != "vmfb" or options.backend != "llvm-cpu" or not (on_board or measured_here(options.target)):
         return False
-    export_dir, _, _ = export_cached(model_file, **export_options)
-    return measured_table(export_dir, target, backend) is None
+    export_dir, _, _ = export_cached(model_file, options.export_timeout, exporter=options.exporter)
+    return measured_table(export_dir, options.target, options.backend) is None
 
 
-def tune(model_file: Path, target: Target, backend: str = "llvm-cpu", **options) -> dict:
+def tune(model_file: Path, options: CompileOptions) -> dict:
     """Measure the variants here (unless already measured) and store the table; returns it."""
-    export_dir, _, _ = export_cached(model_file)
-    table = measured_table(export_dir, target, backend)
+    export_dir, _, _ = export_cached(model_file, options.export_timeout, exporter=options.exporter)
+    table = measured_table(export_dir, options.target, options.backend)
     if table is None:
-        table, timed_out = measure_variants(model_file, target, backend, options)
-        table = store_table(export_dir, target, backend, table, timed_out)
+        table, timed_out = measure_variants(model_file, options)
+        table = store_table(export_dir, options.target, options.backend, table, timed_out)
     return table
 
 
-def compile_tuned(model_file: Path, target: Target, out_dir: Path, backend: str = "llvm-cpu", **options) -> CompileResult:
-    """compile_model with the fastest variant for this model on this target (vmfb), measured now
+def compile_tuned(model_file: Path, options: CompileOptions, out_dir: Path) -> CompileResult:
+    """compile_model (vmfb) with the fastest variant for this model on this target, measured now
     if it never was."""
-    if backend != "llvm-cpu" or not measured_here(target):
-        return compile_model(model_file, target, "vmfb", backend, out_dir, **options)
-    measured_now = needs_tuning(model_file, target, "vmfb", backend)
-    tune(model_file, target, backend, **options)
-    result = compile_model(model_file, target, "vmfb", backend, out_dir, **options)
-    result.cached = result.cached and not measured_now
-    return result
+    options = options.but(format="vmfb", variant=None)
+    if not needs_tuning(model_file, options):
+        return compile_model(model_file, options, out_dir)
+    tune(model_file, options)
+    return compile_model(model_file, options, out_dir).but(cached=False)

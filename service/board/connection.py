@@ -13,6 +13,7 @@ from pathlib import Path
 import asyncssh
 
 from ..errors import BoardError
+from ..layout import BOARD_ROOT, board_runtime_dir
 from .address import BoardAddress
 
 CONNECT_TIMEOUT = 10.0
@@ -20,7 +21,7 @@ COMMAND_TIMEOUT = 120.0
 
 
 class Board:
-    def __init__(self, address: BoardAddress, root: str = "~/Bela", tools: str | None = None,
+    def __init__(self, address: BoardAddress, root: str = BOARD_ROOT, tools: str | None = None,
                  tools_prefix: str = "", client_keys: list[str] | None = None):
         self.address = address
         self.root_setting = root
@@ -94,8 +95,13 @@ class Board:
     # ---- what the board has -------------------------------------------------------------------
 
     @property
+    def runtime_dir(self) -> str:
+        """Where `board setup` installs the IREE runtime."""
+        return board_runtime_dir(self.require_root())
+
+    @property
     def tools(self) -> str:
-        return self.tools_setting or f"{self.require_root()}/libraries/iree/bin"
+        return self.tools_setting or f"{self.runtime_dir}/bin"
 
     async def runtime_version(self) -> str | None:
         """The IREE runtime's version: a wheel's version.py or a VERSION file beside the tools."""
@@ -146,7 +152,7 @@ class Board:
 
     async def runtime_manifest(self) -> dict | None:
         """What `board setup` installed (its manifest.json, without the file list), if it did."""
-        text = await self.run(f"cat {shlex.quote(self.require_root())}/libraries/iree/manifest.json 2>/dev/null",
+        text = await self.run(f"cat {shlex.quote(self.runtime_dir)}/manifest.json 2>/dev/null",
                               check=False)
         try:
             manifest = json.loads(text)

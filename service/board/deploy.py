@@ -13,7 +13,7 @@ import json
 import shlex
 from pathlib import Path
 
-from ..project import GENERATED, MODEL_DIR, USER_FILES
+from ..layout import BOARD_SYNC_STATE, GENERATED, MODEL_DIR, USER_FILES, board_project_dir
 from .connection import Board
 
 
@@ -28,7 +28,7 @@ class Deployer:
         self.project = project
         # user file -> hash we last put on (or pulled from) this board, kept across runs
         # (one file for every board this project went to: read once, here, and rewritten whole)
-        self.state_file = project / GENERATED / "board-sync.json"
+        self.state_file = project / BOARD_SYNC_STATE
         self.saved: dict[str, dict[str, str]] = json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
         self.pushed: dict[str, str] = self.saved.setdefault(str(board.address), {})
 
@@ -41,12 +41,12 @@ class Deployer:
 
     @property
     def remote_project(self) -> str:
-        return f"{self.board.require_root()}/projects/{self.project.name}"
+        return board_project_dir(self.board.require_root(), self.project.name)
 
     async def deploy(self) -> dict:
         """Returns {"uploaded": [...], "unchanged": n}."""
         remote = self.remote_project
-        await self.board.run(f"mkdir -p {shlex.quote(remote)}/generated")
+        await self.board.run(f"mkdir -p {shlex.quote(remote)}/{GENERATED}")
         uploaded, unchanged = await self._user_files(remote), 0
         local_model = self.project / MODEL_DIR
         mine = local_hashes(local_model)

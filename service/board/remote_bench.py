@@ -29,7 +29,7 @@ async def benchmark_on_board(board: Board, module: str, inputs: list[str], repet
 async def bench_on_board(board: Board, compiled: CompileResult, seconds: float = 2.0,
                          block_size: int | None = None, sample_rate: int | None = None) -> dict:
     await require_runtime(board, TARGETS[compiled.target])
-    folder = compiled.artifacts[0].parent
+    folder = compiled.folder
     work = (await board.run("mktemp -d /tmp/bela-iree-bench.XXXXXX")).strip()
     try:
         output, names = await run_on_board(board, folder, work)

@@ -8,8 +8,7 @@ import tempfile
 from pathlib import Path
 
 from ..bench.tuning import compile_variants, measure_rounds, store_table, summarize
-from ..pipeline.compile import export_cached
-from ..pipeline.targets import Target
+from ..pipeline.compile import CompileOptions, export_cached
 from ..pipeline.variants import measured_table
 from .connection import Board
 from .remote_bench import benchmark_on_board
@@ -17,21 +16,21 @@ from .remote_run import upload_inputs
 from .runtime_check import require_runtime
 
 
-async def tune_on_board(board: Board, model_file: Path, target: Target, backend: str = "llvm-cpu",
-                        **options) -> dict:
+async def tune_on_board(board: Board, model_file: Path, options: CompileOptions) -> dict:
     """The variants' table for this model on this target, measured on `board` unless it was
     measured before; stored like the host's, so later builds use the winner."""
-    export_dir, _, _ = await asyncio.to_thread(export_cached, model_file)
+    target, backend = options.target, options.backend
+    export_dir, _, _ = await asyncio.to_thread(export_cached, model_file, options.export_timeout,
+                                               exporter=options.exporter)
     table = measured_table(export_dir, target, backend)
     if table is not None:
         return table
     await require_runtime(board, target)
     with tempfile.TemporaryDirectory(prefix="bela-iree-variants-") as tmp:
-        compiled, table, timed_out = await asyncio.to_thread(compile_variants, model_file, target, backend,
-                                                             Path(tmp), options)
+        compiled, table, timed_out = await asyncio.to_thread(compile_variants, model_file, options, Path(tmp))
         work = (await board.run("mktemp -d /tmp/bela-iree-tune.XXXXXX")).strip()
         try:
-            inputs = await upload_inputs(board, next(iter(compiled.values())).artifacts[0].parent, work,
+            inputs = await upload_inputs(board, next(iter(compiled.values())).folder, work,
                                          Path(tmp)) if compiled else []
             modules = {}
             for index, (name, result) in enumerate(compiled.items()):

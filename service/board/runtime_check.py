@@ -15,7 +15,7 @@ import numpy as np
 from ..bench.run import max_abs_error, tolerance
 from ..errors import BelaIreeError, BoardError
 from ..pipeline import cache
-from ..pipeline.compile import CompileResult, compile_model
+from ..pipeline.compile import CompileOptions, CompileResult, compile_model
 from ..pipeline.targets import Target
 from ..runtimes.build import runtime_cache_root
 from .connection import Board
@@ -26,13 +26,13 @@ PROBE_MODEL = Path(__file__).resolve().parents[1] / "runtimes" / "probe_model.py
 
 async def compile_probe(target: Target) -> CompileResult:
     out = runtime_cache_root() / "probes" / f"{target.name}-{cache.iree_version()}"
-    return await asyncio.to_thread(compile_model, PROBE_MODEL, target, "vmfb", "llvm-cpu", out, variant="default")
+    return await asyncio.to_thread(compile_model, PROBE_MODEL, CompileOptions(target, variant="default"), out)
 
 
 async def probe_runtime(board: Board, target: Target) -> dict:
     """Runs the probe on the board: {"max_abs_err", "tolerance"}; a BoardError when it cannot."""
     compiled = await compile_probe(target)
-    folder = compiled.artifacts[0].parent
+    folder = compiled.folder
     work = (await board.run("mktemp -d /tmp/bela-iree-probe.XXXXXX")).strip()
     try:
         output, _ = await run_on_board(board, folder, work)

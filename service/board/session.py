@@ -89,11 +89,11 @@ class BoardSession:
                                           f"{len(deployed['uploaded'])} file(s) sent, {deployed['unchanged']} unchanged"))
             return await bench_on_board(self.board, compiled, seconds=0.5)
 
-    async def tune(self, model_file: Path, target, backend: str, **options) -> dict:
+    async def tune(self, model_file: Path, options) -> dict:
         """The builder's flag-variant measurement when a board is attached."""
         await self.require_online()
         async with self.lock:
-            return await tune_on_board(self.board, model_file, target, backend, **options)
+            return await tune_on_board(self.board, model_file, options)
 
     async def cpu_sample(self) -> dict | None:
         if not self.online.is_set():

@@ -36,11 +36,10 @@ async def setup_board(board: Board, target_name: str | None = None, source: str 
                       commit: str | None = None, reporter: Reporter | None = None) -> dict:
     """Install the runtime; the `board setup --json` object. The reporter sees the build and each file sent."""
     reporter = reporter or Reporter()
-    root = board.require_root()
     target = get_target(target_name or await board_target(board))
     install, _ = await asyncio.to_thread(ensure_runtime, target.name, source, commit, reporter)
     ours = {**install.manifest["files"], MANIFEST: _sha256(install.folder / MANIFEST)}
-    remote = f"{root}/libraries/iree"
+    remote = board.runtime_dir
     theirs = await board.hashes(remote)
     changed = sorted(name for name, digest in ours.items() if theirs.get(name) != digest)
     removed = sorted(set(theirs) - set(ours))

@@ -12,8 +12,9 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 from ..errors import CompileError, ExportError
 from ..modelfile import model_name
@@ -30,27 +31,58 @@ REFERENCE_FILES = ["export.json", "inputs.npz", "expected.npy"]
 KERNELS_PLACEHOLDER = "@KERNELS@"
 
 
-@dataclass
+@dataclass(frozen=True)
+class CompileOptions:
+    """How to compile one model: everything a build, the CLI or the tuner decides, in one value
+    passed down whole (frozen: no step changes it for the next). `variant` names one of
+    variants.py's flag sets; None: the one measured fastest for this model and target, if it was
+    measured (bench/tuning.py), else IREE's defaults."""
+    target: Target
+    format: str = "vmfb"
+    backend: str = "llvm-cpu"
+    variant: str | None = None
+    compile_timeout: float = COMPILE_TIMEOUT
+    export_timeout: float = EXPORT_TIMEOUT
+    exporter: Callable = field(default=None, compare=False)   # None: a one-shot child process
+
+    def but(self, **changes) -> "CompileOptions":
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
 class CompileResult:
+    """One compiled model (and, from a project build, where it now lives); `to_json` is the one
+    place it becomes the `compile`/`build --json` object."""
     model: str
     target: str
     format: str
     backend: str
-    artifacts: list[Path]
-    flags: list[str]
+    artifacts: tuple[Path, ...]
+    flags: tuple[str, ...]
     seconds: dict
     cached: bool
     export: dict
-    warnings: list[str] = field(default_factory=list)
+    warnings: tuple[str, ...] = ()
     variant: str = "default"          # which flag set (see bench/tuning.py)
     tuning: dict | None = None        # each variant's measured median ms, or why it failed
+    project: Path | None = None       # set by a project build (project.py)
+
+    @property
+    def folder(self) -> Path:
+        return self.artifacts[0].parent
+
+    def but(self, **changes) -> "CompileResult":
+        return replace(self, **changes)
 
     def to_json(self) -> dict:
-        return {"model": self.model, "target": self.target, "format": self.format, "backend": self.backend,
-                "artifacts": [str(p) for p in self.artifacts], "flags": self.flags, "seconds": self.seconds,
-                "cached": self.cached, "warnings": self.warnings, "rewrites": self.export["rewrites"],
+        data = {"model": self.model, "target": self.target, "format": self.format, "backend": self.backend,
+                "artifacts": [str(p) for p in self.artifacts], "flags": list(self.flags), "seconds": self.seconds,
+                "cached": self.cached, "warnings": list(self.warnings), "rewrites": self.export["rewrites"],
                 "inputs": self.export["inputs"], "output": self.export["output"],
                 "iree_version": cache.iree_version(), "variant": self.variant, "tuning": self.tuning}
+        if self.project:
+            data["project"] = str(self.project)
+        return data
 
 
 def export_in_child(model_file: Path, out_dir: Path, unroll_loops: bool, timeout: float) -> dict:
@@ -70,7 +102,7 @@ def export_in_child(model_file: Path, out_dir: Path, unroll_loops: bool, timeout
 
 
 def export_cached(model_file: Path, timeout: float = EXPORT_TIMEOUT, unroll_loops: bool = False,
-                  exporter=export_in_child) -> tuple[Path, dict, bool]:
+                  exporter=None) -> tuple[Path, dict, bool]:
     """The export folder for this model source; on a miss, `exporter` (a one-shot child process,
     or the service's warm worker) exports it."""
     store = cache.Cache("export")
@@ -79,7 +111,7 @@ def export_cached(model_file: Path, timeout: float = EXPORT_TIMEOUT, unroll_loop
     if hit:
         return hit, json.loads((hit / "export.json").read_text()), True
     with tempfile.TemporaryDirectory(prefix="bela-iree-export-") as tmp:
-        info = exporter(model_file, Path(tmp), unroll_loops, timeout)
+        info = (exporter or export_in_child)(model_file, Path(tmp), unroll_loops, timeout)
         entry = store.put(key, Path(tmp))
     return entry, info, False
 
@@ -129,26 +161,26 @@ def compile_exported(export_dir: Path, info: dict, target: Target, fmt: str, bac
     return entry, flags, False
 
 
-def compile_model(model_file: Path, target: Target, fmt: str, backend: str, out_dir: Path,
-                  timeout: float = COMPILE_TIMEOUT, exporter=export_in_child, on_stage=lambda stage: None,
-                  export_timeout: float = EXPORT_TIMEOUT, variant: str | None = None) -> CompileResult:
-    """`variant` names one of variants.py's flag sets; None: the one measured fastest for this
-    model and target, if it was measured (bench/tuning.py), else IREE's defaults."""
+def compile_model(model_file: Path, options: CompileOptions, out_dir: Path,
+                  on_stage=lambda stage: None) -> CompileResult:
+    """Export (cached) and compile (cached) model_file as `options` say, into out_dir."""
     started = time.perf_counter()
+    target, fmt, backend = options.target, options.format, options.backend
     on_stage("exporting")
     # EmitC cannot keep a recurrent layer's time loop (see rewrites/recurrent.py): unroll it there
-    export_dir, info, export_cached_hit = export_cached(model_file, export_timeout, fmt == "emitc", exporter)
+    export_dir, info, export_cached_hit = export_cached(model_file, options.export_timeout, fmt == "emitc",
+                                                        options.exporter)
     exported = time.perf_counter()
-    table = measured_table(export_dir, target, backend) if variant is None and fmt == "vmfb" else None
-    variant = variant or fastest(table)
+    table = measured_table(export_dir, target, backend) if options.variant is None and fmt == "vmfb" else None
+    variant = options.variant or fastest(table)
     on_stage("compiling")
-    entry, flags, compile_cached_hit = compile_exported(export_dir, info, target, fmt, backend, timeout,
-                                                        VARIANTS[variant])
+    entry, flags, compile_cached_hit = compile_exported(export_dir, info, target, fmt, backend,
+                                                        options.compile_timeout, VARIANTS[variant])
     names = artifact_names(fmt, backend)
     artifacts = cache.publish(entry, out_dir, names + REFERENCE_FILES + ["compile.log"])[:len(names)]
     return CompileResult(
-        model=model_name(model_file), target=target.name, format=fmt, backend=backend, artifacts=artifacts,
-        flags=[f.replace(KERNELS_PLACEHOLDER, str(out_dir / "kernels.o")) for f in flags],
+        model=model_name(model_file), target=target.name, format=fmt, backend=backend, artifacts=tuple(artifacts),
+        flags=tuple(f.replace(KERNELS_PLACEHOLDER, str(out_dir / "kernels.o")) for f in flags),
         seconds={"export": round(exported - started, 3), "compile": round(time.perf_counter() - exported, 3)},
         cached=export_cached_hit and compile_cached_hit, export=info, variant=variant, tuning=table)
 

@@ -12,7 +12,7 @@ import torch
 from service.bench.run import max_abs_error, run_module, tolerance
 from service.modelfile import load_model
 from service.pipeline import rewrites
-from service.pipeline.compile import compile_model
+from service.pipeline.compile import CompileOptions, compile_model
 from service.pipeline.targets import TARGETS
 
 
@@ -58,8 +58,8 @@ def assert_rewritten_graph_equals_pytorch(model_file: Path) -> None:
 
 
 def assert_compiles_and_matches_on_iree(model_file: Path, out: Path) -> None:
-    result = compile_model(model_file, TARGETS["host"], "vmfb", "llvm-cpu", out)
-    folder = result.artifacts[0].parent
+    result = compile_model(model_file, CompileOptions(TARGETS["host"]), out)
+    folder = result.folder
     error = max_abs_error(run_module(folder, TARGETS["host"]), folder)
     assert error <= tolerance(np.load(folder / "expected.npy")), error
 

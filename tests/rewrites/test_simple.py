@@ -1,6 +1,6 @@
 """simple.py: dropout and attention in inference, random draws as inputs, exact."""
 
-from service.pipeline.compile import compile_model
+from service.pipeline.compile import CompileOptions, compile_model
 from service.pipeline.targets import TARGETS
 
 from .cases import case_tests, write_model
@@ -19,6 +19,6 @@ test_rewritten_graph_equals_pytorch, test_rewritten_model_compiles_and_matches_o
 
 def test_random_draws_become_inputs_in_order(tmp_path):
     model_file = write_model(tmp_path, "random_draws", CASES["random_draws"])
-    result = compile_model(model_file, TARGETS["host"], "vmfb", "llvm-cpu", tmp_path / "o")
+    result = compile_model(model_file, CompileOptions(TARGETS["host"]), tmp_path / "o")
     roles = [(i["role"], i.get("distribution")) for i in result.export["inputs"]]
     assert roles == [("input", None), ("noise", "normal"), ("noise", "uniform")]

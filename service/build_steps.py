@@ -1,0 +1,65 @@
+"""What one rebuild of `serve` does at each step, on this computer or with a board: handed to
+the Builder at construction, so the loop itself (builder.py) is tested with stand-ins.
+
+Every step is `async` and gets `run(function, *args)`, which runs a blocking function in the
+builder's worker thread, where a newer save can stop it (its processes killed, its loops
+cancelled at the next tool they would start).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .pipeline.compile import CompileOptions, CompileResult
+from .pipeline.targets import TARGETS
+
+QUICK_CALLS = 20          # the first latency figure of a build: a few calls, right away
+BENCH_SECONDS = 1.0       # then a fuller measurement, after `done`, unless a newer build starts
+
+
+class HostSteps:
+    """Build here, measure here (natively, or under qemu for ARM targets), tune here (host)."""
+    where = "here"
+
+    def __init__(self, tune: bool = True):
+        self.tuning = tune   # measure flag variants once per model (bench/tuning.py)
+
+    async def build(self, run, project: Path, options: CompileOptions, on_stage) -> CompileResult:
+        from .project import build_project
+        return await run(build_project, project, options, on_stage)
+
+    async def bench(self, run, compiled: CompileResult, quick: bool) -> dict | None:
+        """The quick figure, or the fuller one (None: this step has none)."""
+        from .bench.bench import bench_compiled
+        target = TARGETS[compiled.target]
+        if quick:
+            return await run(bench_compiled, compiled, target, repetitions=QUICK_CALLS)
+        return await run(bench_compiled, compiled, target, seconds=BENCH_SECONDS)
+
+    async def tune(self, run, model_file: Path, options: CompileOptions, announce) -> dict | None:
+        """The flag variants' table if it had to be measured now; None if there was nothing to do."""
+        from .bench import tuning
+        if not self.tuning or not await run(tuning.needs_tuning, model_file, options, self.where != "here"):
+            return None
+        announce(f"measuring IREE flag variants for this model {self.where} (once per model and target)")
+        return await self._measure(run, model_file, options)
+
+    async def _measure(self, run, model_file: Path, options: CompileOptions) -> dict:
+        from .bench.tuning import tune
+        return await run(tune, model_file, options)
+
+
+class BoardSteps(HostSteps):
+    """Build here, deploy to the board and measure there, tune there (board/session.py)."""
+    where = "on the board"
+
+    def __init__(self, session, tune: bool = True):
+        super().__init__(tune)
+        self.session = session
+
+    async def bench(self, run, compiled: CompileResult, quick: bool) -> dict | None:
+        if not quick:   # the board's one figure per build (half a second of calls) is the quick one
+            return None
+        return await self.session.deploy_and_bench(compiled, TARGETS[compiled.target])
+
+    async def _measure(self, run, model_file: Path, options: CompileOptions) -> dict:
+        return await self.session.tune(model_file, options)
