@@ -274,12 +274,14 @@
     const title = element("strong", null, "bela-iree");
     const project = element("span", "bi-project");
     const connection = element("span", "bi-connection", "connecting");
+    const board = element("span", "bi-board");   // with --board: its address, online or offline
+    board.hidden = true;
     const select = element("select", "bi-target");
     select.title = "target board";
     const rebuild = element("button", "bi-rebuild", "rebuild");
     select.addEventListener("change", () => send({ type: "set_target", target: select.value }));
     rebuild.addEventListener("click", () => send({ type: "rebuild" }));
-    bar.append(title, project, connection, select, rebuild);
+    bar.append(title, project, connection, board, select, rebuild);
     root.append(bar);
     return {
       hello(message) {
@@ -290,6 +292,14 @@
           return option;
         }));
         select.value = message.target;
+        board.hidden = !message.board;
+        if (message.board) board.textContent = `board ${message.board}`;
+      },
+      board(message) {
+        board.hidden = false;
+        board.textContent = `board ${message.address} ${message.state}`;
+        board.dataset.state = message.state;
+        board.title = message.message || "";
       },
       target(name) { select.value = name; },
       connection(state) { connection.textContent = state; connection.dataset.state = state; },
@@ -326,6 +336,7 @@
       },
       build: (m) => { status.build(m); controls.target(m.target); },
       bench: (m) => { status.bench(m); latency.bench(m); distribution.bench(m); dispatches.bench(m); },
+      board: (m) => controls.board(m),
       cpu: (m) => cpu.sample(m),
       log: (m) => log.line(m.line),
       unchanged: (m) => log.line(`${m.files.join(", ")}: saved, model unchanged (${(1000 * m.seconds).toFixed(1)} ms)`),

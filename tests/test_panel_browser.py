@@ -126,6 +126,13 @@ async def test_panel_handles_a_thousand_builds_and_an_hour_of_cpu(browser, tmp_p
         await page.wait_for_function(f"(b => b.id > {before} && b.state === 'done')(belaIreePanel.state().lastBuild)",
                                      timeout=120000)
         elapsed = time.perf_counter() - started
+        # a board that went away is shown in the header, with why as its tooltip
+        assert await page.is_hidden(".bi-board")   # no --board: nothing shown
+        await page.evaluate("""() => belaIreePanel.receive({type: 'board', state: 'offline', address: 'root@bela.local',
+                                                            message: 'cannot reach root@bela.local'})""")
+        board = page.locator(".bi-board[data-state=offline]")
+        assert await board.is_visible() and "root@bela.local offline" in await board.text_content()
+        assert await board.get_attribute("title") == "cannot reach root@bela.local"
         await page.screenshot(path=shot("panel-busy"))
         (ARTIFACTS / "panel-busy.json").write_text(json.dumps({"cpu_samples_fed_and_rebuild_seconds": elapsed}))
         assert not problems, problems
