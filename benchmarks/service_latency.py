@@ -141,8 +141,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--saves", type=int, default=8)
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     results = asyncio.run(measure(args.saves))
-    text = table(results)
+    text = table(results) + (f"\nMachine load (1-minute average) before / after: {load_before:.1f} / "
+                             f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.\n")
     (HERE / "service_latency.md").write_text(text)
     print(text)
     return 0
