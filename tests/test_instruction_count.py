@@ -1,0 +1,72 @@
+"""Counted work on the boards' emulated cores: our qemu plugin against programs whose work is
+known exactly, and one call of a compiled model (real qemu, real IREE runtime)."""
+from __future__ import annotations
+
+import pytest
+
+from service.bench.instruction_count import Cache, count_per_call, counting_options, parse_counts
+from service.bench.runtime_tools import emulator
+from service.pipeline.targets import get_target
+from service.pipeline.tools import run_tool
+from service.runtimes.toolchain import toolchain_for
+
+from .conftest import ROOT
+
+BELA_CACHE = Cache(kb=256, ways=8)
+
+
+@pytest.fixture(scope="module")
+def stream_words(tmp_path_factory):
+    """run(target, words, passes) -> the plugin's totals for tests/guest/stream_words.c."""
+    work = tmp_path_factory.mktemp("guest")
+    programs = {}
+
+    def run(target_name: str, words: int, passes: int) -> dict:
+        target = get_target(target_name)
+        if target_name not in programs:
+            cc = toolchain_for(target).compilers(work / f"toolchain-{target_name}")["CC"]
+            programs[target_name] = work / f"stream_words-{target_name}"
+            built = run_tool([cc, "-O1", "-o", str(programs[target_name]), str(ROOT / "tests/guest/stream_words.c")],
+                             timeout=300)
+            assert built.returncode == 0, built.stderr
+        out = work / "counts.txt"
+        argv = [*emulator(target, counting_options(target, BELA_CACHE, out, iree_tool=False)),
+                str(programs[target_name]), str(words), str(passes)]
+        result = run_tool(argv, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return parse_counts(out.read_text())
+    return run
+
+
+@pytest.mark.parametrize("target", ["bela", "gem"])
+def test_one_more_pass_costs_exactly_its_instructions_and_bytes(stream_words, target):
+    words = 1000
+    two, three = stream_words(target, words, 2), stream_words(target, words, 3)
+    assert three["instructions"] - two["instructions"] == 3 * words + 4
+    assert three["loaded_bytes"] - two["loaded_bytes"] == 4 * words
+    assert three["stored_bytes"] == two["stored_bytes"]
+
+
+def test_the_simulated_cache_misses_only_what_does_not_fit(stream_words):
+    """256 KB LRU: a 1 MB stream misses every line on every pass; 64 KB stays after the first."""
+    line_words = BELA_CACHE.line // 4
+    big = (1 << 20) // 4
+    assert stream_words("bela", big, 2)["cache_misses"] - stream_words("bela", big, 1)["cache_misses"] == big // line_words
+    small = (64 << 10) // 4
+    assert stream_words("bela", small, 2)["cache_misses"] == stream_words("bela", small, 1)["cache_misses"]
+
+
+def test_a_call_of_a_model_is_counted_the_same_every_time(compiled):
+    """single_mm on emulated Cortex-A8: 1024x1024 multiply-adds, its 4 MB of weights read once."""
+    folder = compiled("single_mm", "bela").artifacts[0].parent
+    target = get_target("bela")
+    first, again = count_per_call(folder, target, BELA_CACHE), count_per_call(folder, target, BELA_CACHE)
+    assert (first.instructions, first.bytes) == (again.instructions, again.bytes)
+    macs = 1024 * 1024
+    assert 0.1 * macs < first.instructions < 10 * macs
+    weights = 4 * macs
+    assert weights <= first.loaded_bytes < 2 * weights
+    assert weights <= first.dram_bytes < 1.5 * weights        # weights do not fit in 256 KB: streamed every call
+    # start-up and the first call cancel out: one steady-state call costs what the average of two does
+    two = count_per_call(folder, target, BELA_CACHE, calls=2)
+    assert abs(two.instructions - first.instructions) < 1e-3 * first.instructions
