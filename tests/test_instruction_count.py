@@ -10,7 +10,7 @@ from service.pipeline.targets import get_target
 from service.pipeline.tools import run_tool
 from service.runtimes.toolchain import toolchain_for
 
-from .conftest import ROOT
+from .conftest import ROOT, cli_json
 
 BELA_CACHE = Cache(kb=256, ways=8)
 
@@ -70,3 +70,21 @@ def test_a_call_of_a_model_is_counted_the_same_every_time(compiled):
     # start-up and the first call cancel out: one steady-state call costs what the average of two does
     two = count_per_call(folder, target, BELA_CACHE, calls=2)
     assert abs(two.instructions - first.instructions) < 1e-3 * first.instructions
+
+
+def test_bench_on_an_arm_target_without_a_board_reports_a_labelled_estimate(tmp_path):
+    data, result = cli_json("bench", "single_mm", "--target", "bela", "--no-tune", "--seconds", "0.3",
+                            "--out", str(tmp_path))
+    estimate = data["estimate"]
+    assert data["ran_on"] == "emulator" and "not a measurement" in estimate["note"]
+    model = estimate["model"]
+    assert (model["core"], model["clock_ghz"], model["dram_peak_gb_s"], model["cache"]["kb"]) == ("Cortex-A8", 1.0, 1.6, 256)
+    # in-order core: compute and memory time add up
+    compute = estimate["instructions"] / (model["ipc"] * model["clock_ghz"] * 1e6)
+    memory = estimate["dram_bytes"] / (model["dram_gb_s"] * 1e6)
+    assert estimate["ms"] == pytest.approx(compute + memory, rel=2e-3)
+    assert estimate["headroom"] == pytest.approx(1 - estimate["ms"] / data["deadline_ms"])
+    assert "estimated on BeagleBone Black (Bela)" in result.stderr + result.stdout
+    again, _ = cli_json("bench", "single_mm", "--target", "bela", "--no-tune", "--seconds", "0.3",
+                        "--out", str(tmp_path / "again"))
+    assert again["estimate"]["instructions"] == estimate["instructions"]

@@ -18,6 +18,7 @@ from ..pipeline.targets import TARGETS, Target
 from ..pipeline.tools import run_tool
 from ..runtimes.emitc import LIBRARY as EMITC_LIBRARY
 from .emitc import measure_emitc
+from .estimate import add_estimate, estimate_verdict
 from .measure import Measurement, benchmark_argv, repetitions_for, run_benchmark
 from .peers import PEERS, ROUNDS as PEERS_ROUNDS
 from .run import input_files, max_abs_error, run_module, tolerance
@@ -75,7 +76,7 @@ def bench_result(compiled: CompileResult, ran_on: str, output: np.ndarray, measu
     if ran_on == "emulator":
         result["note"] = EMULATED_NOTE
         result["emulated_cpu"] = TARGETS[compiled.target].core
-    return result
+    return add_estimate(result, folder, TARGETS[compiled.target])
 
 
 def memory(compiled: CompileResult, measured: Measurement) -> dict:
@@ -162,5 +163,7 @@ def fit_verdict(result: dict) -> str:
 def verdict(result: dict) -> str:
     """The command line's verdict line."""
     where = " (emulated: not a board timing)" if result["ran_on"] == "emulator" else ""
-    return f"{fit_verdict(result)}{where}"
+    estimate = result.get("estimate", {})
+    beside = f"\n{estimate_verdict(estimate)}" if "ms" in estimate else ""
+    return f"{fit_verdict(result)}{where}{beside}"
 
