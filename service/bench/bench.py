@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..pipeline.compile import CompileResult, compile_model
+from ..pipeline.kernel_report import REPORT_FILE as KERNEL_REPORT
 from ..pipeline.targets import TARGETS, Target
 from ..pipeline.tools import run_tool
 from ..runtimes.emitc import LIBRARY as EMITC_LIBRARY
@@ -73,6 +74,8 @@ def bench_result(compiled: CompileResult, ran_on: str, output: np.ndarray, measu
         "dispatches": measured.dispatches,
         "flags": compiled.flags,
     }
+    if (folder / KERNEL_REPORT).exists():   # Bela: each dispatch's NEON/VFP mix and C library calls
+        result["kernels"] = json.loads((folder / KERNEL_REPORT).read_text())
     if ran_on == "emulator":
         result["note"] = EMULATED_NOTE
         result["emulated_cpu"] = TARGETS[compiled.target].core
