@@ -19,6 +19,7 @@ from ..errors import BelaIreeError, BoardError, ToolTimeout
 from ..pipeline.compile import CompileResult, compile_model, export_cached
 from ..pipeline.targets import Target
 from ..pipeline.variants import VARIANTS, measured_table, table_path
+from .counted_tuning import compile_counted, counts_here
 from .measure import benchmark_argv, repetitions_for, run_benchmark
 from .run import input_files
 from .runtime_tools import tool_command
@@ -118,6 +119,8 @@ def tune(model_file: Path, target: Target, backend: str = "llvm-cpu", **options)
 def compile_tuned(model_file: Path, target: Target, out_dir: Path, backend: str = "llvm-cpu", **options) -> CompileResult:
     """compile_model with the fastest variant for this model on this target (vmfb), measured now
     if it never was."""
+    if backend == "llvm-cpu" and counts_here(target):   # ARM without a board: by counted work
+        return compile_counted(model_file, target, out_dir, backend, **options)
     if backend != "llvm-cpu" or not measured_here(target):
         return compile_model(model_file, target, "vmfb", backend, out_dir, **options)
     measured_now = needs_tuning(model_file, target, "vmfb", backend)

@@ -1,0 +1,95 @@
+"""Choosing an ARM target's flag set by counted work, when no board is attached.
+
+Emulated timings say nothing about a board, so tuning.py measures the variants of
+pipeline/variants.py only where the target runs for real. The work a call does on the board's
+core, though, is exact under emulation (instruction_count.py): each variant is compiled and one
+steady-state call of it counted on the emulated core; the variant with the fewest instructions
+per call is chosen (DRAM bytes from the simulated L2, then the estimate, break ties), and the
+result says so: `tuning` is {"basis": "counted", "chosen", "why", "variants": {name:
+{"instructions", "dram_bytes", "estimated_ms"} or {"error"}}}. The counts are cached per exported
+model, target, variant set and counting method, like the measured tables.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from ..errors import BelaIreeError, ToolTimeout
+from ..pipeline import cache
+from ..pipeline.compile import CompileResult, compile_model, export_cached
+from ..pipeline.targets import Target
+from ..pipeline.variants import VARIANTS
+from .estimate import BOARD_MODELS, estimate_from_counts, has_model
+from .instruction_count import PLUGIN_SOURCE, count_per_call
+
+BASIS = "counted"
+
+
+def counts_here(target: Target) -> bool:
+    """ARM targets we have a board model for: their variants are chosen by counting here."""
+    return target.arch != "x86_64" and has_model(target)
+
+
+def table_path(export_dir: Path, target: Target, backend: str) -> Path:
+    key = cache.digest((export_dir / "model.mlirbc").read_bytes(), target.name, backend, cache.iree_version(),
+                       json.dumps(VARIANTS), PLUGIN_SOURCE.read_bytes(), repr(BOARD_MODELS[target.name]))
+    return cache.cache_root() / "tuning-counted" / f"{key}.json"
+
+
+def count_variants(model_file: Path, target: Target, backend: str, folder: Path, **options) -> tuple[dict, bool]:
+    """{variant: counts or {"error"}} for every variant compiled into folder/NAME, and whether
+    one timed out (then the table is not final)."""
+    rows, timed_out = {}, False
+    model = BOARD_MODELS[target.name]
+    for name in VARIANTS:
+        try:
+            compiled = compile_model(model_file, target, "vmfb", backend, folder / name, variant=name, **options)
+            counts = count_per_call(compiled.artifacts[0].parent, target, model.cache)
+        except ToolTimeout as e:
+            rows[name], timed_out = {"error": e.message[:300]}, True
+            continue
+        except BelaIreeError as e:   # a variant that does not compile or run is just not chosen
+            rows[name] = {"error": e.message[:300]}
+            continue
+        rows[name] = {"instructions": counts.instructions, "dram_bytes": counts.dram_bytes,
+                      "estimated_ms": estimate_from_counts(counts, model)["ms"]}
+    return rows, timed_out
+
+
+def choose_by_count(rows: dict, target: Target) -> tuple[str, str]:
+    """The variant with the fewest instructions per call, and why, in one sentence."""
+    counted = {name: row for name, row in rows.items() if "instructions" in row}
+    if not counted:
+        return "default", "no variant could be counted: IREE's defaults"
+    chosen = min(counted, key=lambda n: (counted[n]["instructions"], counted[n]["dram_bytes"], n != "default"))
+    others = ", ".join(f"{n} {r['instructions'] / 1e6:.3g} M" for n, r in counted.items() if n != chosen)
+    why = (f"fewest instructions per call counted on an emulated {BOARD_MODELS[target.name].core} (no board "
+           f"attached): {chosen} {counted[chosen]['instructions'] / 1e6:.3g} M"
+           + (f" against {others}" if others else ""))
+    return chosen, why
+
+
+def counted_table(model_file: Path, target: Target, backend: str, work: Path, **options) -> dict:
+    """The counted table for this model on target: from the cache, or counted now and stored."""
+    export_dir, _, _ = export_cached(model_file)
+    path = table_path(export_dir, target, backend)
+    if path.exists():
+        return json.loads(path.read_text())
+    rows, timed_out = count_variants(model_file, target, backend, work, **options)
+    chosen, why = choose_by_count(rows, target)
+    table = {"basis": BASIS, "chosen": chosen, "why": why, "variants": rows}
+    if not timed_out and "instructions" in rows.get("default", {}):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(table, indent=1))
+    return table
+
+
+def compile_counted(model_file: Path, target: Target, out_dir: Path, backend: str = "llvm-cpu",
+                    **options) -> CompileResult:
+    """compile_model with the variant chosen by counted work (counted now if it never was)."""
+    with tempfile.TemporaryDirectory(prefix="bela-iree-counted-") as tmp:
+        table = counted_table(model_file, target, backend, Path(tmp), **options)
+    result = compile_model(model_file, target, "vmfb", backend, out_dir, variant=table["chosen"], **options)
+    result.variant, result.tuning = table["chosen"], table
+    return result
