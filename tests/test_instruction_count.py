@@ -61,15 +61,14 @@ def test_a_call_of_a_model_is_counted_the_same_every_time(compiled):
     folder = compiled("single_mm", "bela").artifacts[0].parent
     target = get_target("bela")
     first, again = count_per_call(folder, target, BELA_CACHE), count_per_call(folder, target, BELA_CACHE)
-    assert (first.instructions, first.bytes) == (again.instructions, again.bytes)
+    assert (first.instructions, first.loaded_bytes, first.stored_bytes) == (again.instructions, again.loaded_bytes,
+                                                                          again.stored_bytes)
     macs = 1024 * 1024
     assert 0.1 * macs < first.instructions < 10 * macs
     weights = 4 * macs
     assert weights <= first.loaded_bytes < 2 * weights
     assert weights <= first.dram_bytes < 1.5 * weights        # weights do not fit in 256 KB: streamed every call
-    # start-up and the first call cancel out: one steady-state call costs what the average of two does
-    two = count_per_call(folder, target, BELA_CACHE, calls=2)
-    assert abs(two.instructions - first.instructions) < 1e-3 * first.instructions
+    assert first.dram_bytes == again.dram_bytes
 
 
 def test_bench_on_an_arm_target_without_a_board_reports_a_labelled_estimate(tmp_path):
@@ -88,3 +87,11 @@ def test_bench_on_an_arm_target_without_a_board_reports_a_labelled_estimate(tmp_
     again, _ = cli_json("bench", "single_mm", "--target", "bela", "--no-tune", "--seconds", "0.3",
                         "--out", str(tmp_path / "again"))
     assert again["estimate"]["instructions"] == estimate["instructions"]
+
+
+@pytest.mark.parametrize("model,macs", [("single_mm", 1024 * 1024), ("basic_mlp", 3 * 1024 * 1024)])
+def test_matrix_products_take_at_most_075_instructions_per_multiply_add_on_cortex_a8(compiled, model, macs):
+    """The issue's goal, counted (deterministic, not a timing): NEON four lanes wide, the GEMV
+    spec stepping 16 inputs at a time on ARMv7 (tuning_spec.py), no libm call (arm_fma.py)."""
+    folder = compiled(model, "bela").artifacts[0].parent
+    assert count_per_call(folder, get_target("bela"), BELA_CACHE).instructions <= 0.75 * macs

@@ -4,9 +4,12 @@
  * version 1 (QEMU 7.x; docs/devel/tcg-plugins.rst). Debian does not package qemu-plugin.h, so
  * the few declarations used are written out here from that documentation.
  *
- * Arguments (-plugin libinsn.so,out=PATH[,stdout_write=N,cache_kb=256,ways=8,line=64]):
+ * Arguments (-plugin libinsn.so,out=PATH[,marker=N,cache_kb=256,ways=8,line=64]):
  *   out       file the counts are written to at exit ("name value" lines)
- *   stdout_write  the guest's write syscall number: report the counts at the last write to stdout
+ *   marker    a system call number no guest uses: each time the first thread makes it, the
+ *             counts so far are recorded ("mark i instructions loaded stored misses writebacks"
+ *             lines). fixed_clock.c makes it on every clock read, which an IREE tool does a fixed
+ *             number of times per call: two marks that many apart enclose exactly one call.
  *   cache_kb  size of the simulated cache (0: no simulation, bytes are still counted)
  *   ways      associativity (LRU), line: line size in bytes
  * Counting is deterministic: instructions by a callback per translation block, memory by a
@@ -56,12 +59,12 @@ __attribute__((visibility("default"))) int qemu_plugin_version = 1;
 static uint64_t instructions, loaded, stored, misses, writebacks;
 static char out_path[4096];
 
-/* With stdout_write=N (the guest's `write` syscall number), the counts reported are those at the
- * last write to stdout: the tool prints its results and then tears down its helper threads,
- * whose futex handshake takes a different number of turns on every run. */
-static int64_t stdout_write = -1;
-static bool snapshot_taken;
-static uint64_t snapshot[5];
+/* Marks: the counts at each marker system call. Totals of a whole run depend on how often the
+ * tool's start-up and teardown wait for its helper threads, which the host's timing decides;
+ * the counts between two marks inside the calls do not. */
+static int64_t marker = -1;
+static uint64_t (*marks)[5];
+static size_t n_marks, marks_capacity;
 
 /* The cache: sets of `ways` tags kept in LRU order (most recent first); tag 0 = empty. */
 static unsigned ways, line_shift, set_bits;
@@ -112,10 +115,16 @@ static void on_access(unsigned int vcpu, qemu_plugin_meminfo_t info, uint64_t va
 static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint64_t a1, uint64_t a2,
                        uint64_t a3, uint64_t a4, uint64_t a5, uint64_t a6, uint64_t a7, uint64_t a8) {
     (void)id; (void)a2; (void)a3; (void)a4; (void)a5; (void)a6; (void)a7; (void)a8;
-    if (vcpu != 0 || num != stdout_write || a1 != 1) return;
+    (void)a1;
+    if (vcpu != 0 || num != marker) return;
+    if (n_marks == marks_capacity) {
+        size_t capacity = marks_capacity ? 2 * marks_capacity : 1024;
+        void *grown = realloc(marks, capacity * sizeof *marks);
+        if (!grown) return;
+        marks = grown, marks_capacity = capacity;
+    }
     uint64_t now[5] = {instructions, loaded, stored, misses, writebacks};
-    memcpy(snapshot, now, sizeof now);
-    snapshot_taken = true;
+    memcpy(marks[n_marks++], now, sizeof now);
 }
 
 static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {
@@ -131,17 +140,15 @@ static void write_counts(qemu_plugin_id_t id, void *data) {
     (void)id; (void)data;
     FILE *f = out_path[0] ? fopen(out_path, "w") : stderr;
     if (!f) return;
-    if (snapshot_taken) {
-        instructions = snapshot[0], loaded = snapshot[1], stored = snapshot[2];
-        misses = snapshot[3], writebacks = snapshot[4];
-    } else if (stdout_write >= 0) {
-        fprintf(f, "error no write to stdout was seen\n");
-    }
     fprintf(f, "instructions %llu\nloaded_bytes %llu\nstored_bytes %llu\n", (unsigned long long)instructions,
             (unsigned long long)loaded, (unsigned long long)stored);
     if (tags)
         fprintf(f, "cache_misses %llu\ncache_writebacks %llu\ncache_line_bytes %u\n", (unsigned long long)misses,
                 (unsigned long long)writebacks, 1u << line_shift);
+    for (size_t i = 0; i < n_marks; i++)
+        fprintf(f, "mark %zu %llu %llu %llu %llu %llu\n", i, (unsigned long long)marks[i][0],
+                (unsigned long long)marks[i][1], (unsigned long long)marks[i][2], (unsigned long long)marks[i][3],
+                (unsigned long long)marks[i][4]);
     if (f != stderr) fclose(f);
 }
 
@@ -163,7 +170,7 @@ int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, 
         else if (name == 8 && !strncmp(argv[i], "cache_kb", 8)) cache_kb = strtoul(eq + 1, NULL, 10);
         else if (name == 4 && !strncmp(argv[i], "ways", 4)) n_ways = strtoul(eq + 1, NULL, 10);
         else if (name == 4 && !strncmp(argv[i], "line", 4)) line = strtoul(eq + 1, NULL, 10);
-        else if (name == 12 && !strncmp(argv[i], "stdout_write", 12)) stdout_write = strtoll(eq + 1, NULL, 10);
+        else if (name == 6 && !strncmp(argv[i], "marker", 6)) marker = strtoll(eq + 1, NULL, 10);
         else { fprintf(stderr, "insn_count: unknown argument %s\n", argv[i]); return -1; }
     }
     if (cache_kb) {
@@ -180,7 +187,7 @@ int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, 
         if (!tags || !dirty) return -1;
     }
     qemu_plugin_register_vcpu_tb_trans_cb(id, on_translate);
-    if (stdout_write >= 0) qemu_plugin_register_vcpu_syscall_cb(id, on_syscall);
+    if (marker >= 0) qemu_plugin_register_vcpu_syscall_cb(id, on_syscall);
     qemu_plugin_register_atexit_cb(id, write_counts, NULL);
     return 0;
 }
