@@ -24,6 +24,7 @@ from .estimate import BOARD_MODELS, estimate_from_counts, has_model
 from .instruction_count import PLUGIN_SOURCE, count_per_call
 
 BASIS = "counted"
+TIE = 0.005   # instruction counts this close are the same work
 
 
 def counts_here(target: Target) -> bool:
@@ -33,7 +34,7 @@ def counts_here(target: Target) -> bool:
 
 def table_path(export_dir: Path, target: Target, backend: str) -> Path:
     key = cache.digest((export_dir / "model.mlirbc").read_bytes(), target.name, backend, cache.iree_version(),
-                       json.dumps(VARIANTS), PLUGIN_SOURCE.read_bytes(), repr(BOARD_MODELS[target.name]))
+                       json.dumps(VARIANTS), PLUGIN_SOURCE.read_bytes(), repr(BOARD_MODELS[target.name]), "rows-2")
     return cache.cache_root() / "tuning-counted" / f"{key}.json"
 
 
@@ -58,11 +59,15 @@ def count_variants(model_file: Path, target: Target, backend: str, folder: Path,
 
 
 def choose_by_count(rows: dict, target: Target) -> tuple[str, str]:
-    """The variant with the fewest instructions per call, and why, in one sentence."""
+    """The variant with the fewest instructions per call, and why, in one sentence. Within
+    TIE of the fewest, IREE's defaults stay (a flag that changes nothing on this core, like
+    ukernels on ARMv7, must not win by a cache line), else the fewest DRAM bytes."""
     counted = {name: row for name, row in rows.items() if "instructions" in row}
     if not counted:
         return "default", "no variant could be counted: IREE's defaults"
-    chosen = min(counted, key=lambda n: (counted[n]["instructions"], counted[n]["dram_bytes"], n != "default"))
+    fewest = min(row["instructions"] for row in counted.values())
+    close = [n for n, row in counted.items() if row["instructions"] <= fewest * (1 + TIE)]
+    chosen = "default" if "default" in close else min(close, key=lambda n: (counted[n]["dram_bytes"], counted[n]["instructions"]))
     others = ", ".join(f"{n} {r['instructions'] / 1e6:.3g} M" for n, r in counted.items() if n != chosen)
     why = (f"fewest instructions per call counted on an emulated {BOARD_MODELS[target.name].core} (no board "
            f"attached): {chosen} {counted[chosen]['instructions'] / 1e6:.3g} M"
@@ -71,18 +76,19 @@ def choose_by_count(rows: dict, target: Target) -> tuple[str, str]:
 
 
 def counted_table(model_file: Path, target: Target, backend: str, work: Path, **options) -> dict:
-    """The counted table for this model on target: from the cache, or counted now and stored."""
+    """The counted table for this model on target: the counts from the cache, or counted now
+    and stored; the choice made from them."""
     export_dir, _, _ = export_cached(model_file)
     path = table_path(export_dir, target, backend)
     if path.exists():
-        return json.loads(path.read_text())
-    rows, timed_out = count_variants(model_file, target, backend, work, **options)
+        rows = json.loads(path.read_text())
+    else:
+        rows, timed_out = count_variants(model_file, target, backend, work, **options)
+        if not timed_out and "instructions" in rows.get("default", {}):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(rows, indent=1))
     chosen, why = choose_by_count(rows, target)
-    table = {"basis": BASIS, "chosen": chosen, "why": why, "variants": rows}
-    if not timed_out and "instructions" in rows.get("default", {}):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(table, indent=1))
-    return table
+    return {"basis": BASIS, "chosen": chosen, "why": why, "variants": rows}
 
 
 def compile_counted(model_file: Path, target: Target, out_dir: Path, backend: str = "llvm-cpu",
