@@ -21,6 +21,9 @@ def test_the_fewest_instructions_win_and_the_reason_says_so():
     close = {"ukernels": {"instructions": 1000, "dram_bytes": 64}, "data-tiling": {"instructions": 1001, "dram_bytes": 9},
              "default": {"instructions": 2000, "dram_bytes": 1}}
     assert choose_by_count(close, get_target("gem"))[0] == "data-tiling"
+    same = {"data-tiling": {"instructions": 1000, "dram_bytes": 1000}, "data-tiling+ukernels": {"instructions": 1000,
+            "dram_bytes": 999}, "default": {"instructions": 2000, "dram_bytes": 1}}
+    assert choose_by_count(same, get_target("bela"))[0] == "data-tiling"     # fewer flags, same work
     assert choose_by_count({"default": {"error": "x"}}, get_target("bela"))[0] == "default"
 
 

@@ -61,13 +61,17 @@ def count_variants(model_file: Path, target: Target, backend: str, folder: Path,
 def choose_by_count(rows: dict, target: Target) -> tuple[str, str]:
     """The variant with the fewest instructions per call, and why, in one sentence. Within
     TIE of the fewest, IREE's defaults stay (a flag that changes nothing on this core, like
-    ukernels on ARMv7, must not win by a cache line), else the fewest DRAM bytes."""
+    ukernels on ARMv7, must not win by a cache line), else the fewest DRAM bytes, again within
+    TIE, and among equals the variant with the fewest flags."""
     counted = {name: row for name, row in rows.items() if "instructions" in row}
     if not counted:
         return "default", "no variant could be counted: IREE's defaults"
     fewest = min(row["instructions"] for row in counted.values())
     close = [n for n, row in counted.items() if row["instructions"] <= fewest * (1 + TIE)]
-    chosen = "default" if "default" in close else min(close, key=lambda n: (counted[n]["dram_bytes"], counted[n]["instructions"]))
+    least_dram = min(counted[n]["dram_bytes"] for n in close)
+    # the first in VARIANTS' order (default first, then the fewest flags) among the equals
+    chosen = next(n for n in VARIANTS if n in close and counted[n]["dram_bytes"] <= least_dram * (1 + TIE)
+                  or n == "default" and n in close)
     others = ", ".join(f"{n} {r['instructions'] / 1e6:.3g} M" for n, r in counted.items() if n != chosen)
     why = (f"fewest instructions per call counted on an emulated {BOARD_MODELS[target.name].core} (no board "
            f"attached): {chosen} {counted[chosen]['instructions'] / 1e6:.3g} M"
