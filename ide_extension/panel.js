@@ -59,7 +59,8 @@
     const stages = element("ol", "bi-stages");
     const error = element("div", "bi-error");
     const verdict = element("div", "bi-verdict");
-    box.append(line, stages, verdict, error);
+    const estimate = element("div", "bi-estimate");
+    box.append(line, stages, verdict, estimate, error);
     root.append(box);
     return {
       last() { return last; },
@@ -88,7 +89,7 @@
         } else if (message.state !== "cancelled") {
           error.hidden = true;
         }
-        if (message.state !== "done") verdict.textContent = "";
+        if (message.state !== "done") { verdict.textContent = ""; estimate.textContent = ""; }
       },
       bench(message) {
         // the verdict is worded by the service (bench/bench.py fit_verdict); only history rows
@@ -101,10 +102,21 @@
           ? ` (${what}, emulated ${message.emulated_cpu || ""}, not a board timing)`
           : ` (${what}, on ${message.ran_on})`;
         verdict.textContent = `${text}${where}`;
+        estimate.textContent = estimateText(message.estimate);
         if (message.verdict) verdict.dataset.fits = String(message.verdict.startsWith("fits:"));
         else delete verdict.dataset.fits;
       },
     };
+  }
+
+  // The board estimate (bench/estimate.py): always worded as an estimate, never as a timing;
+  // beside a board's measurement, how far off it was.
+  function estimateText(e) {
+    if (!e) return "";
+    if (e.error) return `no board estimate: ${e.error}`;
+    const fit = e.deadline_ms ? ` of ${formatMs(e.deadline_ms)} ms (${(100 * e.headroom).toFixed(1)} % headroom)` : "";
+    const ratio = e.measured_over_estimated !== undefined ? ` · measured/estimated ${e.measured_over_estimated.toFixed(2)}` : "";
+    return `estimate on ${e.model.board}: ${formatMs(e.ms)} ms${fit}, from ${(e.instructions / 1e6).toFixed(3)} M instructions counted on an emulated ${e.model.core} (an estimate, not a measurement)${ratio}`;
   }
 
   function chartSize(container, height) {
@@ -117,12 +129,16 @@
     const holder = element("div", "bi-chart");
     box.append(holder);
     root.append(box);
-    const builds = new Map();  // id -> {median, p99, deadline}
+    const builds = new Map();  // id -> {median, p99, deadline, estimate}
     let plot = null;
     function data() {
       const ids = [...builds.keys()].sort((a, b) => a - b).slice(-MAX_BUILDS);
       return [ids, ids.map((id) => builds.get(id).median), ids.map((id) => builds.get(id).p99),
-        ids.map((id) => builds.get(id).deadline)];
+        ids.map((id) => builds.get(id).deadline), ids.map((id) => builds.get(id).estimate)];
+    }
+    function point(bench) {
+      const e = bench.estimate && bench.estimate.ms !== undefined ? bench.estimate.ms : null;
+      return { median: bench.latency_ms.median, p99: bench.latency_ms.p99, deadline: bench.deadline_ms, estimate: e };
     }
     function draw() {
       if (typeof uPlot === "undefined") return;
@@ -135,7 +151,10 @@
           series: [{ label: "build" },
             { label: "median", stroke: "#2a7ae2", width: 2, points: { show: true } },
             { label: "p99", stroke: "#e2a72a", width: 1, points: { show: true } },
-            { label: "deadline", stroke: "#d33", width: 1, dash: [6, 4], points: { show: false } }],
+            { label: "deadline", stroke: "#d33", width: 1, dash: [6, 4], points: { show: false } },
+            // an estimate, not a measurement: hollow rings, no line joining them
+            { label: "board estimate", stroke: "#1a9a6a", width: 0, paths: () => null,
+              points: { show: true, size: 10, width: 2, fill: "#fff", stroke: "#1a9a6a" } }],
         }, data(), holder);
       } else {
         plot.setData(data());
@@ -144,15 +163,16 @@
     return {
       history(rows) {
         for (const row of rows) {
-          if (row.latency_ms) builds.set(row.id, { median: row.latency_ms.median, p99: row.latency_ms.p99, deadline: row.deadline_ms });
+          if (row.latency_ms) builds.set(row.id, point({ ...row, estimate: row.bench && row.bench.estimate }));
         }
         draw();
       },
       bench(message) {
-        builds.set(message.build_id, { median: message.latency_ms.median, p99: message.latency_ms.p99, deadline: message.deadline_ms });
+        builds.set(message.build_id, point(message));
         draw();
       },
       points() { return builds.size; },
+      estimatePoints() { return [...builds.values()].filter((b) => b.estimate !== null).length; },
       resize() { if (plot) plot.setSize(chartSize(holder, 180)); },
       destroy() { if (plot) plot.destroy(); },
     };
@@ -387,7 +407,10 @@
         root.remove();
       },
       receive,  // feed a message as if the service had sent it (embedding, tests)
-      state() { return { latencyPoints: latency.points(), cpuSamples: cpu.samples(), lastBuild: status.last() }; },
+      state() {
+        return { latencyPoints: latency.points(), estimatePoints: latency.estimatePoints(), cpuSamples: cpu.samples(),
+          lastBuild: status.last() };
+      },
     };
   }
 

@@ -31,8 +31,8 @@ class HostSteps:
         """The quick figure, or the fuller one (None: this step has none)."""
         from .bench.bench import bench_compiled
         target = TARGETS[compiled.target]
-        if quick:
-            return await run(bench_compiled, compiled, target, repetitions=QUICK_CALLS)
+        if quick:   # the board estimate (counting the work under qemu) waits for the fuller figure
+            return await run(bench_compiled, compiled, target, repetitions=QUICK_CALLS, estimate=False)
         return await run(bench_compiled, compiled, target, seconds=BENCH_SECONDS)
 
     async def tune(self, run, model_file: Path, options: CompileOptions, announce) -> dict | None:
@@ -55,11 +55,16 @@ class BoardSteps(HostSteps):
     def __init__(self, session, tune: bool = True):
         super().__init__(tune)
         self.session = session
+        self.measured: dict | None = None
 
     async def bench(self, run, compiled: CompileResult, quick: bool) -> dict | None:
-        if not quick:   # the board's one figure per build (half a second of calls) is the quick one
-            return None
-        return await self.session.deploy_and_bench(compiled, TARGETS[compiled.target])
+        """Quick: deployed and measured on the board (half a second of calls). Full: the same
+        figure with the board model's estimate beside it (the work counted under qemu here)."""
+        if quick:
+            self.measured = await self.session.deploy_and_bench(compiled, TARGETS[compiled.target])
+            return self.measured
+        from .bench.estimate import add_estimate
+        return await run(add_estimate, dict(self.measured), compiled.folder, TARGETS[compiled.target])
 
     async def _measure(self, run, model_file: Path, options: CompileOptions) -> dict:
         return await self.session.tune(model_file, options)

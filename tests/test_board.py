@@ -135,6 +135,10 @@ def test_board_setup_installs_the_bela_runtime_once_and_bench_runs_there(board, 
                            "--board-prefix", BELA_PREFIX).stdout)
     assert bench["ran_on"] == "board" and bench["target"] == "bela"
     assert bench["accuracy"]["max_abs_err"] <= bench["accuracy"]["tolerance"]
+    # measured beside estimated: the board model is checked whenever a board is attached
+    estimate = bench["estimate"]
+    assert estimate["measured_ms"] == bench["latency_ms"]["median"]
+    assert estimate["measured_over_estimated"] == pytest.approx(bench["latency_ms"]["median"] / estimate["ms"])
 
 
 async def test_a_board_setup_cut_off_mid_copy_leaves_the_old_install_working(board, runtime):

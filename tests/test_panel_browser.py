@@ -138,3 +138,36 @@ async def test_panel_handles_a_thousand_builds_and_an_hour_of_cpu(browser, tmp_p
         assert not problems, problems
     finally:
         service.stop()
+
+
+async def test_board_estimate_is_its_own_mark_and_worded_as_an_estimate(browser, tmp_path):
+    """bench/estimate.py's figure: a separate hollow series in the latency chart (from history and
+    live), a status line that says it is an estimate, and beside a board's timing, the ratio."""
+    project = tmp_path / "estimate"
+    cli("new", str(project), "--target", "host")
+    from service.history import History
+    store = History(project / "generated" / "history.sqlite")
+    estimate = {"ms": 7.23, "instructions": 1051623, "deadline_ms": 23.2, "headroom": 0.689,
+                "model": {"board": "BeagleBone Black (Bela)", "core": "Cortex-A8"}}
+    build = store.start("bela", "vmfb", "save")
+    store.update(build, state="done", bench={"latency_ms": {"min": 8, "median": 8.2, "p99": 9, "max": 9.8},
+                                             "deadline_ms": 23.2, "ran_on": "emulator", "estimate": estimate})
+    store.close()
+    service = Service(project)
+    try:
+        page, problems = await open_panel(browser, service.url)
+        await page.wait_for_function("belaIreePanel.state().estimatePoints >= 1", timeout=60000)
+        await wait_state(page, "done")
+        board = {"type": "bench", "build_id": 1000, "latency_ms": {"min": 9, "median": 9.5, "p99": 10, "max": 11},
+                 "deadline_ms": 23.2, "ran_on": "board", "format": "vmfb",
+                 "estimate": {**estimate, "measured_over_estimated": 9.5 / 7.23}}
+        await page.evaluate(f"belaIreePanel.receive({json.dumps(board)})")
+        assert await page.evaluate("belaIreePanel.state().estimatePoints") == 2
+        text = await page.text_content(".bi-estimate")
+        assert "estimate on BeagleBone Black (Bela): 7.23 ms" in text and "not a measurement" in text
+        assert "measured/estimated 1.31" in text
+        assert "board estimate" in await page.text_content(".bi-latency")   # its own legend entry
+        await page.screenshot(path=shot("panel-estimate"))
+        assert not problems, problems
+    finally:
+        service.stop()

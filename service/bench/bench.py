@@ -14,10 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from ..pipeline.compile import CompileOptions, CompileResult, compile_model
+from ..pipeline.kernel_report import REPORT_FILE as KERNEL_REPORT
 from ..pipeline.targets import TARGETS, Target
 from ..pipeline.tools import run_tool
 from ..runtimes.emitc import LIBRARY as EMITC_LIBRARY
 from .emitc import measure_emitc
+from .estimate import add_estimate, estimate_verdict
 from .measure import Measurement, benchmark_argv, repetitions_for, run_benchmark
 from .peers import PEERS, ROUNDS as PEERS_ROUNDS
 from .run import input_files, max_abs_error, run_module, tolerance
@@ -32,9 +34,12 @@ def deadline_ms(block_size: int, sample_rate: int) -> float:
 
 
 def bench_compiled(compiled: CompileResult, target: Target, *, block_size: int | None = None,
-                   sample_rate: int | None = None, seconds: float = 2.0, repetitions: int | None = None) -> dict:
+                   sample_rate: int | None = None, seconds: float = 2.0, repetitions: int | None = None,
+                   estimate: bool = True) -> dict:
     """Measure where the target runs on this machine: natively, or under qemu (emulated).
-    `repetitions` fixes the number of calls (no calibration run) for a quick first figure."""
+    `repetitions` fixes the number of calls (no calibration run) for a quick first figure;
+    `estimate`: for an ARM board, also count the work of a call and estimate the board's time
+    (estimate.py: seconds to a minute or two the first time for an artifact, then cached)."""
     if compiled.format == "emitc":
         ran_on, output, measured = measure_emitc(compiled, target, seconds, repetitions)
         return bench_result(compiled, ran_on, output, measured, block_size, sample_rate)
@@ -48,7 +53,8 @@ def bench_compiled(compiled: CompileResult, target: Target, *, block_size: int |
             probe = run_benchmark(prefix + benchmark_argv(module, inputs, 3, dispatches=False))
             repetitions = repetitions_for(probe.summary()["median"], seconds)
         measured = run_benchmark(prefix + benchmark_argv(module, inputs, repetitions))
-    return bench_result(compiled, ran_on, output, measured, block_size, sample_rate)
+    result = bench_result(compiled, ran_on, output, measured, block_size, sample_rate)
+    return add_estimate(result, folder, target) if estimate else result
 
 
 def bench_result(compiled: CompileResult, ran_on: str, output: np.ndarray, measured: Measurement,
@@ -72,6 +78,8 @@ def bench_result(compiled: CompileResult, ran_on: str, output: np.ndarray, measu
         "dispatches": measured.dispatches,
         "flags": compiled.flags,
     }
+    if (folder / KERNEL_REPORT).exists():   # Bela: each dispatch's NEON/VFP mix and C library calls
+        result["kernels"] = json.loads((folder / KERNEL_REPORT).read_text())
     if ran_on == "emulator":
         result["note"] = EMULATED_NOTE
         result["emulated_cpu"] = TARGETS[compiled.target].core
@@ -160,5 +168,7 @@ def fit_verdict(result: dict) -> str:
 def verdict(result: dict) -> str:
     """The command line's verdict line."""
     where = " (emulated: not a board timing)" if result["ran_on"] == "emulator" else ""
-    return f"{fit_verdict(result)}{where}"
+    estimate = result.get("estimate", {})
+    beside = f"\n{estimate_verdict(estimate)}" if "ms" in estimate else ""
+    return f"{fit_verdict(result)}{where}{beside}"
 

@@ -21,7 +21,18 @@ def bench_table(result: dict) -> Group:
     peak = f", runtime peak {memory['peak_bytes'] / 1e6:.2f} MB" if memory.get("peak_bytes") else ""
     summary.add_row("memory", f"artifact {memory['artifact_bytes'] / 1e6:.2f} MB{peak}")
     if result.get("tuning"):
-        summary.add_row("IREE flags", f"{result['variant']} (measured: {describe(result['tuning'])})")
+        how = "chosen by" if result["tuning"].get("basis") == "counted" else "measured:"
+        summary.add_row("IREE flags", f"{result['variant']} ({how} {describe(result['tuning'])})")
+    estimate = result.get("estimate")
+    if estimate and "ms" in estimate:
+        summary.add_row("[bold]estimate[/] on the board", f"{estimate['ms']:.3g} ms per call "
+                        f"({estimate['instructions'] / 1e6:.3g} M instructions, {estimate['dram_bytes'] / 1e6:.3g} MB "
+                        f"from DRAM) - an estimate, not a measurement")
+        summary.add_row("board model", estimate["model"]["description"])
+        if "measured_over_estimated" in estimate:
+            summary.add_row("measured / estimated", f"{estimate['measured_over_estimated']:.2f}")
+    elif estimate:
+        summary.add_row("estimate", f"[red]not made[/]: {estimate['error']}")
     if result.get("note"):
         summary.add_row("note", result["note"])
     parts = [summary]

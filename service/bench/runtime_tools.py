@@ -64,21 +64,22 @@ def aarch64_tools_dir() -> Path:
     return folder
 
 
-def tool_command(target: Target, name: str) -> tuple[list[str], str]:
-    """The argv prefix running IREE tool `name` for target, and where it runs (host|emulator)."""
+def tool_command(target: Target, name: str, qemu_options: list[str] = ()) -> tuple[list[str], str]:
+    """The argv prefix running IREE tool `name` for target, and where it runs (host|emulator).
+    qemu_options go to the emulator (instruction_count.py loads its plugin with them)."""
     if target.arch == "x86_64":
         return [str(host_tool(name))], "host"
     if target.arch == "aarch64":
-        return [*emulator(target), str(aarch64_tools_dir() / name)], "emulator"
+        return [*emulator(target, qemu_options), str(aarch64_tools_dir() / name)], "emulator"
     from ..runtimes.build import ensure_runtime
     install, _ = ensure_runtime(target.name)
-    return [*emulator(target), str(install.tool(name))], "emulator"
+    return [*emulator(target, qemu_options), str(install.tool(name))], "emulator"
 
 
-def emulator(target: Target) -> list[str]:
-    """qemu-user running the board's core with the board's C libraries."""
+def emulator(target: Target, options: list[str] = ()) -> list[str]:
+    """qemu-user running the board's core with the board's C libraries (and any further options)."""
     name, sysroot, packages = EMULATORS[target.arch]
     qemu = system_tool(name, "qemu-user")
     if not Path(sysroot, "lib", "libc.so.6").exists():
         raise BenchError(f"the {target.arch} C libraries are missing", hint=f"apt-get install {packages}")
-    return [qemu, "-cpu", target.core, "-L", sysroot]
+    return [qemu, "-cpu", target.core, "-L", sysroot, *options]

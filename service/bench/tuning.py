@@ -19,6 +19,7 @@ from ..errors import BelaIreeError, BoardError, ToolTimeout
 from ..pipeline.compile import CompileOptions, CompileResult, compile_model, export_cached
 from ..pipeline.targets import Target
 from ..pipeline.variants import VARIANTS, measured_table, table_path
+from .counted_tuning import compile_counted, counts_here
 from .measure import benchmark_argv, repetitions_for, run_benchmark
 from .run import input_files
 from .runtime_tools import tool_command
@@ -117,6 +118,8 @@ def compile_tuned(model_file: Path, options: CompileOptions, out_dir: Path) -> C
     """compile_model (vmfb) with the fastest variant for this model on this target, measured now
     if it never was."""
     options = options.but(format="vmfb", variant=None)
+    if options.backend == "llvm-cpu" and counts_here(options.target):   # ARM without a board: by counted work
+        return compile_counted(model_file, options, out_dir)
     if not needs_tuning(model_file, options):
         return compile_model(model_file, options, out_dir)
     tune(model_file, options)

@@ -1,9 +1,11 @@
 """Benchmarking on the board: the same bench JSON as on the host, marked "ran_on": "board"."""
 from __future__ import annotations
 
+import asyncio
 import shlex
 
 from ..bench.bench import bench_result
+from ..bench.estimate import add_estimate
 from ..bench.measure import BENCH_TIMEOUT, Measurement, benchmark_argv, parse_benchmark, repetitions_for
 from ..errors import BenchError
 from ..pipeline.compile import CompileResult
@@ -27,7 +29,8 @@ async def benchmark_on_board(board: Board, module: str, inputs: list[str], repet
 
 
 async def bench_on_board(board: Board, compiled: CompileResult, seconds: float = 2.0,
-                         block_size: int | None = None, sample_rate: int | None = None) -> dict:
+                         block_size: int | None = None, sample_rate: int | None = None, estimate: bool = True) -> dict:
+    """Measured on the board; with `estimate`, the board model's estimate and their ratio beside it."""
     await require_runtime(board, TARGETS[compiled.target])
     folder = compiled.folder
     work = (await board.run("mktemp -d /tmp/bela-iree-bench.XXXXXX")).strip()
@@ -39,4 +42,8 @@ async def bench_on_board(board: Board, compiled: CompileResult, seconds: float =
     finally:
         if board.online:
             await board.run(f"rm -rf {shlex.quote(work)}", check=False)
-    return bench_result(compiled, "board", output, measured, block_size, sample_rate)
+    result = bench_result(compiled, "board", output, measured, block_size, sample_rate)
+    if not estimate:
+        return result
+    # the estimate beside the measurement (counted under qemu here: a thread, seconds)
+    return await asyncio.to_thread(add_estimate, result, folder, TARGETS[compiled.target])

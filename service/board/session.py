@@ -87,7 +87,7 @@ class BoardSession:
             deployed = await self.deployer.deploy()
             self.publish(events.log(None, f"deployed to {self.deployer.remote_project}: "
                                           f"{len(deployed['uploaded'])} file(s) sent, {deployed['unchanged']} unchanged"))
-            return await bench_on_board(self.board, compiled, seconds=0.5)
+            return await bench_on_board(self.board, compiled, seconds=0.5, estimate=False)
 
     async def tune(self, model_file: Path, options) -> dict:
         """The builder's flag-variant measurement when a board is attached."""

@@ -20,6 +20,7 @@ from ..errors import CompileError, ExportError
 from ..modelfile import model_name
 from . import cache, tuning_spec
 from .elf_check import inspect_armv7_kernels
+from .kernel_report import check_bela_kernels
 from .emitc_fix import EMITC_FIX, fix_import_layout
 from .targets import Target
 from .tools import iree_compile, run_tool
@@ -178,11 +179,11 @@ def compile_model(model_file: Path, options: CompileOptions, out_dir: Path,
                                                         options.compile_timeout, VARIANTS[variant])
     names = artifact_names(fmt, backend)
     artifacts = cache.publish(entry, out_dir, names + REFERENCE_FILES + ["compile.log"])[:len(names)]
-    return CompileResult(
+    return check_bela_kernels(CompileResult(   # per-dispatch NEON/VFP mix and C library calls (kernel_report.py)
         model=model_name(model_file), target=target.name, format=fmt, backend=backend, artifacts=tuple(artifacts),
         flags=tuple(f.replace(KERNELS_PLACEHOLDER, str(out_dir / "kernels.o")) for f in flags),
         seconds={"export": round(exported - started, 3), "compile": round(time.perf_counter() - exported, 3)},
-        cached=export_cached_hit and compile_cached_hit, export=info, variant=variant, tuning=table)
+        cached=export_cached_hit and compile_cached_hit, export=info, variant=variant, tuning=table))
 
 
 def _check_armv7(vmfb: Path, work: Path) -> None:

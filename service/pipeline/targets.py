@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UsageError
-from .tools import system_tool
 
 FORMATS = ("vmfb", "emitc")
 BACKENDS = ("llvm-cpu", "vmvx")
@@ -49,8 +48,8 @@ class Target:
         with the ARM binutils instead, loaded by the runtime's system-library loader."""
         if self.arch != "armv7":
             return []
-        linker = system_tool("arm-linux-gnueabihf-ld", "binutils-arm-linux-gnueabihf")
-        return ["--iree-llvmcpu-link-embedded=false", f"--iree-llvmcpu-system-linker-path={linker}"]
+        from .arm_fma import linker_with_fmaf   # and our multiply-add for fmaf (arm_fma.py)
+        return ["--iree-llvmcpu-link-embedded=false", f"--iree-llvmcpu-system-linker-path={linker_with_fmaf()}"]
 
     def emitc_flags(self, backend: str, kernels: Path) -> list[str]:
         flags = ["--output-format=vm-c"]

@@ -27,6 +27,11 @@ GEMV_BLOCK = 128   # output columns per packed block (rewrites/linear.py packs, 
 # How many outputs one vector step keeps in flight, by register file: 32 x 16 floats with
 # AVX-512 (8 accumulators), 16 x 8 with AVX2, 32 x 4 on AArch64 NEON, 16 x 4 on ARMv7 NEON.
 VECTOR_OUTPUTS = {"x86_64-avx512": 128, "x86_64": 64, "aarch64": 32, "armv7": 16}
+# How many inputs one step of the reduction takes. One is memory speed on the host; on the
+# Cortex-A8 every step also pays its address and counter updates and its branch, which 16
+# inputs per step spread thin: single_mm 1.05 M -> 0.75 M instructions per call counted on the
+# emulated core (1.00 -> 0.72 per multiply-add; benchmarks/instructions_per_mac.md).
+REDUCTION_STEP = {"armv7": 16}
 
 HEADER = """\
 // bela-iree: single-row matmuls (see service/pipeline/tuning_spec.py)
@@ -93,17 +98,18 @@ def vector_outputs(target: Target) -> int:
 
 
 def spec_text(target: Target) -> str:
-    """Each matched product keeps `lanes` outputs in registers and steps its reduction one input
-    at a time; a recurrent step whose width is not a multiple of the widest config gets the
+    """Each matched product keeps `lanes` outputs in registers and steps its reduction
+    REDUCTION_STEP inputs at a time (one, but on ARMv7); a recurrent step whose width is not a multiple of the widest config gets the
     widest that divides it."""
     lanes = vector_outputs(target)
+    step = REDUCTION_STEP.get(target.arch, 1)
     parts = [HEADER.format(), PACKED.format(block=GEMV_BLOCK),
              CONFIG.format(distribution=f"[1, 0, {GEMV_BLOCK}, 0]", vector=f"[1, 1, {lanes}, 0]",
-                           reduction="[0, 0, 0, 1]")]
+                           reduction=f"[0, 0, 0, {step}]")]
     widths = [lanes >> shift for shift in range(3) if lanes >> shift >= 8]
     for width in widths:
         parts += [ROW.format(lanes=width),
-                  CONFIG.format(distribution=f"[0, {width}, 0]", vector=f"[1, {width}, 0]", reduction="[0, 0, 1]")]
+                  CONFIG.format(distribution=f"[0, {width}, 0]", vector=f"[1, {width}, 0]", reduction=f"[0, 0, {step}]")]
     matchers = ", ".join(["@match_packed -> @apply_op_config"]
                          + [f"@match_row_{width} -> @apply_op_config" for width in widths])
     parts.append(ENTRY.format(matchers=matchers))

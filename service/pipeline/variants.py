@@ -44,6 +44,9 @@ def fastest(table: dict | None) -> str:
 
 
 def describe(table: dict) -> str:
-    """One line for people: each variant's median, or that it failed."""
+    """One line for people: each variant's median, or that it failed (counted tables, of
+    bench/counted_tuning.py: why the variant was chosen)."""
+    if table.get("basis") == "counted":
+        return table["why"]
     return ", ".join(f"{name} {row['median_ms']:.3g} ms" if "median_ms" in row else f"{name} failed"
                      for name, row in table.items())

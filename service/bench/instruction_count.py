@@ -1,0 +1,198 @@
+"""The work one call of a compiled model does on the board's own core, counted under qemu-user.
+
+Timings under emulation say nothing about a board; the instructions the board's core executes
+do, and qemu can count them exactly. Our TCG plugin (qemu_plugin/insn_count.c, built here with
+the host's C compiler) counts the instructions of the tool's main thread, the bytes it loads and
+stores, and the misses of a simulated last-level cache the size of the board's (the traffic to
+DRAM). A preloaded clock (qemu_plugin/fixed_clock.c, built for the board with zig cc) makes the
+tool's own printing the same on every run, and marks each clock read for the plugin.
+
+IREE reads the clock a fixed number of times per call (p). A run of iree-benchmark-module with 3
+calls has 2p more marks than a run with 1 call, which gives p; in the 3-call run, the counts
+between mark j and mark j + p are one call's whenever both marks fall in the second and third
+(steady-state) calls. The last run of p equal such windows is the third call's work. The totals
+of a whole run are not used: how often start-up and teardown wait for the tool's helper threads
+depends on the host's timing, the calls do not. Instructions, bytes and DRAM bytes are the same
+for the same artifact on every run.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..errors import BenchError
+from ..pipeline import cache
+from ..pipeline.targets import Target
+from ..pipeline.tools import run_tool, system_tool
+from ..runtimes.toolchain import toolchain_for
+from .run import input_files
+from .runtime_tools import tool_command
+
+SOURCES = Path(__file__).parent / "qemu_plugin"
+PLUGIN_SOURCE, CLOCK_SOURCE = SOURCES / "insn_count.c", SOURCES / "fixed_clock.c"
+MARKER = 48666        # the system call fixed_clock.c makes on each clock read (no Linux has it)
+TOOL, MODULE, CLOCK_LIBRARY = "iree-benchmark-module", "model.vmfb", "fixed_clock.so"
+GUEST_ENVIRONMENT = {"PATH": "/usr/bin:/bin", "LC_ALL": "C"}   # qemu-user passes its environment on
+FIELDS = ("instructions", "loaded_bytes", "stored_bytes", "cache_misses", "cache_writebacks")
+COUNT_TIMEOUT = 1800.0
+BUILD_TIMEOUT = 300.0
+
+
+@dataclass(frozen=True)
+class Cache:
+    """The board's last-level cache, as the plugin simulates it (LRU, write-back, write-allocate)."""
+    kb: int
+    ways: int
+    line: int = 64
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Per call of the model, on the board's core, in steady state."""
+    instructions: int
+    loaded_bytes: int
+    stored_bytes: int
+    dram_bytes: int         # simulated cache misses and write-backs, times the line size
+    calls: int              # calls of the counted run; the figures are its last call's
+
+    @property
+    def bytes(self) -> int:
+        return self.loaded_bytes + self.stored_bytes
+
+    def to_json(self) -> dict:
+        return {"instructions": self.instructions, "bytes": self.bytes, "loaded_bytes": self.loaded_bytes,
+                "stored_bytes": self.stored_bytes, "dram_bytes": self.dram_bytes, "calls": self.calls}
+
+
+def _built(source: Path, name: str, key_parts: list[str], argv_for) -> Path:
+    """source compiled to a shared library `name` (argv_for(output) runs the compiler), cached."""
+    store = cache.Cache("qemu-plugins")
+    key = cache.digest(source.read_bytes(), *key_parts)
+    entry = store.get(key)
+    if entry is None:
+        with tempfile.TemporaryDirectory(prefix="bela-iree-plugin-") as tmp:
+            out = Path(tmp) / "out"
+            out.mkdir()
+            result = run_tool(argv_for(out / name, Path(tmp)), timeout=BUILD_TIMEOUT, stage="benchmarking")
+            if result.returncode != 0 or not (out / name).exists():
+                raise BenchError(f"could not build {source.name}", detail=result.stderr[-4000:],
+                                 hint="check that a C compiler is installed (make test installs one)")
+            entry = store.put(key, out)
+    return entry / name
+
+
+def plugin_library() -> Path:
+    """The instruction-counting plugin, built for this computer (qemu loads it)."""
+    cc = system_tool("cc", "gcc")
+    return _built(PLUGIN_SOURCE, "libinsn.so", ["host", cc],
+                  lambda out, _: [cc, "-O2", "-shared", "-fPIC", "-fvisibility=hidden", "-o", str(out), str(PLUGIN_SOURCE)])
+
+
+def fixed_clock_library(target: Target) -> Path:
+    """The deterministic clock, built for the board (the emulated tool preloads it)."""
+    toolchain = toolchain_for(target)
+
+    def argv(out: Path, work: Path) -> list[str]:
+        cc = toolchain.compilers(work / "toolchain")["CC"]
+        return [cc, "-O2", "-shared", "-fPIC", "-w", "-o", str(out), str(CLOCK_SOURCE)]
+    return _built(CLOCK_SOURCE, "fixed_clock.so", [target.arch, toolchain.describe()], argv)
+
+
+def counting_options(target: Target, board_cache: Cache, out: Path, *, iree_tool: bool = True) -> list[str]:
+    """The qemu options that load the plugin (counts written to `out`) and, for an IREE tool,
+    preload the clock whose reads mark the calls (count_run puts it in the working folder)."""
+    plugin = f"{plugin_library()},out={out},cache_kb={board_cache.kb},ways={board_cache.ways},line={board_cache.line}"
+    if not iree_tool:
+        return ["-plugin", plugin]
+    return ["-plugin", f"{plugin},marker={MARKER}", "-E", f"LD_PRELOAD=./{CLOCK_LIBRARY}"]
+
+
+def parse_counts(text: str) -> dict:
+    """The plugin's totals ({name: int}) and, under "marks", the counts (FIELDS) at each mark."""
+    values: dict = {"marks": []}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name == "mark":
+            values["marks"].append(tuple(int(v) for v in value.split()[1:]))
+        else:
+            values[name] = int(value)
+    return values
+
+
+def count_run(work: Path, inputs: list[str], target: Target, board_cache: Cache, calls: int) -> dict:
+    """The plugin's counts for one emulated run of iree-benchmark-module making `calls` calls.
+
+    The guest sees the same command line and environment on every run: the tool, the module and
+    the clock are linked into the working folder and named relative to it, and the environment is
+    fixed. Their lengths move the guest's stack, and with it the alignment (and so the cost) of
+    every copy the runtime makes."""
+    out = work / f"counts-{calls}.txt"
+    prefix, ran_on = tool_command(target, "iree-benchmark-module", counting_options(target, board_cache, out))
+    if ran_on != "emulator":
+        raise BenchError(f"instructions are counted under qemu, and {target.name} runs natively")
+    for name, source in ((TOOL, prefix[-1]), (CLOCK_LIBRARY, fixed_clock_library(target))):
+        if not (work / name).exists():
+            (work / name).symlink_to(source)
+    argv = [*prefix[:-1], f"./{TOOL}", f"--module={MODULE}", "--device=local-sync", "--function=main",
+            *[f"--input=@{p}" for p in inputs], f"--benchmark_min_time={calls}x", "--benchmark_repetitions=1",
+            "--benchmark_min_warmup_time=0"]
+    result = run_tool(argv, timeout=COUNT_TIMEOUT, stage="benchmarking", cwd=work, env=GUEST_ENVIRONMENT)
+    if result.returncode != 0 or not out.exists():
+        lines = [l for l in result.stderr.strip().splitlines() if l.strip()]
+        raise BenchError(f"counting instructions failed: {lines[-1][:300] if lines else result.returncode}",
+                         detail=result.stderr[-4000:])
+    return parse_counts(out.read_text())
+
+
+def count_per_call(artifact_dir: Path, target: Target, board_cache: Cache) -> Counts:
+    """One steady-state call's work of artifact_dir's model.vmfb (see the module's docstring).
+    Cached: the same module, inputs, core, cache model, plugin and runtime give the same counts,
+    so a rebuild that changed nothing costs no emulation."""
+    tool = tool_command(target, "iree-benchmark-module")[0][-1]
+    key = cache.digest((artifact_dir / "model.vmfb").read_bytes(), (artifact_dir / "inputs.npz").read_bytes(),
+                       target.name, target.core, repr(board_cache), PLUGIN_SOURCE.read_bytes(),
+                       CLOCK_SOURCE.read_bytes(), tool)
+    stored = cache.cache_root() / "counts" / f"{key}.json"
+    if stored.exists():
+        return Counts(**json.loads(stored.read_text()))
+    counts = count_uncached(artifact_dir, target, board_cache)
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    stored.write_text(json.dumps(asdict(counts)))
+    return counts
+
+
+def count_uncached(artifact_dir: Path, target: Target, board_cache: Cache) -> Counts:
+    """count_per_call, emulating now."""
+    with tempfile.TemporaryDirectory(prefix="bela-iree-count-") as tmp:
+        work = Path(tmp)
+        inputs = [p.name for p in input_files(artifact_dir, work)]
+        (work / MODULE).symlink_to(artifact_dir / "model.vmfb")
+        one = count_run(work, inputs, target, board_cache, 1)["marks"]
+        three = count_run(work, inputs, target, board_cache, 3)["marks"]
+    return steady_call(one, three, board_cache)
+
+
+def steady_call(one: list[tuple], three: list[tuple], board_cache: Cache) -> Counts:
+    """One call's counts from the marks of a 1-call and a 3-call run."""
+    period, odd = divmod(len(three) - len(one), 2)
+    if odd or period <= 0:
+        raise BenchError(f"counting instructions failed: the tool read the clock {len(one)} times for one call "
+                         f"and {len(three)} for three", hint="the IREE tools changed how they time a call")
+    windows = [tuple(b - a for a, b in zip(three[j], three[j + period])) for j in range(len(three) - period)]
+    # runs of equal windows: p of them in a row are p windows each spanning one whole call from
+    # the same points; the last such run is the third call (the first is cold, and calls can
+    # differ by a few hundred instructions as the runtime's pools settle)
+    runs, start = [], 0
+    for j in range(1, len(windows) + 1):
+        if j == len(windows) or windows[j] != windows[start]:
+            runs.append((start, j - start))
+            start = j
+    whole = [first for first, length in runs if length >= period]
+    if not whole:
+        raise BenchError("counting instructions failed: no call was marked the same way twice",
+                         hint="a model whose calls differ (state, data-dependent loops) cannot be counted this way")
+    per = dict(zip(FIELDS, windows[whole[-1]]))
+    return Counts(instructions=per["instructions"], loaded_bytes=per["loaded_bytes"], stored_bytes=per["stored_bytes"],
+                  dram_bytes=(per["cache_misses"] + per["cache_writebacks"]) * board_cache.line, calls=3)
