@@ -35,7 +35,8 @@ def digest(*parts: bytes | str) -> str:
 
 def export_key(model_file: Path, variant: str = "") -> str:
     pipeline = Path(__file__).parent
-    sources = sorted(model_file.parent.glob("*.py")) + [pipeline / "export.py",   # every module of the rewrites
+    sources = sorted(model_file.parent.glob("*.py")) + [pipeline / "export.py", pipeline / "state.py",
+                                                         # every module of the rewrites
                                                          *sorted((pipeline / "rewrites").rglob("*.py")),
                                                          pipeline.parent / "modelfile.py"]
     versions = [metadata.version(p) for p in ("torch", "iree-turbine", "iree-base-compiler")]

@@ -11,6 +11,7 @@ export.json (`--unroll-loops`: recurrent layers unrolled over time, for EmitC).
 """
 from __future__ import annotations
 
+import copy
 import json
 import sys
 import time
@@ -27,7 +28,7 @@ def export_model(model_file: Path, out_dir: Path, mlir_name: str = "model.mlirbc
     import torch
     from iree.turbine import aot
 
-    from . import rewrites
+    from . import rewrites, state
 
     started = time.perf_counter()
     loaded = load_model(model_file)
@@ -35,19 +36,21 @@ def export_model(model_file: Path, out_dir: Path, mlir_name: str = "model.mlirbc
     try:
         program = torch.export.export(loaded.module, (example,))
         program, applied, noise = rewrites.apply(program, example, unroll_loops)
+        program = state.functionalize(program, model_file)
     except BelaIreeError:
         raise
     except Exception as e:
         raise _export_error(e, model_file) from None
     with torch.no_grad(), torch.random.fork_rng():
         torch.manual_seed(NOISE_SEED)
-        expected = loaded.module(example)
+        expected = copy.deepcopy(loaded.module)(example)   # a copy: the buffers must keep their starting values
     if not isinstance(expected, torch.Tensor):
         raise ExportError(f"the model returns {type(expected).__name__}; bela-iree needs one tensor",
                           file=str(model_file), hint="return a single tensor (torch.cat several outputs)")
     noise_values = rewrites.draw_noise(noise, NOISE_SEED)
     try:
         output = aot.export(program)
+        reset = state.add_reset(output.mlir_module)
     except Exception as e:
         raise _export_error(e, model_file) from None
 
@@ -67,6 +70,7 @@ def export_model(model_file: Path, out_dir: Path, mlir_name: str = "model.mlirbc
                   + [n.to_json() for n in noise],
         "output": {"shape": list(expected.shape), "dtype": str(expected.dtype).removeprefix("torch.")},
         "rewrites": applied,
+        "state": {"buffers": state.state_buffers(program), "reset": reset} if reset else None,
         "unrolled_loops": unroll_loops,
         "parameters": sum(p.numel() for p in loaded.module.parameters()),
         "block_size": loaded.block_size,
