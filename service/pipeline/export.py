@@ -5,6 +5,8 @@ service's warm worker). It writes into `out_dir`:
   model.mlirbc      the module (bytecode, with source locations), entry `module.main`
   inputs.npz        the example input and any noise inputs, in call order
   expected.npy      PyTorch's output for exactly those inputs (the accuracy reference)
+  stream.npz        a stateful model only: K blocks and PyTorch's outputs, state carried
+                    (stream_reference.py)
   export.json       signature, rewrites applied, block size, sample rate, timings
 `python -m service.pipeline.export MODEL_FILE OUT_DIR [--unroll-loops]` does the same and prints
 export.json (`--unroll-loops`: recurrent layers unrolled over time, for EmitC).
@@ -28,7 +30,7 @@ def export_model(model_file: Path, out_dir: Path, mlir_name: str = "model.mlirbc
     import torch
     from iree.turbine import aot
 
-    from . import rewrites, state
+    from . import rewrites, state, stream_reference
 
     started = time.perf_counter()
     loaded = load_model(model_file)
@@ -63,6 +65,8 @@ def export_model(model_file: Path, out_dir: Path, mlir_name: str = "model.mlirbc
             output.mlir_module.operation.print(file=f, enable_debug_info=True, large_elements_limit=None)
     np.savez(out_dir / "inputs.npz", *[t.numpy() for t in (example, *noise_values)])
     np.save(out_dir / "expected.npy", expected.detach().numpy())
+    if reset:   # stateful: K blocks in turn, state carried (bench's streaming check)
+        stream_reference.write_stream_reference(loaded.module, example, noise, NOISE_SEED, out_dir)
     info = {
         "model": model_name(model_file),
         "model_file": str(model_file),

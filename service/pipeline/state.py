@@ -20,6 +20,7 @@ from ..modelfile import user_frame
 
 RESET_FUNCTION = "reset"
 INITIAL_SUFFIX = ".initial"   # the immutable copy of a state global's starting value
+REWRITTEN_PREFIX = "graph_module."   # rewrites/core.py's wrapper holds the model as this attribute
 
 
 def mutating_nodes(program: torch.export.ExportedProgram) -> list[torch.fx.Node]:
@@ -54,7 +55,8 @@ def state_buffers(program: torch.export.ExportedProgram) -> list[dict]:
     buffers = []
     for target in program.graph_signature.buffers_to_mutate.values():
         value = program.state_dict.get(target, program.constants.get(target))
-        buffers.append({"name": target, "shape": list(value.shape), "dtype": str(value.dtype).removeprefix("torch.")})
+        name = target.removeprefix(REWRITTEN_PREFIX)   # the user's name, not the rewriter's wrapper's
+        buffers.append({"name": name, "shape": list(value.shape), "dtype": str(value.dtype).removeprefix("torch.")})
     return buffers
 
 

@@ -1,0 +1,82 @@
+"""bench's streaming proof: a stateful model's compiled module fed K consecutive blocks in one
+context (through runtime/'s library, as render() runs it) against PyTorch fed the same blocks
+with its state carried; on this computer, emulated aarch64 and emulated Cortex-A8, vmfb and EmitC."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from service.bench.bench import bench_compiled
+from service.bench.streaming import measure_streaming
+from service.modelfile import load_model
+from service.pipeline.compile import compile_model
+from service.pipeline.stream_reference import STREAM_BLOCKS, STREAM_FILE
+from service.pipeline.targets import get_target
+from tests.test_state import STATEFUL
+
+STATELESS = '''import torch
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.Tanh())
+example_input = torch.linspace(-1, 1, 16).reshape(1, 16)
+'''
+
+
+@pytest.fixture(scope="module")
+def stateful_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("stateful-stream") / "model.py"
+    path.write_text(STATEFUL)
+    return path
+
+
+@pytest.fixture(scope="module")
+def compiled_stateful(stateful_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("stateful-compiled")
+    results = {}
+
+    def compile_once(target: str, fmt: str = "vmfb"):
+        if (target, fmt) not in results:
+            results[target, fmt] = compile_model(stateful_file, get_target(target), fmt, "llvm-cpu",
+                                                 out / f"{target}-{fmt}", variant="default" if fmt == "vmfb" else None)
+        return results[target, fmt]
+    return compile_once
+
+
+def test_stream_reference_is_pytorch_with_state_carried(stateful_file, compiled_stateful):
+    """stream.npz holds K blocks and PyTorch's outputs for them in turn; they differ from what a
+    model starting afresh at each block gives, so a module that dropped its state would fail."""
+    folder = compiled_stateful("host").artifacts[0].parent
+    with np.load(folder / STREAM_FILE) as stream:
+        blocks, expected = stream["input0"], stream["expected"]
+    assert blocks.shape == (STREAM_BLOCKS, 1, 8) and expected.shape == (STREAM_BLOCKS, 1, 8)
+    module = load_model(stateful_file).module
+    with torch.no_grad():
+        carried = [module(torch.from_numpy(b)).numpy() for b in blocks]
+        afresh = [copy.deepcopy(load_model(stateful_file).module)(torch.from_numpy(b)).numpy() for b in blocks]
+    assert np.abs(np.stack(carried) - expected).max() < 1e-6
+    assert all(np.abs(afresh[k] - expected[k]).max() > 0.1 for k in range(1, STREAM_BLOCKS))
+
+
+def test_bench_reports_streaming_and_glue_latency_on_this_computer(compiled_stateful):
+    result = bench_compiled(compiled_stateful("host"), get_target("host"), repetitions=20)
+    stream = result["streaming"]
+    assert stream["blocks"] == STREAM_BLOCKS >= 8 and len(stream["per_block"]) == STREAM_BLOCKS
+    assert stream["within_tolerance"] and stream["max_abs_err"] <= stream["tolerance"]
+    assert result["latency_samples"] == 2 * 8   # one block to fill, one to run (8-sample blocks)
+    assert result["state"]["reset"] == "reset"
+
+
+def test_stateless_bench_has_latency_samples_and_no_streaming(tmp_path):
+    path = tmp_path / "model.py"
+    path.write_text(STATELESS)
+    compiled = compile_model(path, get_target("host"), "vmfb", "llvm-cpu", tmp_path / "out", variant="default")
+    result = bench_compiled(compiled, get_target("host"), repetitions=20)
+    assert result["latency_samples"] == 32 and "streaming" not in result
+    assert not (tmp_path / "out" / STREAM_FILE).exists() and compiled.export["state"] is None
+
+
+@pytest.mark.parametrize("target,fmt", [("gem", "vmfb"), ("bela", "vmfb"), ("host", "emitc")])
+def test_streaming_matches_pytorch_on_every_runtime(compiled_stateful, target, fmt):
+    """aarch64 and Cortex-A8 under qemu-user (the board's core), and the EmitC module linked in."""
+    stream = measure_streaming(compiled_stateful(target, fmt), get_target(target))
+    assert stream["blocks"] == STREAM_BLOCKS and stream["within_tolerance"], stream
