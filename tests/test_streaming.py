@@ -80,3 +80,20 @@ def test_streaming_matches_pytorch_on_every_runtime(compiled_stateful, target, f
     """aarch64 and Cortex-A8 under qemu-user (the board's core), and the EmitC module linked in."""
     stream = measure_streaming(compiled_stateful(target, fmt), get_target(target))
     assert stream["blocks"] == STREAM_BLOCKS and stream["within_tolerance"], stream
+
+
+def test_reset_puts_the_state_back_to_its_start(stateful_file, compiled_stateful, tmp_path):
+    """bela_iree_model_reset before block 4: from there the module matches PyTorch started afresh at block 4."""
+    from service.bench.streaming import run_stream, vmfb_program
+
+    folder = compiled_stateful("host").artifacts[0].parent
+    program = vmfb_program(get_target("host"), tmp_path)
+    output, expected = run_stream([str(program)], folder, tmp_path, str(folder / "model.vmfb"), ("--reset-at", "4"))
+    with np.load(folder / STREAM_FILE) as stream:
+        blocks = stream["input0"]
+    fresh = load_model(stateful_file).module
+    with torch.no_grad():
+        restarted = np.stack([fresh(torch.from_numpy(b)).numpy() for b in blocks[4:]])
+    assert np.abs(output[:4] - expected[:4]).max() < 1e-4
+    assert np.abs(output[4:] - restarted).max() < 1e-4
+    assert np.abs(restarted - expected[4:]).max() > 0.1   # the reset changed what came out

@@ -2,7 +2,8 @@
 // heap allocations one steady-state run makes.
 //
 //   run_model [--value V | --input FILE] [--more-input FILE:D0xD1...]... [--output FILE]
-//             [--output-count N] [--function NAME] [--latencies FILE] [--blocks K] MODEL.vmfb RUNS DIM0 [DIM1 ...]
+//             [--output-count N] [--function NAME] [--latencies FILE] [--blocks K] [--reset-at R]
+//             MODEL.vmfb RUNS DIM0 [DIM1 ...]
 //
 // The first float32 input has shape DIM0xDIM1...: every element V (default 0.5), or read from FILE
 // (raw little-endian float32); each --more-input adds one more (a model's noise input, say). The output has N floats (default: as many as the input); --output
@@ -10,7 +11,8 @@
 // line, as bela_iree_model_run measured it (what `bela-iree bench --format emitc` reports).
 // --blocks K streams: every input file holds K blocks back to back, run r is fed block r mod K, and
 // --output gets every run's output in turn (RUNS outputs): a stateful model's state carries from
-// run to run as in render(), which `bench` checks against PyTorch fed the same blocks. Compare with
+// run to run as in render(), which `bench` checks against PyTorch fed the same blocks. --reset-at R
+// calls bela_iree_model_reset before run R (a stateful model starts over there). Compare with
 //   iree-run-module --module=MODEL.vmfb --device=local-sync --function=main --input=1x1024xf32=0.5
 //
 // Built with -DBELA_IREE_EMITC_QUERY=<kernels.h's query function> (make test-program-emitc), the
@@ -60,7 +62,8 @@ static int transfer(const char* path, const char* mode, float* values, size_t co
 static int usage(const char* program) {
 	fprintf(stderr,
 	        "usage: %s [--value V | --input FILE] [--more-input FILE:D0xD1...]... [--output FILE] "
-	        "[--output-count N] [--function NAME] [--latencies FILE] [--blocks K] MODEL.vmfb RUNS DIM0 [DIM1 ...]\n",
+	        "[--output-count N] [--function NAME] [--latencies FILE] [--blocks K] [--reset-at R] "
+	        "MODEL.vmfb RUNS DIM0 [DIM1 ...]\n",
 	        program);
 	return 2;
 }
@@ -92,6 +95,7 @@ int main(int argc, char** argv) {
 	char* more_inputs[BELA_IREE_MAX_INPUTS - 1];
 	int more_count = 0;
 	int blocks = 1;
+	int reset_at = -1;
 	int arg = 1;
 	for (; arg + 1 < argc && strncmp(argv[arg], "--", 2) == 0; arg += 2) {
 		if (strcmp(argv[arg], "--value") == 0)
@@ -108,6 +112,8 @@ int main(int argc, char** argv) {
 			latencies_file = argv[arg + 1];
 		else if (strcmp(argv[arg], "--blocks") == 0 && atoi(argv[arg + 1]) > 0)
 			blocks = atoi(argv[arg + 1]);
+		else if (strcmp(argv[arg], "--reset-at") == 0)
+			reset_at = atoi(argv[arg + 1]);
 		else if (strcmp(argv[arg], "--more-input") == 0 && more_count < BELA_IREE_MAX_INPUTS - 1)
 			more_inputs[more_count++] = argv[arg + 1];
 		else
@@ -175,6 +181,11 @@ int main(int argc, char** argv) {
 	for (int r = 0; r < runs; ++r) {
 		for (int i = 0; i < options.input_count; ++i)
 			memcpy(bela_iree_model_input(model, i), staged[i] + sizes[i] * (r % blocks), sizes[i] * sizeof(float));
+		if (r == reset_at && bela_iree_model_reset(model) != 0) {
+			fprintf(stderr, "reset failed: %s\n", bela_iree_model_last_error(model));
+			bela_iree_model_free(model);
+			return 1;
+		}
 		uint64_t before = allocations;
 		if (bela_iree_model_run(model) != 0) {
 			fprintf(stderr, "run %d failed: %s\n", r, bela_iree_model_last_error(model));

@@ -47,9 +47,10 @@ def vmfb_program(target: Target, work: Path) -> Path:
     return work / "run_model"
 
 
-def run_stream(command: list[str], folder: Path, work: Path, module: str) -> tuple[np.ndarray, np.ndarray]:
+def run_stream(command: list[str], folder: Path, work: Path, module: str,
+               options: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
     """Feeds the compiled module stream.npz's blocks in turn (command: the test program, after any
-    emulator); returns (its outputs, PyTorch's), each (K, *output shape)."""
+    emulator; options: more of its options); returns (its outputs, PyTorch's), each (K, *output shape)."""
     with np.load(folder / STREAM_FILE) as stream:
         expected = stream["expected"]
         inputs = [stream[f"input{i}"].astype(np.float32) for i in range(len(stream.files) - 1)]
@@ -58,7 +59,7 @@ def run_stream(command: list[str], folder: Path, work: Path, module: str) -> tup
         value.tofile(work / f"stream{index}.bin")
     more = [arg for index, value in enumerate(inputs[1:], 1)
             for arg in ("--more-input", f"{work / f'stream{index}.bin'}:{'x'.join(map(str, value.shape[1:]))}")]
-    argv = [*command, "--input", str(work / "stream0.bin"), *more, "--blocks", str(blocks),
+    argv = [*command, "--input", str(work / "stream0.bin"), *more, "--blocks", str(blocks), *options,
             "--output", str(work / "stream_out.bin"), "--output-count", str(expected[0].size),
             module, str(blocks), *map(str, inputs[0].shape[1:])]
     try:
