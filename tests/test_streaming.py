@@ -97,3 +97,10 @@ def test_reset_puts_the_state_back_to_its_start(stateful_file, compiled_stateful
     assert np.abs(output[:4] - expected[:4]).max() < 1e-4
     assert np.abs(output[4:] - restarted).max() < 1e-4
     assert np.abs(restarted - expected[4:]).max() > 0.1   # the reset changed what came out
+
+
+def test_emitc_bench_of_a_stateful_model_checks_accuracy_from_the_starting_state(compiled_stateful):
+    """The timed runs move the state on; the output compared with PyTorch's first call is the one
+    made right after a reset."""
+    result = bench_compiled(compiled_stateful("host", "emitc"), get_target("host"), repetitions=20)
+    assert result["accuracy"]["within_tolerance"] and result["streaming"]["within_tolerance"]
