@@ -104,3 +104,57 @@ def test_emitc_bench_of_a_stateful_model_checks_accuracy_from_the_starting_state
     made right after a reset."""
     result = bench_compiled(compiled_stateful("host", "emitc"), get_target("host"), repetitions=20)
     assert result["accuracy"]["within_tolerance"] and result["streaming"]["within_tolerance"]
+
+
+TWO_IN_TWO_OUT = '''import torch
+from torch import nn
+
+INPUTS = ("audio", "knobs")
+OUTPUTS = ("audio", "control")
+
+
+class Mixer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("level", torch.zeros(1, 1))
+
+    def forward(self, block, knobs):
+        level = 0.5 * self.level + 0.5 * block.abs().mean(dim=-1, keepdim=True)
+        self.level.copy_(level)
+        return block * knobs[:, :1] + level, torch.cat([level, knobs.sum(dim=-1, keepdim=True)], dim=-1)
+
+
+model = Mixer()
+example_input = (torch.linspace(-1, 1, 16).reshape(1, 16), torch.tensor([[0.5, 0.25]]))
+'''
+
+
+@pytest.mark.parametrize("target", ["host", "gem"])
+def test_several_inputs_and_outputs_stream_and_run(tmp_path, target):
+    """Two inputs (a block and knobs) and two outputs, routed by INPUTS/OUTPUTS: exported with their
+    sources and destinations, run once (iree-run-module, outputs joined) and streamed (runtime/'s
+    library with --output-sizes) against PyTorch."""
+    from service.bench.run import max_abs_error, run_module, tolerance
+
+    path = tmp_path / "model.py"
+    path.write_text(TWO_IN_TWO_OUT)
+    compiled = compile_model(path, get_target(target), "vmfb", "llvm-cpu", tmp_path / "out", variant="default")
+    info = compiled.export
+    assert [i.get("source") for i in info["inputs"]] == ["audio", "knobs"]
+    assert [(o["shape"], o["destination"]) for o in info["outputs"]] == [([1, 16], "audio"), ([1, 2], "control")]
+    folder = compiled.artifacts[0].parent
+    output = run_module(folder, get_target(target))
+    assert output.shape == (18,) and max_abs_error(output, folder) <= tolerance(np.load(folder / "expected.npy"))
+    stream = measure_streaming(compiled, get_target(target))
+    assert stream["blocks"] == STREAM_BLOCKS and stream["within_tolerance"], stream
+
+
+def test_a_wrong_routing_names_the_line(tmp_path):
+    from service.errors import ModelFileError
+    from service.pipeline.export import export_model
+
+    path = tmp_path / "model.py"
+    path.write_text(TWO_IN_TWO_OUT.replace('INPUTS = ("audio", "knobs")', 'INPUTS = ("audio", "slider")'))
+    with pytest.raises(ModelFileError) as error:
+        export_model(path, tmp_path / "out")
+    assert error.value.line == 4 and "INPUTS must be a tuple of audio, analog, knobs, noise" in error.value.message

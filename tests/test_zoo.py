@@ -12,7 +12,7 @@ from .conftest import cli, cli_json
 
 PUBLISHED = ["basic_mlp", "log_spectrum", "mdrnn", "resnet_1d", "simple_conv_1d", "simple_rnn",
              "single_mm", "siren_mlp", "transformer_block", "variational_encoder"]
-REALTIME = ["lstm_amp", "wavenet_amp"]   # stateful across blocks (docs/design.md, "Real-time models")
+REALTIME = ["gru_knobs", "lstm_amp", "mdrnn_control", "wavenet_amp"]   # stateful across blocks (docs/design.md, "Real-time models")
 
 
 def linear(inputs: int, outputs: int, bias: bool = True) -> int:
@@ -44,6 +44,10 @@ TABLE = {
                     + linear(4, 2, bias=False) + linear(4, 2, bias=False)
                     + 10 * (conv1d(2, 2, 3) + linear(1, 2, bias=False) + linear(2, 2)) + linear(2, 1)
                     + linear(2, 2, bias=False)),
+    # GRU(1 + 2 knobs -> 8): three gates of W_ih, W_hh and both biases; Linear(8 -> 1)
+    "gru_knobs": ([1, 128], 3 * (linear(3, 8) + linear(8, 8)) + linear(8, 1)),
+    # LSTM(3 -> 64); mixture head 64 -> 5 x (weight, 2 means, 2 deviations); dt head 64 -> 1
+    "mdrnn_control": ([1, 3], 4 * (linear(3, 64) + linear(64, 64)) + linear(64, 25) + linear(64, 1)),
 }
 
 
@@ -60,7 +64,8 @@ def test_zoo_lists_the_published_models_with_shapes_and_sizes():
     assert models["transformer_block"]["output_shape"] == [1, 512]
     assert models["mdrnn"]["input_shape"] == [1, 16, 3] and models["mdrnn"]["output_shape"] == [1, 25]
     assert all(models[n]["input_shape"] == [1, 1024] for n in PUBLISHED if n != "mdrnn")
-    assert all(models[n]["input_shape"] == [1, 128] for n in REALTIME)
+    assert all(models[n]["input_shape"] == [1, 128] for n in REALTIME if n != "mdrnn_control")
+    assert models["gru_knobs"]["input_shapes"] == [[1, 128], [1, 2]] and models["mdrnn_control"]["input_shape"] == [1, 3]
     published = {name: (models[name]["output_shape"], models[name]["parameters"]) for name in TABLE}
     assert published == TABLE
 

@@ -1,7 +1,7 @@
 """The zoo's real-time models, streamed: each compiled artifact fed K consecutive blocks in one
 context (runtime/'s library, as render() runs it) equals the PyTorch module fed the same K blocks
-with its state carried, and, the causal ones, PyTorch run on the whole signal at once. On this
-computer, emulated aarch64 (Cortex-A53) and emulated Bela (Cortex-A8)."""
+with its state carried, and, the causal audio ones, PyTorch run on the whole signal at once. On
+this computer, emulated aarch64 (Cortex-A53) and emulated Bela (Cortex-A8)."""
 import numpy as np
 import pytest
 import torch
@@ -11,11 +11,14 @@ from service.bench.run import tolerance
 from service.bench.streaming import run_stream, vmfb_program
 from service.bench.runtime_tools import emulator
 from service.modelfile import load_model
+from service.pipeline.export import NOISE_SEED
 from service.pipeline.stream_reference import STREAM_BLOCKS, STREAM_FILE
 from service.pipeline.targets import get_target
 
 # audio in, audio out, causal: K blocks in a row are one signal
 CAUSAL = ["lstm_amp", "wavenet_amp"]
+# several inputs, changing from block to block
+CONDITIONED = ["gru_knobs", "mdrnn_control"]
 TARGETS = ["host", "gem", "bela"]
 
 
@@ -30,6 +33,25 @@ def stream_program(tmp_path_factory):
             programs[target] = [str(program)] if native else [*emulator(get_target(target)), str(program)]
         return programs[target]
     return build
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("model", CONDITIONED)
+def test_conditioned_model_streams_as_pytorch_with_its_state_carried(compiled, stream_program, model, target, tmp_path):
+    """gru_knobs (audio + knobs that change from block to block) and mdrnn_control (its gesture,
+    and its random draws as inputs, new each block): K blocks against PyTorch fed the same."""
+    folder = compiled(model, target).artifacts[0].parent
+    output, expected = run_stream(stream_program(target), folder, tmp_path, str(folder / "model.vmfb"))
+    assert output.shape == expected.shape and expected.shape[0] == STREAM_BLOCKS
+    assert np.abs(output - expected).max() <= tolerance(expected), model
+    # the state matters: PyTorch restarted at block 3 differs from the carried stream there
+    with np.load(folder / STREAM_FILE) as stream:
+        inputs = [torch.from_numpy(stream[f"input{i}"][3]) for i in range(len(stream.files) - 1)]
+    fresh = load_model(zoo.model_path(model))
+    with torch.no_grad(), torch.random.fork_rng():
+        torch.manual_seed(NOISE_SEED + 3)
+        afresh = fresh.module(*inputs[:len(fresh.example_inputs)]).numpy()
+    assert np.abs(afresh - expected[3]).max() > 10 * tolerance(expected)
 
 
 @pytest.mark.parametrize("target", TARGETS)

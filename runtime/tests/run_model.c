@@ -2,7 +2,8 @@
 // heap allocations one steady-state run makes.
 //
 //   run_model [--value V | --input FILE] [--more-input FILE:D0xD1...]... [--output FILE]
-//             [--output-count N] [--function NAME] [--latencies FILE] [--blocks K] [--reset-at R]
+//             [--output-count N | --output-sizes N0,N1...] [--function NAME] [--latencies FILE]
+//             [--blocks K] [--reset-at R]
 //             MODEL.vmfb RUNS DIM0 [DIM1 ...]
 //
 // The first float32 input has shape DIM0xDIM1...: every element V (default 0.5), or read from FILE
@@ -12,7 +13,8 @@
 // --blocks K streams: every input file holds K blocks back to back, run r is fed block r mod K, and
 // --output gets every run's output in turn (RUNS outputs): a stateful model's state carries from
 // run to run as in render(), which `bench` checks against PyTorch fed the same blocks. --reset-at R
-// calls bela_iree_model_reset before run R (a stateful model starts over there). Compare with
+// calls bela_iree_model_reset before run R (a stateful model starts over there). --output-sizes: a
+// model with several outputs, each's float count; each run's output is then all of them, joined. Compare with
 //   iree-run-module --module=MODEL.vmfb --device=local-sync --function=main --input=1x1024xf32=0.5
 //
 // Built with -DBELA_IREE_EMITC_QUERY=<kernels.h's query function> (make test-program-emitc), the
@@ -62,7 +64,7 @@ static int transfer(const char* path, const char* mode, float* values, size_t co
 static int usage(const char* program) {
 	fprintf(stderr,
 	        "usage: %s [--value V | --input FILE] [--more-input FILE:D0xD1...]... [--output FILE] "
-	        "[--output-count N] [--function NAME] [--latencies FILE] [--blocks K] [--reset-at R] "
+	        "[--output-count N | --output-sizes N0,N1...] [--function NAME] [--latencies FILE] [--blocks K] [--reset-at R] "
 	        "MODEL.vmfb RUNS DIM0 [DIM1 ...]\n",
 	        program);
 	return 2;
@@ -96,6 +98,7 @@ int main(int argc, char** argv) {
 	int more_count = 0;
 	int blocks = 1;
 	int reset_at = -1;
+	const char* output_sizes = NULL;
 	int arg = 1;
 	for (; arg + 1 < argc && strncmp(argv[arg], "--", 2) == 0; arg += 2) {
 		if (strcmp(argv[arg], "--value") == 0)
@@ -114,6 +117,8 @@ int main(int argc, char** argv) {
 			blocks = atoi(argv[arg + 1]);
 		else if (strcmp(argv[arg], "--reset-at") == 0)
 			reset_at = atoi(argv[arg + 1]);
+		else if (strcmp(argv[arg], "--output-sizes") == 0)
+			output_sizes = argv[arg + 1];
 		else if (strcmp(argv[arg], "--more-input") == 0 && more_count < BELA_IREE_MAX_INPUTS - 1)
 			more_inputs[more_count++] = argv[arg + 1];
 		else
@@ -144,6 +149,11 @@ int main(int argc, char** argv) {
 		count *= (size_t)options.input_shapes[0][d];
 	}
 	options.output_element_count = output_count ? output_count : count;
+	for (const char* next = output_sizes; next && *next && options.output_count < BELA_IREE_MAX_OUTPUTS;) {
+		char* end = NULL;
+		options.output_element_counts[options.output_count++] = strtoull(next, &end, 10);
+		next = *end == ',' ? end + 1 : end;
+	}
 
 	char error[512];
 	bela_iree_model_t* model = bela_iree_model_load(&options, error, sizeof(error));
@@ -165,7 +175,9 @@ int main(int argc, char** argv) {
 		else
 			loaded = loaded && transfer(i == 0 ? input_file : more_inputs[i - 1], "rb", staged[i], sizes[i] * blocks);
 	}
-	size_t output_size = bela_iree_model_output_count(model);
+	size_t output_size = 0;   // one run's outputs, joined
+	for (int o = 0; o < bela_iree_model_outputs(model); ++o)
+		output_size += bela_iree_model_output_size_at(model, o);
 	float* outputs = malloc(output_size * sizeof(float) * (runs > 0 ? runs : 1));
 	if (!loaded || !outputs) {
 		bela_iree_model_free(model);
@@ -198,13 +210,15 @@ int main(int argc, char** argv) {
 			steady_allocations += allocations - before;
 		if (latencies)
 			fprintf(latencies, "%.3f\n", bela_iree_model_counters(model).last_us);
-		memcpy(outputs + output_size * r, bela_iree_model_output(model), output_size * sizeof(float));
+		for (int o = 0, at = 0; o < bela_iree_model_outputs(model); at += bela_iree_model_output_size_at(model, o++))
+			memcpy(outputs + output_size * r + at, bela_iree_model_output_at(model, o),
+			       bela_iree_model_output_size_at(model, o) * sizeof(float));
 	}
 	if (latencies)
 		fclose(latencies);
 	const float* output = bela_iree_model_output(model);
 	// the last run's output; with --blocks, every run's
-	if (output_file && !transfer(output_file, "wb", blocks > 1 ? outputs : (float*)output,
+	if (output_file && !transfer(output_file, "wb", outputs + (blocks > 1 ? 0 : output_size * (runs - 1)),
 	                             output_size * (blocks > 1 ? (size_t)runs : 1))) {
 		bela_iree_model_free(model);
 		return 1;

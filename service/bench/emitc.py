@@ -22,6 +22,7 @@ from ..runtimes.build import RUNTIME_LIBRARY, ensure_runtime
 from ..runtimes.emitc import LIBRARY, build_emitc_library, library_query_name
 from ..runtimes.toolchain import toolchain_for
 from .measure import Measurement, repetitions_for
+from .run import output_sizes
 from .runtime_tools import emulator
 
 RUN_TIMEOUT = 900.0
@@ -59,7 +60,8 @@ def run_program(command: list[str], folder: Path, work: Path, runs: int, module:
     # so its output is comparable with expected.npy, PyTorch's first call
     argv = [*command, "--input", str(work / "input0.bin"), *more, "--output", str(work / "out.bin"),
             "--output-count", str(expected.size), "--latencies", str(work / "latencies.txt"),
-            "--reset-at", str(runs - 1), module, str(runs), *map(str, inputs[0].shape)]
+            "--reset-at", str(runs - 1), "--output-sizes", ",".join(map(str, output_sizes(folder))),
+            module, str(runs), *map(str, inputs[0].shape)]
     try:
         result = subprocess.run(argv, capture_output=True, text=True, timeout=RUN_TIMEOUT)
     except subprocess.TimeoutExpired:

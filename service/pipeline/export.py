@@ -30,14 +30,15 @@ def export_model(model_file: Path, out_dir: Path, mlir_name: str = "model.mlirbc
     import torch
     from iree.turbine import aot
 
-    from . import rewrites, state, stream_reference
+    from . import rewrites, routing, state, stream_reference
 
     started = time.perf_counter()
     loaded = load_model(model_file)
-    example = loaded.example_input
+    examples = loaded.example_inputs
+    sources, destinations = routing.declared(loaded)
     try:
-        program = torch.export.export(loaded.module, (example,))
-        program, applied, noise = rewrites.apply(program, example, unroll_loops)
+        program = torch.export.export(loaded.module, examples)
+        program, applied, noise = rewrites.apply(program, examples, unroll_loops)
         program = state.functionalize(program, model_file)
     except BelaIreeError:
         raise
@@ -45,10 +46,10 @@ def export_model(model_file: Path, out_dir: Path, mlir_name: str = "model.mlirbc
         raise _export_error(e, model_file) from None
     with torch.no_grad(), torch.random.fork_rng():
         torch.manual_seed(NOISE_SEED)
-        expected = copy.deepcopy(loaded.module)(example)   # a copy: the buffers must keep their starting values
-    if not isinstance(expected, torch.Tensor):
-        raise ExportError(f"the model returns {type(expected).__name__}; bela-iree needs one tensor",
-                          file=str(model_file), hint="return a single tensor (torch.cat several outputs)")
+        returned = copy.deepcopy(loaded.module)(*examples)   # a copy: the buffers must keep their starting values
+    outputs = routing.output_tensors(returned, model_file)
+    destinations = routing.check_outputs(destinations, len(outputs), loaded)
+    expected = routing.joined(outputs)
     noise_values = rewrites.draw_noise(noise, NOISE_SEED)
     try:
         output = aot.export(program)
@@ -63,16 +64,19 @@ def export_model(model_file: Path, out_dir: Path, mlir_name: str = "model.mlirbc
     else:  # readable text, with the source locations kept
         with open(out_dir / mlir_name, "w") as f:
             output.mlir_module.operation.print(file=f, enable_debug_info=True, large_elements_limit=None)
-    np.savez(out_dir / "inputs.npz", *[t.numpy() for t in (example, *noise_values)])
+    np.savez(out_dir / "inputs.npz", *[t.numpy() for t in (*examples, *noise_values)])
     np.save(out_dir / "expected.npy", expected.detach().numpy())
     if reset:   # stateful: K blocks in turn, state carried (bench's streaming check)
-        stream_reference.write_stream_reference(loaded.module, example, noise, NOISE_SEED, out_dir)
+        stream_reference.write_stream_reference(loaded.module, examples, noise, NOISE_SEED, out_dir)
     info = {
         "model": model_name(model_file),
         "model_file": str(model_file),
-        "inputs": [{"shape": list(example.shape), "dtype": "float32", "role": "input"}]
-                  + [n.to_json() for n in noise],
+        "inputs": [{"shape": list(e.shape), "dtype": "float32", "role": "input", **routing.source_of(sources, i)}
+                   for i, e in enumerate(examples)] + [n.to_json() for n in noise],
+        # several outputs: "output" is what expected.npy holds, each output flattened, joined in order
         "output": {"shape": list(expected.shape), "dtype": str(expected.dtype).removeprefix("torch.")},
+        "outputs": [{"shape": list(o.shape), "dtype": str(o.dtype).removeprefix("torch."),
+                     **routing.destination_of(destinations, i)} for i, o in enumerate(outputs)],
         "rewrites": applied,
         "state": {"buffers": state.state_buffers(program), "reset": reset} if reset else None,
         "unrolled_loops": unroll_loops,

@@ -32,21 +32,23 @@ def stream_blocks(example: torch.Tensor, blocks: int = STREAM_BLOCKS) -> list[to
                         for _ in range(blocks - 1)]
 
 
-def write_stream_reference(module: torch.nn.Module, example: torch.Tensor, noise: list, noise_seed: int,
+def write_stream_reference(module: torch.nn.Module, examples: tuple, noise: list, noise_seed: int,
                            out_dir: Path, blocks: int = STREAM_BLOCKS) -> None:
-    """Feeds a copy of module (state at its start) `blocks` blocks in turn; block k's noise inputs are
-    PyTorch's draws after torch.manual_seed(noise_seed + k), as the compiled module gets them."""
-    from . import rewrites
+    """Feeds a copy of module (state at its start) `blocks` blocks of each input in turn; block k's
+    noise inputs are PyTorch's draws after torch.manual_seed(noise_seed + k), as the compiled module
+    gets them. Several outputs are flattened and joined, as in expected.npy."""
+    from . import rewrites, routing
 
     stream = copy.deepcopy(module)
-    inputs = stream_blocks(example, blocks)
+    inputs = [stream_blocks(example, blocks) for example in examples]
     outputs, noise_blocks = [], []
     with torch.no_grad(), torch.random.fork_rng():
-        for index, block in enumerate(inputs):
+        for index in range(blocks):
             torch.manual_seed(noise_seed + index)
-            outputs.append(stream(block).detach().numpy())
+            returned = stream(*[per_input[index] for per_input in inputs])
+            outputs.append(routing.joined(routing.output_tensors(returned, Path("model.py"))).numpy())
             noise_blocks.append([n.numpy() for n in rewrites.draw_noise(noise, noise_seed + index)])
-    arrays = {"input0": np.stack([b.numpy() for b in inputs])}
+    arrays = {f"input{i}": np.stack([b.numpy() for b in per_input]) for i, per_input in enumerate(inputs)}
     for index in range(len(noise)):
-        arrays[f"input{index + 1}"] = np.stack([drawn[index] for drawn in noise_blocks])
+        arrays[f"input{len(inputs) + index}"] = np.stack([drawn[index] for drawn in noise_blocks])
     np.savez(out_dir / STREAM_FILE, expected=np.stack(outputs), **arrays)
