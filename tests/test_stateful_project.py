@@ -43,3 +43,39 @@ def test_stateful_project_plays_a_sine_sweep_as_the_whole_signal_reference(tmp_p
     steps = np.abs(np.diff(played[delay:]))
     joins = np.arange(BLOCK - 1, steps.size, BLOCK)
     assert steps[joins].max() <= np.abs(np.diff(whole)).max() + 1e-4
+
+
+def test_knob_conditioned_project_routes_block_and_knobs(tmp_path, runtime):
+    """gru_knobs (INPUTS = audio, knobs): the glue hands the model its audio block and the knob values
+    (the stand-in has no analog inputs: both knobs read 0) and carries the GRU's state."""
+    project = tmp_path / "knobs"
+    new_project(project, "gru_knobs", "vmfb", "host")
+    render = (project / "render.cpp").read_text()
+    assert "gModel.setKnob(k," in render
+    config = (project / "generated/model/model_config.h").read_text()
+    assert "kModelBlockInput = 0;" in config and "kModelKnobIndex[1] = { 1 };" in config
+    program = build_host_project(project, "vmfb", str(runtime("host").folder), str(bela_include_dir()))
+    sweep = sine_sweep(BLOCK * BLOCKS)
+    sweep.tofile(project / "in.f32")
+    guard = build_rt_guard("cc", tmp_path / "rt_guard")
+    run = run_standin(program, ["in.f32", "out.f32", "1", "16"], cwd=project, guard=guard)
+    assert run.returncode == 0 and "rt_guard" not in run.stderr, run.stderr[-3000:]
+    played = np.fromfile(project / "out.f32", dtype=np.float32)
+    with torch.no_grad():
+        whole = load_model(project / "model.py").module(torch.from_numpy(sweep).reshape(1, -1),
+                                                         torch.zeros(1, 2)).numpy().ravel()
+    delay = 2 * BLOCK
+    assert np.abs(played[delay:] - whole[:-delay]).max() <= 1e-4 + 1e-4 * np.abs(whole).max()
+
+
+def test_control_model_of_knobs_and_noise_makes_a_project(tmp_path):
+    """mdrnn_control (INPUTS = knobs; two noise draws; OUTPUTS = analog): no block input, called once
+    per audio block, its knobs from analog inputs, its draws filled by the glue, its output on the
+    analog outputs."""
+    project = tmp_path / "gestures"
+    new_project(project, "mdrnn_control", "vmfb", "host")
+    config = (project / "generated/model/model_config.h").read_text()
+    assert "kModelBlockInput = -1;" in config and "kModelInputFrames = 128;" in config
+    assert "kModelNoiseIndex[2] = { 1, 2 };" in config and "kModelKnobCounts[1] = { 3 };" in config
+    render = (project / "render.cpp").read_text()
+    assert "gModel.setKnob(k," in render and "analogWrite(context, n, c, values[c]);" in render
