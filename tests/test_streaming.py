@@ -158,3 +158,14 @@ def test_a_wrong_routing_names_the_line(tmp_path):
     with pytest.raises(ModelFileError) as error:
         export_model(path, tmp_path / "out")
     assert error.value.line == 4 and "INPUTS must be a tuple of audio, analog, knobs, noise" in error.value.message
+
+
+def test_bench_and_projects_do_not_import_torch():
+    """The streaming check reads stream.npz without torch: the service's own process stays light
+    (torch runs in the export process)."""
+    import subprocess
+    import sys
+
+    code = "import sys, service.bench.bench, service.project; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

@@ -12,18 +12,23 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:   # torch is imported where the export runs, never by bench's import of STREAM_FILE
+    import torch
 
 STREAM_FILE = "stream.npz"
 STREAM_BLOCKS = 8
 STREAM_SEED = 4321
 
 
-def stream_blocks(example: torch.Tensor, blocks: int = STREAM_BLOCKS) -> list[torch.Tensor]:
+def stream_blocks(example: "torch.Tensor", blocks: int = STREAM_BLOCKS) -> list["torch.Tensor"]:
     """The example input first (the single-call reference's block), then seeded blocks spanning the
     example's range, so the state meets inputs like the ones the model was written for."""
+    import torch
+
     low, high = float(example.min()), float(example.max())
     if high - low < 1e-6:
         low, high = low - 1.0, high + 1.0
@@ -32,11 +37,13 @@ def stream_blocks(example: torch.Tensor, blocks: int = STREAM_BLOCKS) -> list[to
                         for _ in range(blocks - 1)]
 
 
-def write_stream_reference(module: torch.nn.Module, examples: tuple, noise: list, noise_seed: int,
+def write_stream_reference(module: "torch.nn.Module", examples: tuple, noise: list, noise_seed: int,
                            out_dir: Path, blocks: int = STREAM_BLOCKS) -> None:
     """Feeds a copy of module (state at its start) `blocks` blocks of each input in turn; block k's
     noise inputs are PyTorch's draws after torch.manual_seed(noise_seed + k), as the compiled module
     gets them. Several outputs are flattened and joined, as in expected.npy."""
+    import torch
+
     from . import rewrites, routing
 
     stream = copy.deepcopy(module)
