@@ -75,7 +75,7 @@ def test_stateless_bench_has_latency_samples_and_no_streaming(tmp_path):
     assert not (tmp_path / "out" / STREAM_FILE).exists() and compiled.export["state"] is None
 
 
-@pytest.mark.parametrize("target,fmt", [("gem", "vmfb"), ("bela", "vmfb"), ("host", "emitc")])
+@pytest.mark.parametrize("target,fmt", [("gem", "vmfb"), ("bela", "vmfb"), ("host", "emitc"), ("bela", "emitc")])
 def test_streaming_matches_pytorch_on_every_runtime(compiled_stateful, target, fmt):
     """aarch64 and Cortex-A8 under qemu-user (the board's core), and the EmitC module linked in."""
     stream = measure_streaming(compiled_stateful(target, fmt), get_target(target))
