@@ -47,7 +47,8 @@ def test_stateful_project_plays_a_sine_sweep_as_the_whole_signal_reference(tmp_p
 
 def test_knob_conditioned_project_routes_block_and_knobs(tmp_path, runtime):
     """gru_knobs (INPUTS = audio, knobs): the glue hands the model its audio block and the knob values
-    (the stand-in has no analog inputs: both knobs read 0) and carries the GRU's state."""
+    (analog inputs 0 and 1, read once per block: here a knob turned from 0.2 to 0.9 halfway) and
+    carries the GRU's state; the output is PyTorch's for the same blocks and knobs, two blocks late."""
     project = tmp_path / "knobs"
     new_project(project, "gru_knobs", "vmfb", "host")
     render = (project / "render.cpp").read_text()
@@ -57,15 +58,27 @@ def test_knob_conditioned_project_routes_block_and_knobs(tmp_path, runtime):
     program = build_host_project(project, "vmfb", str(runtime("host").folder), str(bela_include_dir()))
     sweep = sine_sweep(BLOCK * BLOCKS)
     sweep.tofile(project / "in.f32")
+    # analog inputs 0 and 1 (4 channels, one analog frame per audio frame): knob 0 moves halfway
+    knobs = np.zeros((sweep.size, 4), np.float32)
+    knobs[:, 0] = np.where(np.arange(sweep.size) < sweep.size // 2, 0.2, 0.9)
+    knobs[:, 1] = 0.4
+    knobs.tofile(project / "analog.f32")
     guard = build_rt_guard("cc", tmp_path / "rt_guard")
-    run = run_standin(program, ["in.f32", "out.f32", "1", "16"], cwd=project, guard=guard)
+    run = run_standin(program, ["in.f32", "out.f32", "1", "16", "analog.f32", "4"], cwd=project, guard=guard)
     assert run.returncode == 0 and "rt_guard" not in run.stderr, run.stderr[-3000:]
     played = np.fromfile(project / "out.f32", dtype=np.float32)
+    # the glue takes the knobs when a block is full: block b runs with the knobs of its last frame
+    module = load_model(project / "model.py").module
     with torch.no_grad():
-        whole = load_model(project / "model.py").module(torch.from_numpy(sweep).reshape(1, -1),
-                                                         torch.zeros(1, 2)).numpy().ravel()
+        reference = np.concatenate([module(torch.from_numpy(sweep[b * BLOCK:(b + 1) * BLOCK]).reshape(1, -1),
+                                           torch.from_numpy(knobs[(b + 1) * BLOCK - 1, :2]).reshape(1, 2)).numpy().ravel()
+                                    for b in range(BLOCKS)])
     delay = 2 * BLOCK
-    assert np.abs(played[delay:] - whole[:-delay]).max() <= 1e-4 + 1e-4 * np.abs(whole).max()
+    assert np.abs(played[delay:] - reference[:-delay]).max() <= 1e-4 + 1e-4 * np.abs(reference).max()
+    with torch.no_grad():   # the knobs matter: with both at 0 the output differs
+        unturned = load_model(project / "model.py").module(torch.from_numpy(sweep).reshape(1, -1),
+                                                            torch.zeros(1, 2)).numpy().ravel()
+    assert np.abs(unturned - reference).max() > 0.01
 
 
 def test_control_model_of_knobs_and_noise_makes_a_project(tmp_path):
