@@ -101,7 +101,13 @@
         const where = message.ran_on === "emulator"
           ? ` (${what}, emulated ${message.emulated_cpu || ""}, not a board timing)`
           : ` (${what}, on ${message.ran_on})`;
-        verdict.textContent = `${text}${where}`;
+        // what the glue adds (buffering plus the model's block) and, for a stateful model, its
+        // streaming check: K blocks in a row against PyTorch with its state carried
+        const latency = message.latency_samples ? `; glue latency ${message.latency_samples} samples` : "";
+        const stream = message.streaming
+          ? `; ${message.streaming.blocks} blocks streamed, max error ${message.streaming.max_abs_err.toPrecision(2)}`
+          : "";
+        verdict.textContent = `${text}${where}${latency}${stream}`;
         estimate.textContent = estimateText(message.estimate);
         if (message.verdict) verdict.dataset.fits = String(message.verdict.startsWith("fits:"));
         else delete verdict.dataset.fits;

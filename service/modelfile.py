@@ -1,8 +1,10 @@
 """Loading a model file (a project's model.py, or a zoo model) by its contract.
 
 A model file defines `model` (an nn.Module, or a zero-argument function returning one) and
-`example_input` (a tensor, or a function returning one); optionally `BLOCK_SIZE` and
-`SAMPLE_RATE`. Every way that can go wrong becomes a ModelFileError with the file and line.
+`example_input` (a tensor or a tuple of tensors, or a function returning one); optionally
+`BLOCK_SIZE`, `SAMPLE_RATE`, and with several inputs or outputs `INPUTS` / `OUTPUTS` (where each
+comes from and goes to: project.py's routing). Every way that can go wrong becomes a
+ModelFileError with the file and line.
 """
 from __future__ import annotations
 
@@ -26,9 +28,14 @@ DEFAULT_SAMPLE_RATE = 44100
 class LoadedModel:
     path: Path
     module: "torch.nn.Module"
-    example_input: "torch.Tensor"
+    example_input: "torch.Tensor"            # the first input (the block, for most models)
     block_size: int
     sample_rate: int
+    example_inputs: tuple = ()               # every input, in call order (example_input first)
+    namespace: dict | None = None            # what the model file defines (INPUTS, OUTPUTS...)
+
+    def __post_init__(self):
+        self.example_inputs = self.example_inputs or (self.example_input,)
 
 
 def resolve_model(ref: str) -> Path:
@@ -61,13 +68,17 @@ def load_model(path: Path) -> LoadedModel:
     if not isinstance(module, torch.nn.Module):
         raise ModelFileError(f"`model` must be an nn.Module or a function returning one, not {type(module).__name__}",
                              file=str(path), line=_line_of(path, "model"))
-    example = _call_if_function(namespace, "example_input", path)
-    if not isinstance(example, torch.Tensor):
-        raise ModelFileError(f"`example_input` must be a tensor or a function returning one, not {type(example).__name__}",
-                             file=str(path), line=_line_of(path, "example_input"))
+    examples = _call_if_function(namespace, "example_input", path)
+    examples = tuple(examples) if isinstance(examples, (tuple, list)) else (examples,)
+    if not examples or not all(isinstance(e, torch.Tensor) for e in examples):
+        kinds = ", ".join(type(e).__name__ for e in examples) or "an empty tuple"
+        raise ModelFileError(f"`example_input` must be a tensor, a tuple of tensors or a function returning one, "
+                             f"not {kinds}", file=str(path), line=_line_of(path, "example_input"))
+    examples = tuple(e.detach().contiguous() for e in examples)
+    example = examples[0]
     block_size = int(namespace.get("BLOCK_SIZE", example.shape[-1] if example.dim() else 1))
     sample_rate = int(namespace.get("SAMPLE_RATE", DEFAULT_SAMPLE_RATE))
-    return LoadedModel(path, module.eval(), example.detach().contiguous(), block_size, sample_rate)
+    return LoadedModel(path, module.eval(), example, block_size, sample_rate, examples, namespace)
 
 
 def _execute(path: Path) -> dict:
@@ -143,7 +154,9 @@ def describe_zoo_model(name: str) -> dict:
 
     loaded = load_model(zoo.model_path(name))
     with torch.no_grad(), torch.random.fork_rng():
-        output = loaded.module(loaded.example_input)
+        output = loaded.module(*loaded.example_inputs)
+    first = output[0] if isinstance(output, (tuple, list)) else output
     return {"name": name, "summary": zoo.summary(name), "input_shape": list(loaded.example_input.shape),
-            "output_shape": list(output.shape), "parameters": sum(p.numel() for p in loaded.module.parameters()),
+            "input_shapes": [list(e.shape) for e in loaded.example_inputs],
+            "output_shape": list(first.shape), "parameters": sum(p.numel() for p in loaded.module.parameters()),
             "block_size": loaded.block_size, "sample_rate": loaded.sample_rate}

@@ -21,6 +21,7 @@ import jinja2
 
 from . import __version__
 from .errors import ModelFileError, UsageError
+from .glue_routing import routing_context
 from .layout import (BOARD_ROOT, CONFIG, GENERATED, MODEL_DIR, MODEL_FILE, absolute_on_board,
                      board_project_dir, board_runtime_dir)
 from .pipeline import cache
@@ -96,18 +97,20 @@ def _layout(shape: list[int]) -> tuple[int, int]:
 
 def glue_context(project: Path, config: ProjectConfig, compiled: CompileResult) -> dict:
     info = compiled.export
-    model_input = info["inputs"][0]
-    in_channels, in_frames = _layout(model_input["shape"])
-    out_channels, out_frames = _layout(info["output"]["shape"])
-    noise = [{"count": prod(n["shape"]), "normal": "true" if n["distribution"] == "normal" else "false"}
-             for n in info["inputs"][1:]]
-    return {
+    routing = routing_context(info)
+    # the block render() fills frame by frame; a model of knobs only is still called once per block
+    block_shape = info["inputs"][routing["block_input"]]["shape"] if routing["block_input"] >= 0 \
+        else [1, info["block_size"]]
+    in_channels, in_frames = _layout(block_shape)
+    outputs = info.get("outputs") or [info["output"]]
+    out_channels, out_frames = _layout(outputs[0]["shape"])
+    return {**routing,
         "version": __version__, "project": project.name, "model_file": MODEL_FILE, "target": config.target,
         "format": config.format, "module_file": f"{MODEL_DIR}/model.vmfb",
-        "input_shape": model_input["shape"], "input_channels": in_channels, "input_frames": in_frames,
-        "output_shape": info["output"]["shape"], "output_count": out_channels * out_frames,
+        "input_shape": block_shape, "input_channels": in_channels, "input_frames": in_frames,
+        "output_shape": outputs[0]["shape"], "output_count": out_channels * out_frames,
         "output_channels": out_channels, "output_frames": out_frames,
-        "output_is_audio": config.output == "audio", "noise": noise,
+        "output_is_audio": config.output == "audio",
         "sample_rate": info["sample_rate"], "deadline_ms": 1000.0 * in_frames / info["sample_rate"],
         "inputs": info["inputs"],
     }
@@ -121,6 +124,9 @@ def options_setup(context: dict, config: ProjectConfig) -> str:
         lines.append(f"options.input_ranks[{index}] = {len(shape)};")
         lines += [f"options.input_shapes[{index}][{d}] = {size};" for d, size in enumerate(shape)]
     lines.append(f"options.output_element_count = {context['output_count']};")
+    if len(context["output_counts"]) > 1:
+        lines.append(f"options.output_count = {len(context['output_counts'])};")
+        lines += [f"options.output_element_counts[{i}] = {n};" for i, n in enumerate(context["output_counts"])]
     if config.format == "emitc":
         lines += ["options.emitc_module_create = module_create;",
                   f"options.static_library_query = {context['library_query']};"]
@@ -190,11 +196,17 @@ def build_project(project: Path, options: CompileOptions | None = None, on_stage
 
 
 def default_routing(info: dict) -> tuple[str, str]:
-    """Audio in, audio out when the model maps a block to a block; otherwise control values."""
-    in_channels, in_frames = _layout(info["inputs"][0]["shape"])
-    out_channels, out_frames = _layout(info["output"]["shape"])
-    model_input = "audio" if in_frames >= 64 else "analog"
-    model_output = "audio" if out_frames == in_frames and model_input == "audio" else "control"
+    """Audio in, audio out when the model maps a block to a block; otherwise control values.
+    What model.py declares (INPUTS, OUTPUTS) comes first; a model of knobs only runs per audio block."""
+    routing = routing_context(info)
+    block = info["inputs"][routing["block_input"]] if routing["block_input"] >= 0 else None
+    first_output = (info.get("outputs") or [info["output"]])[0]
+    in_frames = _layout(block["shape"])[1] if block else info["block_size"]
+    out_frames = _layout(first_output["shape"])[1]
+    model_input = block.get("source") if block and block.get("source") else \
+        "audio" if not block or in_frames >= 64 else "analog"
+    model_output = first_output.get("destination") or \
+        ("audio" if out_frames == in_frames and model_input == "audio" else "control")
     return model_input, model_output
 
 
@@ -229,9 +241,10 @@ def new_project(project: Path, model: str | None = None, fmt: str = "vmfb", targ
             f"LDFLAGS=-L{config.iree_runtime_dir}/lib",
             f"LDLIBS={f'{emitc_library} {STATIC_LOADER_LIBRARY} ' if fmt == 'emitc' else ''}"
             f"{IREE_LIBRARIES}"]
-    context = {**asdict(config), "project": project.name, "board": target_info.board,
-               "iree_version": cache.iree_version(), "make": ";".join(make),
-               "model_block": _layout(info["inputs"][0]["shape"])[1]}
+    routing = routing_context(info)
+    block = info["inputs"][routing["block_input"]]["shape"] if routing["block_input"] >= 0 else [info["block_size"]]
+    context = {**asdict(config), **routing, "project": project.name, "board": target_info.board,
+               "iree_version": cache.iree_version(), "make": ";".join(make), "model_block": _layout(block)[1]}
     env = _environment()
     for name in ("render.cpp", "settings.json", CONFIG, "README.md"):
         (project / name).write_text(env.get_template(f"project/{name}.j2").render(context))

@@ -12,6 +12,7 @@ from .conftest import cli, cli_json
 
 PUBLISHED = ["basic_mlp", "log_spectrum", "mdrnn", "resnet_1d", "simple_conv_1d", "simple_rnn",
              "single_mm", "siren_mlp", "transformer_block", "variational_encoder"]
+REALTIME = ["gru_knobs", "lstm_amp", "mdrnn_control", "wavenet_amp"]   # stateful across blocks (docs/design.md, "Real-time models")
 
 
 def linear(inputs: int, outputs: int, bias: bool = True) -> int:
@@ -35,13 +36,25 @@ TABLE = {
     # Linear 8->512; encoder layer: attention in (3 x 512x512) and out projections, ff 512->512->512, two LayerNorms
     "transformer_block": ([1, 512], linear(8, 512) + linear(512, 3 * 512) + 3 * linear(512, 512) + 2 * 2 * 512),
     "variational_encoder": ([1, 128], 2 * linear(1024, 128)),
+    # NAM's LSTM: LSTM(1 -> 24) (W_ih, W_hh, both biases per gate) and a Linear(24 -> 1) head
+    "lstm_amp": ([1, 128], 4 * (linear(1, 24) + linear(24, 24)) + linear(24, 1)),
+    # NAM's WaveNet nano: per array a rechannel, ten layers (dilated k3 conv, 1x1 condition mixer
+    # without bias, 1x1 residual) and a head (bias only on the last); the first head joins the second
+    "wavenet_amp": ([1, 128], linear(1, 4, bias=False) + 10 * (conv1d(4, 4, 3) + linear(1, 4, bias=False) + linear(4, 4))
+                    + linear(4, 2, bias=False) + linear(4, 2, bias=False)
+                    + 10 * (conv1d(2, 2, 3) + linear(1, 2, bias=False) + linear(2, 2)) + linear(2, 1)
+                    + linear(2, 2, bias=False)),
+    # GRU(1 + 2 knobs -> 8): three gates of W_ih, W_hh and both biases; Linear(8 -> 1)
+    "gru_knobs": ([1, 128], 3 * (linear(3, 8) + linear(8, 8)) + linear(8, 1)),
+    # LSTM(3 -> 64); mixture head 64 -> 5 x (weight, 2 means, 2 deviations); dt head 64 -> 1
+    "mdrnn_control": ([1, 3], 4 * (linear(3, 64) + linear(64, 64)) + linear(64, 25) + linear(64, 1)),
 }
 
 
 def test_zoo_lists_the_published_models_with_shapes_and_sizes():
     data, _ = cli_json("zoo", "list")
     models = {m["name"]: m for m in data["models"]}
-    assert sorted(models) == PUBLISHED
+    assert sorted(models) == sorted(PUBLISHED + REALTIME)
     assert models["basic_mlp"]["parameters"] == 3 * (1024 * 1024 + 1024)
     assert models["single_mm"]["parameters"] == 1024 * 1024
     assert models["simple_conv_1d"]["output_shape"] == [1, 8]
@@ -50,7 +63,9 @@ def test_zoo_lists_the_published_models_with_shapes_and_sizes():
     assert models["simple_rnn"]["output_shape"] == [1, 1, 256]
     assert models["transformer_block"]["output_shape"] == [1, 512]
     assert models["mdrnn"]["input_shape"] == [1, 16, 3] and models["mdrnn"]["output_shape"] == [1, 25]
-    assert all(m["input_shape"] == [1, 1024] for n, m in models.items() if n != "mdrnn")
+    assert all(models[n]["input_shape"] == [1, 1024] for n in PUBLISHED if n != "mdrnn")
+    assert all(models[n]["input_shape"] == [1, 128] for n in REALTIME if n != "mdrnn_control")
+    assert models["gru_knobs"]["input_shapes"] == [[1, 128], [1, 2]] and models["mdrnn_control"]["input_shape"] == [1, 3]
     published = {name: (models[name]["output_shape"], models[name]["parameters"]) for name in TABLE}
     assert published == TABLE
 

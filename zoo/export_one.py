@@ -24,7 +24,7 @@ def export_onnx(name: str, out: Path) -> Path:
     from zoo import model_path
     loaded = load_model(model_path(name))
     path = out / f"{name}.onnx"
-    torch.onnx.export(loaded.module, (loaded.example_input,), str(path), dynamo=True, external_data=False,
+    torch.onnx.export(loaded.module, loaded.example_inputs, str(path), dynamo=True, external_data=False,
                       verbose=False)
     return path
 
@@ -36,7 +36,7 @@ def export_torchscript(name: str, out: Path) -> Path:
     loaded = load_model(model_path(name))
     path = out / f"{name}.pt"
     with torch.no_grad():
-        torch.jit.trace(loaded.module, (loaded.example_input,), check_trace=False).save(str(path))
+        torch.jit.trace(loaded.module, loaded.example_inputs, check_trace=False).save(str(path))
     return path
 
 

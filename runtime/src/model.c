@@ -55,15 +55,23 @@ struct bela_iree_model {
 	// wait fence (none) and a signal fence after the inputs, and run() waits on the signal fence.
 	// Calling it directly skips the sync wrapper, whose EmitC translation in IREE 3.13 frees its
 	// signal fence before awaiting it (a use-after-free: a crash in hal.fence.await on x86-64,
-	// "ref type mismatch" on armv7). One semaphore and one fence serve every run: each run raises
-	// the fence's timepoint to the next payload value, so nothing is allocated for it.
+	// "ref type mismatch" on armv7). One semaphore and two fences serve every run: each run raises
+	// a fence's timepoint to the next payload value, so nothing is allocated for it. The fences take
+	// turns because a stateful module keeps the signal fence it was given as its state's timepoint
+	// and waits on it in the next call: the same fence, raised again, would never be reached.
 	iree_hal_semaphore_t* semaphore;
-	iree_hal_fence_t* signal_fence;
+	iree_hal_fence_t* signal_fences[2];
 	uint64_t signal_value;
+	int is_async;
+	// A stateful module's `reset` (its `$async` form when the module has one); absent otherwise.
+	iree_runtime_call_t reset_call;
+	int reset_ready;
+	int reset_is_async;
 	int input_count;
 	input_t inputs[BELA_IREE_MAX_INPUTS];
-	float* output;
-	size_t output_count;
+	int output_total;                             // how many outputs the function returns
+	float* outputs[BELA_IREE_MAX_OUTPUTS];
+	size_t output_sizes[BELA_IREE_MAX_OUTPUTS];   // float32 elements of each
 	bela_iree_counters_t counters;
 	double total_us;
 	char last_error[256];
@@ -218,33 +226,49 @@ static iree_status_t create_input(bela_iree_model_t* model, input_t* input, int 
 }
 
 // Prefers `<function>$async`; a module without one (no coarse-fences form) is called synchronously.
-static iree_status_t initialize_call(bela_iree_model_t* model, const char* function) {
+// NOT_FOUND when the module has neither.
+static iree_status_t initialize_call(bela_iree_model_t* model, const char* function, iree_runtime_call_t* call,
+                                     int* is_async) {
 	char async_name[256];
 	snprintf(async_name, sizeof(async_name), "%s$async", function);
-	iree_status_t status =
-		iree_runtime_call_initialize_by_name(model->session, iree_make_cstring_view(async_name), &model->call);
-	if (iree_status_is_ok(status)) {
-		model->call_ready = 1;
+	iree_status_t status = iree_runtime_call_initialize_by_name(model->session, iree_make_cstring_view(async_name), call);
+	*is_async = iree_status_is_ok(status);
+	if (*is_async && !model->semaphore) {
 		IREE_RETURN_IF_ERROR(iree_hal_semaphore_create(model->device, IREE_HAL_QUEUE_AFFINITY_ANY, 0ull,
 		                                               IREE_HAL_SEMAPHORE_FLAG_DEFAULT, &model->semaphore));
-		return iree_hal_fence_create(1, model->host, &model->signal_fence);
+		for (int i = 0; i < 2; ++i) {
+			IREE_RETURN_IF_ERROR(iree_hal_fence_create(1, model->host, &model->signal_fences[i]));
+		}
 	}
-	if (!iree_status_is_not_found(status))
+	if (*is_async || !iree_status_is_not_found(status))
 		return status;
 	iree_status_ignore(status);
-	IREE_RETURN_IF_ERROR(
-		iree_runtime_call_initialize_by_name(model->session, iree_make_cstring_view(function), &model->call));
-	model->call_ready = 1;
-	return iree_ok_status();
+	return iree_runtime_call_initialize_by_name(model->session, iree_make_cstring_view(function), call);
 }
 
-// After the inputs: no wait fence (the inputs are ready), then the signal fence.
-static iree_status_t push_fences(bela_iree_model_t* model) {
-	iree_vm_list_t* inputs = iree_runtime_call_inputs(&model->call);
+// After the inputs: no wait fence (the inputs are ready), then a signal fence (set per call).
+static iree_status_t push_fences(bela_iree_model_t* model, iree_runtime_call_t* call) {
+	iree_vm_list_t* inputs = iree_runtime_call_inputs(call);
 	iree_vm_ref_t no_wait_fence = iree_vm_ref_null();
 	IREE_RETURN_IF_ERROR(iree_vm_list_push_ref_retain(inputs, &no_wait_fence));
-	iree_vm_ref_t signal_fence = iree_hal_fence_retain_ref(model->signal_fence);
+	iree_vm_ref_t signal_fence = iree_hal_fence_retain_ref(model->signal_fences[0]);
 	return iree_vm_list_push_ref_move(inputs, &signal_fence);
+}
+
+// Invokes a call; an `$async` one gets the next fence (its last input) and is waited for.
+static iree_status_t invoke(bela_iree_model_t* model, iree_runtime_call_t* call, int is_async) {
+	iree_hal_fence_t* fence = NULL;
+	if (is_async) {
+		fence = model->signal_fences[model->signal_value & 1];
+		IREE_RETURN_IF_ERROR(iree_hal_fence_insert(fence, model->semaphore, ++model->signal_value));
+		iree_vm_list_t* inputs = iree_runtime_call_inputs(call);
+		iree_vm_ref_t ref = iree_hal_fence_retain_ref(fence);
+		IREE_RETURN_IF_ERROR(iree_vm_list_set_ref_move(inputs, iree_vm_list_size(inputs) - 1, &ref));
+	}
+	iree_status_t status = iree_runtime_call_invoke(call, 0);
+	if (iree_status_is_ok(status) && fence)
+		status = iree_hal_fence_wait(fence, iree_infinite_timeout(), IREE_ASYNC_WAIT_FLAG_NONE);
+	return status;
 }
 
 static iree_status_t load(bela_iree_model_t* model, const bela_iree_model_options_t* options) {
@@ -260,7 +284,17 @@ static iree_status_t load(bela_iree_model_t* model, const bela_iree_model_option
 	IREE_RETURN_IF_ERROR(iree_runtime_session_create_with_device(model->instance, &session_options, model->device,
 	                                                             model->host, &model->session));
 	IREE_RETURN_IF_ERROR(append_module(model, options));
-	IREE_RETURN_IF_ERROR(initialize_call(model, options->function ? options->function : "module.main"));
+	IREE_RETURN_IF_ERROR(initialize_call(model, options->function ? options->function : "module.main", &model->call,
+	                                     &model->is_async));
+	model->call_ready = 1;
+	iree_status_t reset = initialize_call(model, "module.reset", &model->reset_call, &model->reset_is_async);
+	model->reset_ready = iree_status_is_ok(reset);
+	if (!model->reset_ready && !iree_status_is_not_found(reset))
+		return reset;
+	iree_status_ignore(reset);   // a stateless module has no reset
+	if (model->reset_ready && model->reset_is_async) {
+		IREE_RETURN_IF_ERROR(push_fences(model, &model->reset_call));
+	}
 
 	model->input_count = options->input_count;
 	for (int i = 0; i < options->input_count; ++i) {
@@ -271,13 +305,19 @@ static iree_status_t load(bela_iree_model_t* model, const bela_iree_model_option
 		// The inputs list keeps these views for good: invoking reads it and never consumes it.
 		IREE_RETURN_IF_ERROR(iree_runtime_call_inputs_push_back_buffer_view(&model->call, model->inputs[i].view));
 	}
-	if (model->signal_fence) {
-		IREE_RETURN_IF_ERROR(push_fences(model));
+	if (model->is_async) {
+		IREE_RETURN_IF_ERROR(push_fences(model, &model->call));
 	}
-	model->output_count = options->output_element_count;
-	model->output = (float*)calloc(model->output_count ? model->output_count : 1, sizeof(float));
-	if (!model->output)
-		return iree_make_status(IREE_STATUS_RESOURCE_EXHAUSTED, "output buffer");
+	model->output_total = options->output_count > 0 ? options->output_count : 1;
+	if (model->output_total > BELA_IREE_MAX_OUTPUTS)
+		return iree_make_status(IREE_STATUS_INVALID_ARGUMENT, "output_count must be 1..%d", BELA_IREE_MAX_OUTPUTS);
+	for (int i = 0; i < model->output_total; ++i) {
+		size_t size = options->output_element_counts[i];
+		model->output_sizes[i] = i == 0 && !size ? options->output_element_count : size;
+		model->outputs[i] = (float*)calloc(model->output_sizes[i] ? model->output_sizes[i] : 1, sizeof(float));
+		if (!model->outputs[i])
+			return iree_make_status(IREE_STATUS_RESOURCE_EXHAUSTED, "output buffer %d", i);
+	}
 	return iree_ok_status();
 }
 
@@ -323,28 +363,24 @@ static iree_status_t run(bela_iree_model_t* model) {
 		}
 	}
 	iree_vm_list_t* outputs = iree_runtime_call_outputs(&model->call);
-	if (model->signal_fence) {
-		IREE_RETURN_IF_ERROR(iree_hal_fence_insert(model->signal_fence, model->semaphore, ++model->signal_value));
-	}
-	iree_status_t status = iree_runtime_call_invoke(&model->call, 0);
-	if (iree_status_is_ok(status) && model->signal_fence)
-		status = iree_hal_fence_wait(model->signal_fence, iree_infinite_timeout(), IREE_ASYNC_WAIT_FLAG_NONE);
-	iree_hal_buffer_view_t* output = NULL;
-	if (iree_status_is_ok(status)) {
-		output = iree_vm_list_get_buffer_view_assign(outputs, 0);  // borrowed: the list owns it
-		if (!output)
-			status = iree_make_status(IREE_STATUS_FAILED_PRECONDITION, "the function returned no tensor");
-	}
-	if (iree_status_is_ok(status) && iree_hal_buffer_view_element_type(output) != IREE_HAL_ELEMENT_TYPE_FLOAT_32)
-		status = iree_make_status(IREE_STATUS_FAILED_PRECONDITION, "the output is not float32");
-	if (iree_status_is_ok(status)) {
+	iree_status_t status = invoke(model, &model->call, model->is_async);
+	for (int i = 0; i < model->output_total && iree_status_is_ok(status); ++i) {
+		iree_hal_buffer_view_t* output = iree_vm_list_get_buffer_view_assign(outputs, i);  // borrowed: the list owns it
+		if (!output) {
+			status = iree_make_status(IREE_STATUS_FAILED_PRECONDITION, "the function returned no tensor %d", i);
+			break;
+		}
+		if (iree_hal_buffer_view_element_type(output) != IREE_HAL_ELEMENT_TYPE_FLOAT_32) {
+			status = iree_make_status(IREE_STATUS_FAILED_PRECONDITION, "output %d is not float32", i);
+			break;
+		}
 		iree_device_size_t bytes = iree_hal_buffer_view_byte_length(output);
-		if (bytes != (iree_device_size_t)(model->output_count * sizeof(float)))
+		if (bytes != (iree_device_size_t)(model->output_sizes[i] * sizeof(float)))
 			status = iree_make_status(IREE_STATUS_FAILED_PRECONDITION,
-			                          "the output has %" PRIu64 " floats, output_element_count is %" PRIu64,
-			                          (uint64_t)(bytes / sizeof(float)), (uint64_t)model->output_count);
+			                          "output %d has %" PRIu64 " floats, its element count is %" PRIu64, i,
+			                          (uint64_t)(bytes / sizeof(float)), (uint64_t)model->output_sizes[i]);
 		else
-			status = iree_hal_buffer_map_read(iree_hal_buffer_view_buffer(output), 0, model->output, bytes);
+			status = iree_hal_buffer_map_read(iree_hal_buffer_view_buffer(output), 0, model->outputs[i], bytes);
 	}
 	// Drops the outputs (the buffer returns to IREE) but keeps the list's storage.
 	iree_status_ignore(iree_vm_list_resize(outputs, 0));
@@ -371,8 +407,34 @@ int bela_iree_model_run(bela_iree_model_t* model) {
 	return 0;
 }
 
-const float* bela_iree_model_output(const bela_iree_model_t* model) { return model ? model->output : NULL; }
-size_t bela_iree_model_output_count(const bela_iree_model_t* model) { return model ? model->output_count : 0; }
+int bela_iree_model_reset(bela_iree_model_t* model) {
+	if (!model)
+		return -1;
+	if (!model->reset_ready)
+		return 0;  // stateless: nothing to reset
+	iree_status_t status = invoke(model, &model->reset_call, model->reset_is_async);
+	iree_status_ignore(iree_vm_list_resize(iree_runtime_call_outputs(&model->reset_call), 0));
+	if (!iree_status_is_ok(status)) {
+		describe(status, model->host, model->last_error, sizeof(model->last_error));
+		return -1;
+	}
+	return 0;
+}
+
+int bela_iree_model_is_stateful(const bela_iree_model_t* model) { return model && model->reset_ready; }
+
+const float* bela_iree_model_output(const bela_iree_model_t* model) { return bela_iree_model_output_at(model, 0); }
+size_t bela_iree_model_output_count(const bela_iree_model_t* model) { return bela_iree_model_output_size_at(model, 0); }
+
+int bela_iree_model_outputs(const bela_iree_model_t* model) { return model ? model->output_total : 0; }
+
+const float* bela_iree_model_output_at(const bela_iree_model_t* model, int index) {
+	return model && index >= 0 && index < model->output_total ? model->outputs[index] : NULL;
+}
+
+size_t bela_iree_model_output_size_at(const bela_iree_model_t* model, int index) {
+	return model && index >= 0 && index < model->output_total ? model->output_sizes[index] : 0;
+}
 
 bela_iree_counters_t bela_iree_model_counters(const bela_iree_model_t* model) {
 	bela_iree_counters_t none = {0};
@@ -386,6 +448,8 @@ void bela_iree_model_free(bela_iree_model_t* model) {
 		return;
 	if (model->call_ready)
 		iree_runtime_call_deinitialize(&model->call);  // releases its references to the input views
+	if (model->reset_ready)
+		iree_runtime_call_deinitialize(&model->reset_call);
 	for (int i = 0; i < BELA_IREE_MAX_INPUTS; ++i) {
 		input_t* input = &model->inputs[i];
 		if (input->mapped)
@@ -393,8 +457,10 @@ void bela_iree_model_free(bela_iree_model_t* model) {
 		iree_hal_buffer_view_release(input->view);
 		free(input->staging);
 	}
-	free(model->output);
-	iree_hal_fence_release(model->signal_fence);
+	for (int i = 0; i < BELA_IREE_MAX_OUTPUTS; ++i)
+		free(model->outputs[i]);
+	for (int i = 0; i < 2; ++i)
+		iree_hal_fence_release(model->signal_fences[i]);
 	iree_hal_semaphore_release(model->semaphore);
 	iree_runtime_session_release(model->session);
 	iree_hal_device_release(model->device);

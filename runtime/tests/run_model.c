@@ -2,12 +2,19 @@
 // heap allocations one steady-state run makes.
 //
 //   run_model [--value V | --input FILE] [--more-input FILE:D0xD1...]... [--output FILE]
-//             [--output-count N] [--function NAME] [--latencies FILE] MODEL.vmfb RUNS DIM0 [DIM1 ...]
+//             [--output-count N | --output-sizes N0,N1...] [--function NAME] [--latencies FILE]
+//             [--blocks K] [--reset-at R]
+//             MODEL.vmfb RUNS DIM0 [DIM1 ...]
 //
 // The first float32 input has shape DIM0xDIM1...: every element V (default 0.5), or read from FILE
 // (raw little-endian float32); each --more-input adds one more (a model's noise input, say). The output has N floats (default: as many as the input); --output
 // writes it to FILE as raw float32; --latencies writes each run's time in microseconds, one per
-// line, as bela_iree_model_run measured it (what `bela-iree bench --format emitc` reports). Compare with
+// line, as bela_iree_model_run measured it (what `bela-iree bench --format emitc` reports).
+// --blocks K streams: every input file holds K blocks back to back, run r is fed block r mod K, and
+// --output gets every run's output in turn (RUNS outputs): a stateful model's state carries from
+// run to run as in render(), which `bench` checks against PyTorch fed the same blocks. --reset-at R
+// calls bela_iree_model_reset before run R (a stateful model starts over there). --output-sizes: a
+// model with several outputs, each's float count; each run's output is then all of them, joined. Compare with
 //   iree-run-module --module=MODEL.vmfb --device=local-sync --function=main --input=1x1024xf32=0.5
 //
 // Built with -DBELA_IREE_EMITC_QUERY=<kernels.h's query function> (make test-program-emitc), the
@@ -57,7 +64,8 @@ static int transfer(const char* path, const char* mode, float* values, size_t co
 static int usage(const char* program) {
 	fprintf(stderr,
 	        "usage: %s [--value V | --input FILE] [--more-input FILE:D0xD1...]... [--output FILE] "
-	        "[--output-count N] [--function NAME] [--latencies FILE] MODEL.vmfb RUNS DIM0 [DIM1 ...]\n",
+	        "[--output-count N | --output-sizes N0,N1...] [--function NAME] [--latencies FILE] [--blocks K] [--reset-at R] "
+	        "MODEL.vmfb RUNS DIM0 [DIM1 ...]\n",
 	        program);
 	return 2;
 }
@@ -88,6 +96,9 @@ int main(int argc, char** argv) {
 	const char* latencies_file = NULL;
 	char* more_inputs[BELA_IREE_MAX_INPUTS - 1];
 	int more_count = 0;
+	int blocks = 1;
+	int reset_at = -1;
+	const char* output_sizes = NULL;
 	int arg = 1;
 	for (; arg + 1 < argc && strncmp(argv[arg], "--", 2) == 0; arg += 2) {
 		if (strcmp(argv[arg], "--value") == 0)
@@ -102,12 +113,18 @@ int main(int argc, char** argv) {
 			output_file = argv[arg + 1];
 		else if (strcmp(argv[arg], "--latencies") == 0)
 			latencies_file = argv[arg + 1];
+		else if (strcmp(argv[arg], "--blocks") == 0 && atoi(argv[arg + 1]) > 0)
+			blocks = atoi(argv[arg + 1]);
+		else if (strcmp(argv[arg], "--reset-at") == 0)
+			reset_at = atoi(argv[arg + 1]);
+		else if (strcmp(argv[arg], "--output-sizes") == 0)
+			output_sizes = argv[arg + 1];
 		else if (strcmp(argv[arg], "--more-input") == 0 && more_count < BELA_IREE_MAX_INPUTS - 1)
 			more_inputs[more_count++] = argv[arg + 1];
 		else
 			return usage(argv[0]);
 	}
-	if (argc - arg < 3 || argc - arg - 2 > BELA_IREE_MAX_RANK)
+	if (argc - arg < 3 || argc - arg - 2 > BELA_IREE_MAX_RANK || (blocks > 1 && !input_file))
 		return usage(argv[0]);
 	bela_iree_model_options_t options = {0};
 #if defined(BELA_IREE_EMITC_QUERY)
@@ -132,6 +149,11 @@ int main(int argc, char** argv) {
 		count *= (size_t)options.input_shapes[0][d];
 	}
 	options.output_element_count = output_count ? output_count : count;
+	for (const char* next = output_sizes; next && *next && options.output_count < BELA_IREE_MAX_OUTPUTS;) {
+		char* end = NULL;
+		options.output_element_counts[options.output_count++] = strtoull(next, &end, 10);
+		next = *end == ',' ? end + 1 : end;
+	}
 
 	char error[512];
 	bela_iree_model_t* model = bela_iree_model_load(&options, error, sizeof(error));
@@ -139,18 +161,27 @@ int main(int argc, char** argv) {
 		fprintf(stderr, "load failed: %s\n", error);
 		return 1;
 	}
-	float* input = bela_iree_model_input(model, 0);
-	for (size_t i = 0; i < count; ++i)
-		input[i] = value;
-	if (input_file && !transfer(input_file, "rb", input, count)) {
+	// every input's blocks (one unless --blocks), read before the first run
+	size_t sizes[BELA_IREE_MAX_INPUTS] = {count};
+	float* staged[BELA_IREE_MAX_INPUTS] = {0};
+	int loaded = 1;
+	for (int i = 0; i < options.input_count; ++i) {
+		if (i > 0)
+			sizes[i] = more_sizes[i - 1];
+		staged[i] = malloc(sizes[i] * blocks * sizeof(float));
+		if (i == 0 && !input_file)
+			for (size_t e = 0; e < count; ++e)
+				staged[0][e] = value;
+		else
+			loaded = loaded && transfer(i == 0 ? input_file : more_inputs[i - 1], "rb", staged[i], sizes[i] * blocks);
+	}
+	size_t output_size = 0;   // one run's outputs, joined
+	for (int o = 0; o < bela_iree_model_outputs(model); ++o)
+		output_size += bela_iree_model_output_size_at(model, o);
+	float* outputs = malloc(output_size * sizeof(float) * (runs > 0 ? runs : 1));
+	if (!loaded || !outputs) {
 		bela_iree_model_free(model);
 		return 1;
-	}
-	for (int i = 0; i < more_count; ++i) {
-		if (!transfer(more_inputs[i], "rb", bela_iree_model_input(model, 1 + i), more_sizes[i])) {
-			bela_iree_model_free(model);
-			return 1;
-		}
 	}
 	uint64_t first_run_allocations = 0, steady_allocations = 0;
 	FILE* latencies = latencies_file ? fopen(latencies_file, "w") : NULL;
@@ -160,6 +191,13 @@ int main(int argc, char** argv) {
 		return 1;
 	}
 	for (int r = 0; r < runs; ++r) {
+		for (int i = 0; i < options.input_count; ++i)
+			memcpy(bela_iree_model_input(model, i), staged[i] + sizes[i] * (r % blocks), sizes[i] * sizeof(float));
+		if (r == reset_at && bela_iree_model_reset(model) != 0) {
+			fprintf(stderr, "reset failed: %s\n", bela_iree_model_last_error(model));
+			bela_iree_model_free(model);
+			return 1;
+		}
 		uint64_t before = allocations;
 		if (bela_iree_model_run(model) != 0) {
 			fprintf(stderr, "run %d failed: %s\n", r, bela_iree_model_last_error(model));
@@ -172,11 +210,16 @@ int main(int argc, char** argv) {
 			steady_allocations += allocations - before;
 		if (latencies)
 			fprintf(latencies, "%.3f\n", bela_iree_model_counters(model).last_us);
+		for (int o = 0, at = 0; o < bela_iree_model_outputs(model); at += bela_iree_model_output_size_at(model, o++))
+			memcpy(outputs + output_size * r + at, bela_iree_model_output_at(model, o),
+			       bela_iree_model_output_size_at(model, o) * sizeof(float));
 	}
 	if (latencies)
 		fclose(latencies);
 	const float* output = bela_iree_model_output(model);
-	if (output_file && !transfer(output_file, "wb", (float*)output, bela_iree_model_output_count(model))) {
+	// the last run's output; with --blocks, every run's
+	if (output_file && !transfer(output_file, "wb", outputs + (blocks > 1 ? 0 : output_size * (runs - 1)),
+	                             output_size * (blocks > 1 ? (size_t)runs : 1))) {
 		bela_iree_model_free(model);
 		return 1;
 	}
@@ -191,5 +234,8 @@ int main(int argc, char** argv) {
 	printf("heap allocations: first run %llu, later runs %.1f per run\n", (unsigned long long)first_run_allocations,
 	       runs > 1 ? (double)steady_allocations / (runs - 1) : 0.0);
 	bela_iree_model_free(model);
+	for (int i = 0; i < options.input_count; ++i)
+		free(staged[i]);
+	free(outputs);
 	return 0;
 }

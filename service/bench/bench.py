@@ -24,8 +24,18 @@ from .measure import Measurement, benchmark_argv, repetitions_for, run_benchmark
 from .peers import PEERS, ROUNDS as PEERS_ROUNDS
 from .run import input_files, max_abs_error, run_module, tolerance
 from .runtime_tools import tool_command
+from .streaming import is_stateful, measure_streaming
 
 EMULATED_NOTE = "measured under qemu-user on this machine: emulated timings, not board timings"
+# The generated glue (project_templates/generated/realtime_model.h.j2) plays a block's output two
+# model blocks after its first sample came in: one block to fill the input, one to run the model.
+GLUE_LATENCY_BLOCKS = 2
+
+
+def glue_latency_samples(model_block: int) -> int:
+    """What the glue adds between a sample in and its output, in samples (buffering plus the block
+    the model takes), for a model that takes model_block frames per call."""
+    return GLUE_LATENCY_BLOCKS * model_block
 PEERS_TIMEOUT = 900.0
 
 
@@ -42,7 +52,8 @@ def bench_compiled(compiled: CompileResult, target: Target, *, block_size: int |
     (estimate.py: seconds to a minute or two the first time for an artifact, then cached)."""
     if compiled.format == "emitc":
         ran_on, output, measured = measure_emitc(compiled, target, seconds, repetitions)
-        return bench_result(compiled, ran_on, output, measured, block_size, sample_rate)
+        return with_streaming(bench_result(compiled, ran_on, output, measured, block_size, sample_rate),
+                              compiled, target)
     folder = compiled.folder
     output = run_module(folder, target)
     prefix, ran_on = tool_command(target, "iree-benchmark-module")
@@ -53,8 +64,16 @@ def bench_compiled(compiled: CompileResult, target: Target, *, block_size: int |
             probe = run_benchmark(prefix + benchmark_argv(module, inputs, 3, dispatches=False))
             repetitions = repetitions_for(probe.summary()["median"], seconds)
         measured = run_benchmark(prefix + benchmark_argv(module, inputs, repetitions))
-    result = bench_result(compiled, ran_on, output, measured, block_size, sample_rate)
+    result = with_streaming(bench_result(compiled, ran_on, output, measured, block_size, sample_rate), compiled, target)
     return add_estimate(result, folder, target) if estimate else result
+
+
+def with_streaming(result: dict, compiled: CompileResult, target: Target) -> dict:
+    """A stateful model's "streaming" check (K blocks in one context against PyTorch, state carried)."""
+    if is_stateful(compiled):
+        result["streaming"] = measure_streaming(compiled, target)
+        result["state"] = compiled.export["state"]
+    return result
 
 
 def bench_result(compiled: CompileResult, ran_on: str, output: np.ndarray, measured: Measurement,
@@ -72,6 +91,7 @@ def bench_result(compiled: CompileResult, ran_on: str, output: np.ndarray, measu
         "latency_ms": latency, "samples": len(measured.latencies_ms), "histogram": measured.histogram(),
         "block_size": block_size, "sample_rate": sample_rate,
         "deadline_ms": deadline, "headroom": 1 - latency["median"] / deadline,
+        "latency_samples": glue_latency_samples(compiled.export["block_size"]),
         "accuracy": {"max_abs_err": error, "reference": "torch", "tolerance": tolerance(expected),
                      "within_tolerance": error <= tolerance(expected)},
         "format": compiled.format, "memory": memory(compiled, measured),

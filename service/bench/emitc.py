@@ -22,6 +22,7 @@ from ..runtimes.build import RUNTIME_LIBRARY, ensure_runtime
 from ..runtimes.emitc import LIBRARY, build_emitc_library, library_query_name
 from ..runtimes.toolchain import toolchain_for
 from .measure import Measurement, repetitions_for
+from .run import output_sizes
 from .runtime_tools import emulator
 
 RUN_TIMEOUT = 900.0
@@ -55,9 +56,12 @@ def run_program(command: list[str], folder: Path, work: Path, runs: int, module:
     more = [arg for index, value in enumerate(inputs[1:], 1)
             for arg in ("--more-input", f"{work / f'input{index}.bin'}:{'x'.join(map(str, value.shape))}")]
     expected = np.load(folder / "expected.npy")
+    # the last run starts from the module's starting state (reset; nothing for a stateless model),
+    # so its output is comparable with expected.npy, PyTorch's first call
     argv = [*command, "--input", str(work / "input0.bin"), *more, "--output", str(work / "out.bin"),
-            "--output-count", str(expected.size), "--latencies", str(work / "latencies.txt"), module, str(runs),
-            *map(str, inputs[0].shape)]
+            "--output-count", str(expected.size), "--latencies", str(work / "latencies.txt"),
+            "--reset-at", str(runs - 1), "--output-sizes", ",".join(map(str, output_sizes(folder))),
+            module, str(runs), *map(str, inputs[0].shape)]
     try:
         result = subprocess.run(argv, capture_output=True, text=True, timeout=RUN_TIMEOUT)
     except subprocess.TimeoutExpired:

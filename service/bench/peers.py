@@ -50,29 +50,29 @@ def summary(times: list[float]) -> dict:
     return {"median_ms": statistics.median(times), "calls": len(times)}
 
 
-def eager(module, example):
-    return lambda: module(example)
+# each peer takes the model's inputs as a tuple (one tensor for most models), in call order
+def eager(module, examples):
+    return lambda: module(*examples)
 
 
-def torchscript(module, example):
+def torchscript(module, examples):
     import torch
-    traced = torch.jit.freeze(torch.jit.trace(module, (example,), check_trace=False).eval())
-    return lambda: traced(example)
+    traced = torch.jit.freeze(torch.jit.trace(module, examples, check_trace=False).eval())
+    return lambda: traced(*examples)
 
 
-def onnxruntime(module, example):
+def onnxruntime(module, examples):
     import onnxruntime as ort
     import torch
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
-        torch.onnx.export(module, (example,), str(path), dynamo=True, external_data=False, verbose=False)
+        torch.onnx.export(module, examples, str(path), dynamo=True, external_data=False, verbose=False)
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    feed = {name: example.numpy()}
+    feed = {i.name: e.numpy() for i, e in zip(session.get_inputs(), examples)}
     return lambda: session.run(None, feed)
 
 
@@ -92,7 +92,7 @@ def measure_peers(model_file: Path, seconds: float, ours: list[str] | None = Non
     for name, prepare in (("torch_eager", eager), ("torchscript", torchscript), ("onnxruntime", onnxruntime)):
         try:
             with torch.no_grad():
-                calls[name] = prepare(loaded.module, loaded.example_input)
+                calls[name] = prepare(loaded.module, loaded.example_inputs)
                 calls[name]()
         except Exception as e:  # a peer that cannot run the model reports why, the others go on
             results[name] = _error(e)

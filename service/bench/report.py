@@ -17,6 +17,14 @@ def bench_table(result: dict) -> Group:
     accuracy = result["accuracy"]
     summary.add_row("accuracy", f"max abs error {accuracy['max_abs_err']:.3g} vs PyTorch "
                     f"({'within' if accuracy['within_tolerance'] else '[red]outside[/]'} {accuracy['tolerance']:.2g})")
+    if "latency_samples" in result:
+        summary.add_row("glue latency", f"{result['latency_samples']} samples "
+                        f"({1000 * result['latency_samples'] / result['sample_rate']:.3g} ms: buffering plus the model's block)")
+    if "streaming" in result:
+        stream = result["streaming"]
+        summary.add_row("streaming", f"{stream['blocks']} blocks in a row, state carried: max abs error "
+                        f"{stream['max_abs_err']:.3g} vs PyTorch "
+                        f"({'within' if stream['within_tolerance'] else '[red]outside[/]'} {stream['tolerance']:.2g})")
     memory = result["memory"]
     peak = f", runtime peak {memory['peak_bytes'] / 1e6:.2f} MB" if memory.get("peak_bytes") else ""
     summary.add_row("memory", f"artifact {memory['artifact_bytes'] / 1e6:.2f} MB{peak}")

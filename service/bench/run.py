@@ -1,6 +1,7 @@
 """Run a compiled model once on its reference inputs and return the output."""
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -25,17 +26,27 @@ def input_files(artifact_dir: Path, work: Path) -> list[Path]:
     return paths
 
 
+def output_sizes(artifact_dir: Path) -> list[int]:
+    """Each output's float count (export.json's "outputs"; one output for older exports)."""
+    info = json.loads((artifact_dir / "export.json").read_text())
+    return [int(np.prod(o["shape"])) for o in info.get("outputs", [info["output"]])]
+
+
 def run_module(artifact_dir: Path, target: Target, timeout: float = RUN_TIMEOUT) -> np.ndarray:
+    """The output (several outputs: flattened and joined in order, as expected.npy holds them)."""
     prefix, _ = tool_command(target, "iree-run-module")
     with tempfile.TemporaryDirectory(prefix="bela-iree-run-") as tmp:
         work = Path(tmp)
+        outputs = [work / f"output{i}.npy" for i in range(len(output_sizes(artifact_dir)))]
         argv = [*prefix, f"--module={artifact_dir / 'model.vmfb'}", "--device=local-sync", "--function=main",
-                *[f"--input=@{p}" for p in input_files(artifact_dir, work)], f"--output=@{work / 'output.npy'}"]
+                *[f"--input=@{p}" for p in input_files(artifact_dir, work)], *[f"--output=@{p}" for p in outputs]]
         result = run_tool(argv, timeout=timeout, stage="benchmarking")
-        if result.returncode != 0 or not (work / "output.npy").exists():
+        if result.returncode != 0 or not all(p.exists() for p in outputs):
             raise BenchError(f"the model failed to run on {target.name}: {_last_line(result.stderr)}",
                              detail=result.stderr[-4000:])
-        return np.load(work / "output.npy")
+        if len(outputs) == 1:
+            return np.load(outputs[0])
+        return np.concatenate([np.load(p).reshape(-1) for p in outputs])
 
 
 def max_abs_error(output: np.ndarray, artifact_dir: Path) -> float:

@@ -35,9 +35,11 @@ def digest(*parts: bytes | str) -> str:
 
 def export_key(model_file: Path, variant: str = "") -> str:
     pipeline = Path(__file__).parent
-    sources = sorted(model_file.parent.glob("*.py")) + [pipeline / "export.py",   # every module of the rewrites
-                                                         *sorted((pipeline / "rewrites").rglob("*.py")),
-                                                         pipeline.parent / "modelfile.py"]
+    exporting = [pipeline / "export.py", pipeline / "state.py", pipeline / "stream_reference.py",
+                 pipeline / "routing.py",
+                 *sorted((pipeline / "rewrites").rglob("*.py")),   # every module of the rewrites
+                 pipeline.parent / "modelfile.py"]
+    sources = sorted(model_file.parent.glob("*.py")) + exporting
     versions = [metadata.version(p) for p in ("torch", "iree-turbine", "iree-base-compiler")]
     return digest(str(model_file.name), variant, *versions, *(p.name.encode() + p.read_bytes() for p in sources))
 

@@ -29,7 +29,14 @@ from .variants import VARIANTS, fastest, measured_table
 EXPORT_TIMEOUT = 300.0
 COMPILE_TIMEOUT = 300.0
 REFERENCE_FILES = ["export.json", "inputs.npz", "expected.npy"]
+OPTIONAL_REFERENCE_FILES = ["stream.npz"]   # a stateful model's streaming reference
+
+
 KERNELS_PLACEHOLDER = "@KERNELS@"
+
+
+def reference_files(folder: Path) -> list[str]:
+    return REFERENCE_FILES + [name for name in OPTIONAL_REFERENCE_FILES if (folder / name).exists()]
 
 
 @dataclass(frozen=True)
@@ -156,7 +163,7 @@ def compile_exported(export_dir: Path, info: dict, target: Target, fmt: str, bac
         if fmt == "emitc":   # IREE 3.13 lays out import calls for 64-bit only (emitc_fix.py)
             module = work / "module.c"
             module.write_text(fix_import_layout(module.read_text()))
-        for name in REFERENCE_FILES:
+        for name in reference_files(export_dir):
             shutil.copy(export_dir / name, work / name)
         entry = store.put(key, work)
     return entry, flags, False
@@ -178,7 +185,7 @@ def compile_model(model_file: Path, options: CompileOptions, out_dir: Path,
     entry, flags, compile_cached_hit = compile_exported(export_dir, info, target, fmt, backend,
                                                         options.compile_timeout, VARIANTS[variant])
     names = artifact_names(fmt, backend)
-    artifacts = cache.publish(entry, out_dir, names + REFERENCE_FILES + ["compile.log"])[:len(names)]
+    artifacts = cache.publish(entry, out_dir, names + reference_files(entry) + ["compile.log"])[:len(names)]
     return check_bela_kernels(CompileResult(   # per-dispatch NEON/VFP mix and C library calls (kernel_report.py)
         model=model_name(model_file), target=target.name, format=fmt, backend=backend, artifacts=tuple(artifacts),
         flags=tuple(f.replace(KERNELS_PLACEHOLDER, str(out_dir / "kernels.o")) for f in flags),

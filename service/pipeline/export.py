@@ -5,12 +5,15 @@ service's warm worker). It writes into `out_dir`:
   model.mlirbc      the module (bytecode, with source locations), entry `module.main`
   inputs.npz        the example input and any noise inputs, in call order
   expected.npy      PyTorch's output for exactly those inputs (the accuracy reference)
+  stream.npz        a stateful model only: K blocks and PyTorch's outputs, state carried
+                    (stream_reference.py)
   export.json       signature, rewrites applied, block size, sample rate, timings
 `python -m service.pipeline.export MODEL_FILE OUT_DIR [--unroll-loops]` does the same and prints
 export.json (`--unroll-loops`: recurrent layers unrolled over time, for EmitC).
 """
 from __future__ import annotations
 
+import copy
 import json
 import sys
 import time
@@ -27,27 +30,30 @@ def export_model(model_file: Path, out_dir: Path, mlir_name: str = "model.mlirbc
     import torch
     from iree.turbine import aot
 
-    from . import rewrites
+    from . import rewrites, routing, state, stream_reference
 
     started = time.perf_counter()
     loaded = load_model(model_file)
-    example = loaded.example_input
+    examples = loaded.example_inputs
+    sources, destinations = routing.declared(loaded)
     try:
-        program = torch.export.export(loaded.module, (example,))
-        program, applied, noise = rewrites.apply(program, example, unroll_loops)
+        program = torch.export.export(loaded.module, examples)
+        program, applied, noise = rewrites.apply(program, examples, unroll_loops)
+        program = state.functionalize(program, model_file)
     except BelaIreeError:
         raise
     except Exception as e:
         raise _export_error(e, model_file) from None
     with torch.no_grad(), torch.random.fork_rng():
         torch.manual_seed(NOISE_SEED)
-        expected = loaded.module(example)
-    if not isinstance(expected, torch.Tensor):
-        raise ExportError(f"the model returns {type(expected).__name__}; bela-iree needs one tensor",
-                          file=str(model_file), hint="return a single tensor (torch.cat several outputs)")
+        returned = copy.deepcopy(loaded.module)(*examples)   # a copy: the buffers must keep their starting values
+    outputs = routing.output_tensors(returned, model_file)
+    destinations = routing.check_outputs(destinations, len(outputs), loaded)
+    expected = routing.joined(outputs)
     noise_values = rewrites.draw_noise(noise, NOISE_SEED)
     try:
         output = aot.export(program)
+        reset = state.add_reset(output.mlir_module)
     except Exception as e:
         raise _export_error(e, model_file) from None
 
@@ -58,15 +64,21 @@ def export_model(model_file: Path, out_dir: Path, mlir_name: str = "model.mlirbc
     else:  # readable text, with the source locations kept
         with open(out_dir / mlir_name, "w") as f:
             output.mlir_module.operation.print(file=f, enable_debug_info=True, large_elements_limit=None)
-    np.savez(out_dir / "inputs.npz", *[t.numpy() for t in (example, *noise_values)])
+    np.savez(out_dir / "inputs.npz", *[t.numpy() for t in (*examples, *noise_values)])
     np.save(out_dir / "expected.npy", expected.detach().numpy())
+    if reset:   # stateful: K blocks in turn, state carried (bench's streaming check)
+        stream_reference.write_stream_reference(loaded.module, examples, noise, NOISE_SEED, out_dir)
     info = {
         "model": model_name(model_file),
         "model_file": str(model_file),
-        "inputs": [{"shape": list(example.shape), "dtype": "float32", "role": "input"}]
-                  + [n.to_json() for n in noise],
+        "inputs": [{"shape": list(e.shape), "dtype": "float32", "role": "input", **routing.source_of(sources, i)}
+                   for i, e in enumerate(examples)] + [n.to_json() for n in noise],
+        # several outputs: "output" is what expected.npy holds, each output flattened, joined in order
         "output": {"shape": list(expected.shape), "dtype": str(expected.dtype).removeprefix("torch.")},
+        "outputs": [{"shape": list(o.shape), "dtype": str(o.dtype).removeprefix("torch."),
+                     **routing.destination_of(destinations, i)} for i, o in enumerate(outputs)],
         "rewrites": applied,
+        "state": {"buffers": state.state_buffers(program), "reset": reset} if reset else None,
         "unrolled_loops": unroll_loops,
         "parameters": sum(p.numel() for p in loaded.module.parameters()),
         "block_size": loaded.block_size,

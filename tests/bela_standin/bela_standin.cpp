@@ -12,7 +12,10 @@
 // and rt_guard_leave(): an allocation, lock, sleep, blocking call or printf in it ends the
 // program (exit code 86). Without it, those hooks are not found and nothing is checked.
 //
-//   bela_standin IN.f32 OUT.f32 CHANNELS FRAMES_PER_BLOCK
+//   bela_standin IN.f32 OUT.f32 CHANNELS FRAMES_PER_BLOCK [ANALOG_IN.f32 ANALOG_CHANNELS]
+//
+// With ANALOG_IN.f32 (interleaved float32 frames of ANALOG_CHANNELS analog inputs, one analog frame
+// per audio frame), render() also sees analog inputs; otherwise it has none (analogFrames 0).
 //
 // Build with the project: c++ -std=c++17 -I BELA_INCLUDE render.cpp bela_standin.cpp -lpthread -ldl
 #include <Bela.h>
@@ -128,9 +131,18 @@ template <typename T> static void set(BelaContext* context, size_t offset, T val
 
 int main(int argc, char** argv)
 {
-	if(argc != 5) {
-		fprintf(stderr, "usage: %s IN.f32 OUT.f32 CHANNELS FRAMES_PER_BLOCK\n", argv[0]);
+	if(argc != 5 && argc != 7) {
+		fprintf(stderr, "usage: %s IN.f32 OUT.f32 CHANNELS FRAMES_PER_BLOCK [ANALOG_IN.f32 ANALOG_CHANNELS]\n", argv[0]);
 		return 2;
+	}
+	unsigned int analogChannels = argc == 7 ? atoi(argv[6]) : 0;
+	std::vector<float> analogInput;
+	if(analogChannels) {
+		FILE* analog = fopen(argv[5], "rb");
+		for(float sample; analog && fread(&sample, sizeof(sample), 1, analog) == 1;)
+			analogInput.push_back(sample);
+		if(analog)
+			fclose(analog);
 	}
 	unsigned int channels = atoi(argv[3]), frames = atoi(argv[4]);
 	std::vector<float> input;
@@ -152,6 +164,15 @@ int main(int argc, char** argv)
 	set(context, offsetof(BelaContext, audioOutChannels), static_cast<uint32_t>(channels));
 	set(context, offsetof(BelaContext, audioSampleRate), 44100.f);
 	set(context, offsetof(BelaContext, flags), static_cast<uint32_t>(BELA_FLAG_INTERLEAVED));
+	std::vector<float> analogIn(analogChannels * frames), analogOut(analogChannels * frames);
+	if(analogChannels) {
+		set(context, offsetof(BelaContext, analogIn), static_cast<const float*>(analogIn.data()));
+		set(context, offsetof(BelaContext, analogOut), analogOut.data());
+		set(context, offsetof(BelaContext, analogFrames), static_cast<uint32_t>(frames));
+		set(context, offsetof(BelaContext, analogInChannels), static_cast<uint32_t>(analogChannels));
+		set(context, offsetof(BelaContext, analogOutChannels), static_cast<uint32_t>(analogChannels));
+		set(context, offsetof(BelaContext, analogSampleRate), 44100.f);
+	}
 
 	// rt_guard's hooks when its library is preloaded, else null
 	auto guardEnter = reinterpret_cast<void (*)()>(dlsym(RTLD_DEFAULT, "rt_guard_enter"));
@@ -167,6 +188,8 @@ int main(int argc, char** argv)
 	waitForScheduledRuns();
 	for(size_t b = 0; b < blocks; ++b) {
 		memcpy(audioIn.data(), &input[b * audioIn.size()], audioIn.size() * sizeof(float));
+		if(analogChannels && (b + 1) * analogIn.size() <= analogInput.size())
+			memcpy(analogIn.data(), &analogInput[b * analogIn.size()], analogIn.size() * sizeof(float));
 		tInRender = true;
 		if(guarded)
 			guardEnter();

@@ -3,7 +3,8 @@
 //   bela_iree_model_t* model = bela_iree_model_load(&options, error, sizeof(error));  // setup()
 //   memcpy(bela_iree_model_input(model, 0), block, bytes);                           // inference thread
 //   bela_iree_model_run(model);                                                        // inference thread
-//   const float* out = bela_iree_model_output(model);
+//   const float* out = bela_iree_model_output(model);                                 // (output_at for more)
+//   bela_iree_model_reset(model);   // a stateful model back to its starting state (setup(), or on demand)
 //   bela_iree_model_free(model);                                                       // cleanup()
 //
 // Two back ends, chosen by the options:
@@ -36,6 +37,7 @@ extern "C" {
 #endif
 
 #define BELA_IREE_MAX_INPUTS 8
+#define BELA_IREE_MAX_OUTPUTS 8
 #define BELA_IREE_MAX_RANK 6
 
 // module.c's module_create, as `iree-compile --output-format=vm-c` emits it.
@@ -52,6 +54,9 @@ typedef struct {
 	int input_ranks[BELA_IREE_MAX_INPUTS];                  // each input's shape: its element count is
 	int64_t input_shapes[BELA_IREE_MAX_INPUTS][BELA_IREE_MAX_RANK];  // the product of its dimensions
 	size_t output_element_count;                            // float32 elements of the (first) output
+	int output_count;                                       // outputs the function returns (0 means 1)
+	size_t output_element_counts[BELA_IREE_MAX_OUTPUTS];    // each one's float32 elements (the first:
+	                                                        // output_element_count when 0)
 } bela_iree_model_options_t;
 
 typedef struct {
@@ -78,6 +83,16 @@ int bela_iree_model_run(bela_iree_model_t* model);
 // The output of the last successful run (output_element_count floats).
 const float* bela_iree_model_output(const bela_iree_model_t* model);
 size_t bela_iree_model_output_count(const bela_iree_model_t* model);
+// Several outputs: how many, and output `index` of the last successful run and its float count.
+int bela_iree_model_outputs(const bela_iree_model_t* model);
+const float* bela_iree_model_output_at(const bela_iree_model_t* model, int index);
+size_t bela_iree_model_output_size_at(const bela_iree_model_t* model, int index);
+
+// A stateful model (one whose buffers forward() updates) keeps its state in the module from run to
+// run, starting from the buffers' values at export. reset() puts them back (it may allocate: call it
+// from setup() or the inference thread, never render()). 0 on success, and for a stateless model.
+int bela_iree_model_reset(bela_iree_model_t* model);
+int bela_iree_model_is_stateful(const bela_iree_model_t* model);
 
 bela_iree_counters_t bela_iree_model_counters(const bela_iree_model_t* model);
 const char* bela_iree_model_last_error(const bela_iree_model_t* model);  // "" if none yet

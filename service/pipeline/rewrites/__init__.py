@@ -31,7 +31,7 @@ def needs_rewrite(program: torch.export.ExportedProgram) -> bool:
     return core.needs_rewrite(program, RULES)
 
 
-def apply(program: torch.export.ExportedProgram, example: torch.Tensor, unroll_loops: bool = False):
+def apply(program: torch.export.ExportedProgram, example: torch.Tensor | tuple, unroll_loops: bool = False):
     """Returns (program, applied rewrite names, noise inputs). A no-op for most models.
     unroll_loops: unroll recurrent layers' time loops (EmitC cannot express a loop)."""
     return core.apply(program, example, RULES, unroll_loops)

@@ -198,14 +198,18 @@ def needs_rewrite(program: torch.export.ExportedProgram, rules: list[Rule]) -> b
     return any(rule.needs(node) for node in program.graph.nodes for rule in program_rules)
 
 
-def apply(program: torch.export.ExportedProgram, example: torch.Tensor, rules: list[Rule], unroll_loops: bool = False):
-    """Returns (program, applied rewrite names, inputs the rules added). A no-op for most models."""
+def apply(program: torch.export.ExportedProgram, example: torch.Tensor | tuple, rules: list[Rule],
+          unroll_loops: bool = False):
+    """Returns (program, applied rewrite names, inputs the rules added). A no-op for most models.
+    example: the model's input, or a tuple of its inputs."""
     if not needs_rewrite(program, rules):
         return program, [], []
+    examples = example if isinstance(example, tuple) else (example,)
     added = {rule: rule.inputs(program) for rule in rules}
     inputs = [i for rule_inputs in added.values() for i in rule_inputs]
-    wrapper = _RewrittenModel(program.module(), 1, rules, {r: len(a) for r, a in added.items()}, unroll_loops)
+    wrapper = _RewrittenModel(program.module(), len(examples), rules, {r: len(a) for r, a in added.items()},
+                              unroll_loops)
     placeholders = tuple(torch.zeros(i.shape) for i in inputs)
     with fx_traceback.preserve_node_meta():
-        rewritten = torch.export.export(wrapper, (example, *placeholders))
+        rewritten = torch.export.export(wrapper, (*examples, *placeholders))
     return rewritten, sorted(wrapper.applied), inputs
