@@ -10,7 +10,7 @@ import torch
 from service.bench.bench import bench_compiled
 from service.bench.streaming import measure_streaming
 from service.modelfile import load_model
-from service.pipeline.compile import compile_model
+from service.pipeline.compile import CompileOptions, compile_model
 from service.pipeline.stream_reference import STREAM_BLOCKS, STREAM_FILE
 from service.pipeline.targets import get_target
 from tests.test_state import STATEFUL
@@ -36,8 +36,8 @@ def compiled_stateful(stateful_file, tmp_path_factory):
 
     def compile_once(target: str, fmt: str = "vmfb"):
         if (target, fmt) not in results:
-            results[target, fmt] = compile_model(stateful_file, get_target(target), fmt, "llvm-cpu",
-                                                 out / f"{target}-{fmt}", variant="default" if fmt == "vmfb" else None)
+            options = CompileOptions(get_target(target), fmt, variant="default" if fmt == "vmfb" else None)
+            results[target, fmt] = compile_model(stateful_file, options, out / f"{target}-{fmt}")
         return results[target, fmt]
     return compile_once
 
@@ -69,7 +69,7 @@ def test_bench_reports_streaming_and_glue_latency_on_this_computer(compiled_stat
 def test_stateless_bench_has_latency_samples_and_no_streaming(tmp_path):
     path = tmp_path / "model.py"
     path.write_text(STATELESS)
-    compiled = compile_model(path, get_target("host"), "vmfb", "llvm-cpu", tmp_path / "out", variant="default")
+    compiled = compile_model(path, CompileOptions(get_target("host"), "vmfb", variant="default"), tmp_path / "out")
     result = bench_compiled(compiled, get_target("host"), repetitions=20)
     assert result["latency_samples"] == 32 and "streaming" not in result
     assert not (tmp_path / "out" / STREAM_FILE).exists() and compiled.export["state"] is None
@@ -138,7 +138,7 @@ def test_several_inputs_and_outputs_stream_and_run(tmp_path, target):
 
     path = tmp_path / "model.py"
     path.write_text(TWO_IN_TWO_OUT)
-    compiled = compile_model(path, get_target(target), "vmfb", "llvm-cpu", tmp_path / "out", variant="default")
+    compiled = compile_model(path, CompileOptions(get_target(target), "vmfb", variant="default"), tmp_path / "out")
     info = compiled.export
     assert [i.get("source") for i in info["inputs"]] == ["audio", "knobs"]
     assert [(o["shape"], o["destination"]) for o in info["outputs"]] == [([1, 16], "audio"), ([1, 2], "control")]
