@@ -16,6 +16,10 @@ CASES = {
     "cumprod_with_zero": ("torch.nn.Identity()",
                           "lambda m, x: torch.cumprod(torch.cat([x, x.new_zeros(2, 1), x], 1), dim=1)",
                           "1 + torch.randn(2, 50) * 0.05"),
+    "cummax_values_and_indices": ("torch.nn.Identity()",
+                                  "lambda m, x: torch.cat([torch.cummax(x, -1)[0], torch.cummax(x, -1)[1].float()])",
+                                  "torch.randn(2, 37).round()"),   # ties: the latest index, as PyTorch
+    "cummin_first_dim": ("torch.nn.Identity()", "lambda m, x: torch.cummin(x, 0)[0] * 2", "torch.randn(20, 3)"),
 }
 
 test_rewritten_graph_equals_pytorch, test_rewritten_model_compiles_and_matches_on_iree = case_tests(CASES)

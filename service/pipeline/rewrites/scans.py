@@ -1,4 +1,5 @@
-"""Scans (cumsum, cumprod) as accurate as PyTorch's, from float32 arithmetic alone.
+"""Scans: cumsum and cumprod as accurate as PyTorch's, from float32 arithmetic alone; cummax and
+cummin (no lowering in IREE) as log-step scans.
 
 PyTorch's CPU scans of float32 accumulate in double; IREE's run in float32, one rounding per
 step: an oscillator's phase summed over a 1024-sample block came out 250x less accurate than
@@ -14,6 +15,9 @@ So each scan is compensated, fully in parallel (two scans and elementwise math, 
   product from a Veltkamp-free split (masking mantissa bits, so every partial product is exact
   and a fused multiply-add cannot change it); p (1 + cumsum of those) corrects it to first order
   (the second-order term is ~(n eps)^2, far below a rounding for any block size).
+- cummax / cummin (a peak-hold envelope): values by doubling (log2 n steps of max with a
+  shifted copy); the index is the last position where the input equals its running max, found
+  by the same doubling scan over positions (PyTorch's ties also go to the latest).
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from .core import OpRule
 
 aten = torch.ops.aten
 SCAN_OPS = (aten.cumsum.default, aten.cumprod.default)
+EXTREMUM_SCAN_OPS = (aten.cummax.default, aten.cummin.default)
 
 
 def _two_sum(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -93,4 +98,39 @@ class CompensatedScan(OpRule):
         return (compensated_cumsum if call.target is aten.cumsum.default else compensated_cumprod)(x, dim)
 
 
-RULES = [CompensatedScan()]
+def _doubling_scan(x: torch.Tensor, dim: int, combine, fill) -> torch.Tensor:
+    """Inclusive scan of an associative, idempotent `combine` in ceil(log2 n) steps."""
+    n, shift = x.shape[dim], 1
+    while shift < n:
+        head = torch.full_like(x.narrow(dim, 0, shift), fill)
+        x = combine(x, torch.cat([head, x.narrow(dim, 0, n - shift)], dim=dim))
+        shift *= 2
+    return x
+
+
+def extremum_scan(x: torch.Tensor, dim: int, largest: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    values = _doubling_scan(x, dim, torch.maximum if largest else torch.minimum,
+                            float("-inf") if largest else float("inf"))
+    shape = [1] * x.dim()
+    shape[dim] = x.shape[dim]
+    positions = torch.arange(x.shape[dim]).reshape(shape).expand(x.shape)
+    marked = torch.where(x == values, positions, torch.zeros_like(positions))
+    return values, _doubling_scan(marked, dim, torch.maximum, 0)
+
+
+class ExtremumScan(OpRule):
+    why = "cummax/cummin as log-step scans"
+    targets = EXTREMUM_SCAN_OPS
+
+    def applies(self, target, args):
+        x = args[0] if args else None
+        return getattr(x, "dtype", None) == torch.float32 and x.dim() > 0 and x.numel() > 0
+
+    def replace(self, call):
+        names = [a.name for a in call.target._schema.arguments]
+        values = {**dict(zip(names, call.args)), **call.kwargs}
+        x = values["self"]
+        return extremum_scan(x, values["dim"] % x.dim(), call.target is aten.cummax.default)
+
+
+RULES = [CompensatedScan(), ExtremumScan()]
