@@ -36,25 +36,35 @@ _DTYPE_MARKERS = ("complex", "Only integer/float dtype supported", "f64")
 def compile_error(stderr: str, model_file: Path) -> CompileError:
     located = [m for m in map(_LOCATION.match, stderr.splitlines()) if m]
     errors = [i for i, m in enumerate(located) if m.group(3) == "error" and not _secondary(m.group(4))]
+    # only a constant left behind: an op consumed it and then failed without a diagnostic of its own
+    errors = errors or [i for i, m in enumerate(located) if m.group(3) == "error"]
     if not errors:
         tail = stderr.strip().splitlines()[-1:] or ["no output"]
-        return CompileError(f"iree-compile failed: {tail[0][:200]}", file=str(model_file), detail=stderr[-8000:],
+        return CompileError(f"iree-compile failed: {tail[0][:200]}", file=str(model_file), detail=_excerpt(stderr),
                             hint=COMPILER_HINT)
     first = errors[0]
     message = located[first].group(4)
     notes = [m.group(4) for m in located[first + 1:] if m.group(3) == "note"]
     op = _op_of(message, notes)
     file, line = _user_line(located[first:], model_file)
-    where = {"file": file or str(model_file), "line": line, "detail": stderr[-8000:]}
+    where = {"file": file or str(model_file), "line": line, "detail": _excerpt(stderr)}
     name = op.removeprefix("torch.") if op else "an op"
     short = re.split(r": %|: \"|: <", message, maxsplit=1)[0].strip()[:160]
-    if "failed to legalize" in message and op and op.startswith("torch."):
+    if "failed to legalize" in message and op and op.startswith("torch.") and not _secondary(message):
         return CompileError(f"IREE cannot compile {name} (no lowering for it)", hint=UNSUPPORTED_OP_HINT, **where)
     text = " ".join([message, *notes[:1]])
     if any(marker in text for marker in _DTYPE_MARKERS):
         kind = "complex" if "complex" in text else "float64" if "f64" in text else "these"
         return CompileError(f"IREE cannot compile {name} on {kind} values: {short}", hint=DTYPE_HINT, **where)
-    return CompileError(f"iree-compile failed on {name}: {short}", hint=COMPILER_HINT, **where)
+    return CompileError(f"iree-compile failed on {name}: {short}" if op else f"iree-compile failed: {short}",
+                        hint=COMPILER_HINT, **where)
+
+
+def _excerpt(stderr: str, keep: int = 6000) -> str:
+    """The log's copy: the start (the linker's or pass's own message) and the end (the op dumps)."""
+    if len(stderr) <= 2 * keep:
+        return stderr
+    return f"{stderr[:keep]}\n[... {len(stderr) - 2 * keep} characters left out ...]\n{stderr[-keep:]}"
 
 
 def _secondary(message: str) -> bool:

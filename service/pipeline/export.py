@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..errors import BelaIreeError, ExportError
 from ..modelfile import load_model, model_name
+from .decompose import decompose
 from .export_errors import check_graph_dtypes, check_input_dtype, export_error
 
 NOISE_SEED = 1234  # noise inputs of the reference run are PyTorch's draws after manual_seed(NOISE_SEED)
@@ -37,6 +38,7 @@ def export_model(model_file: Path, out_dir: Path, mlir_name: str = "model.mlirbc
     try:
         program = torch.export.export(loaded.module, (example,))
         program, applied, noise = rewrites.apply(program, example, unroll_loops)
+        program = decompose(program)
     except BelaIreeError:
         raise
     except Exception as e:
