@@ -24,7 +24,7 @@ DTYPE_HINT = ("IREE computes in float32 and integers here: keep complex values i
 COMPILER_HINT = ("a failure inside iree-compile, not an error in the model: report it to bela-iree with the log; "
                  "writing that line another way may avoid it")
 
-_LOCATION = re.compile(r"^(.*?):(\d+):\d+: (error|note): (.*)$")
+_LOCATION = re.compile(r"^(.*?):(\d+)(?::\d+)?: (error|note): (.*)$")   # "<unknown>:0: error: ..." too
 _OP_NAMED = re.compile(r'name = "([\w.]+)"')
 _OP_QUOTED = re.compile(r"'([a-z_]+\.[\w.]+)'")
 _OP_IN_NOTE = re.compile(r'"([a-z_]+\.[\w.]+)"\(')
@@ -53,7 +53,7 @@ def compile_error(stderr: str, model_file: Path) -> CompileError:
     if "failed to legalize" in message and op and op.startswith("torch.") and not _secondary(message):
         return CompileError(f"IREE cannot compile {name} (no lowering for it)", hint=UNSUPPORTED_OP_HINT, **where)
     text = " ".join([message, *notes[:1]])
-    if any(marker in text for marker in _DTYPE_MARKERS):
+    if any(marker in text for marker in _DTYPE_MARKERS) and not _secondary(message):
         kind = "complex" if "complex" in text else "float64" if "f64" in text else "these"
         return CompileError(f"IREE cannot compile {name} on {kind} values: {short}", hint=DTYPE_HINT, **where)
     return CompileError(f"iree-compile failed on {name}: {short}" if op else f"iree-compile failed: {short}",

@@ -38,12 +38,12 @@ def export_model(model_file: Path, out_dir: Path, mlir_name: str = "model.mlirbc
     try:
         program = torch.export.export(loaded.module, (example,))
         program, applied, noise = rewrites.apply(program, example, unroll_loops)
+        check_graph_dtypes(program, model_file)   # on the ops as written, before they are decomposed
         program = decompose(program)
     except BelaIreeError:
         raise
     except Exception as e:
         raise export_error(e, model_file) from None
-    check_graph_dtypes(program, model_file)
     with torch.no_grad(), torch.random.fork_rng():
         torch.manual_seed(NOISE_SEED)
         expected = loaded.module(example)

@@ -10,6 +10,10 @@
   (|r| <= pi/4) is sin(r) / cos(r), or -cos(r) / sin(r) an odd number of quarter turns away, with
   sin and cos as their Taylor series (IREE's sin is not accurate relative to small values either;
   up to r^9 and r^10 the series are exact to float32 on |r| <= pi/4).
+- `fmax`/`fmin` (the NaN-ignoring max and min) fail inside iree-compile ("tensor.cast" operand
+  type), and so do `fmod`, `copysign` (a sign of -0.0 is taken as +) and `roll` (leaving a
+  constant it cannot legalize); `hypot`, `erfc` and `addmv` have no lowering: each in the ops it
+  is defined by.
 """
 from __future__ import annotations
 
@@ -78,4 +82,47 @@ def reduced_tan(x: torch.Tensor) -> torch.Tensor:
     return torch.where(odd, -cos / sin, sin / cos)
 
 
-RULES = [Log10AsLog(), TanAsReducedSinOverCos()]
+def _nan_ignoring(extremum):
+    def function(a, b):
+        return torch.where(torch.isnan(a), b, torch.where(torch.isnan(b), a, extremum(a, b)))
+    return function
+
+
+def _roll(x: torch.Tensor, shifts, dims) -> torch.Tensor:
+    shifts = list(shifts) if isinstance(shifts, (list, tuple)) else [shifts]
+    dims = list(dims) if isinstance(dims, (list, tuple)) else [dims]
+    if not dims:   # roll of the flattened tensor
+        return _roll(x.reshape(-1), shifts, [0]).reshape(x.shape)
+    for shift, dim in zip(shifts, dims):
+        size = x.shape[dim]
+        shift = shift % size if size else 0
+        if shift:
+            x = torch.cat([x.narrow(dim, size - shift, shift), x.narrow(dim, 0, size - shift)], dim=dim)
+    return x
+
+
+class DefinedOps(OpRule):
+    """Ops written as their definitions: op -> function of the op's arguments."""
+    why = "fmax, fmin, fmod, copysign, roll, hypot, erfc, addmv by their definitions"
+    definitions = {
+        aten.fmax.default: _nan_ignoring(torch.maximum),
+        aten.fmin.default: _nan_ignoring(torch.minimum),
+        aten.hypot.default: lambda a, b: torch.sqrt(a * a + b * b),
+        aten.erfc.default: lambda x: 1 - torch.erf(x),
+        aten.addmv.default: lambda x, mat, vec, *, beta=1, alpha=1: beta * x + alpha * (mat @ vec),
+        aten.fmod.Scalar: lambda a, b: a - b * torch.trunc(a / b),
+        aten.fmod.Tensor: lambda a, b: a - b * torch.trunc(a / b),
+        aten.copysign.Tensor: lambda a, b: torch.where(b < 0, -a.abs(), a.abs()),
+        aten.copysign.Scalar: lambda a, b: -a.abs() if b < 0 else a.abs(),
+        aten.roll.default: lambda x, shifts, dims=(): _roll(x, shifts, dims),
+    }
+    targets = tuple(definitions)
+
+    def applies(self, target, args):
+        return _float(args)
+
+    def replace(self, call):
+        return self.definitions[call.target](*call.args, **call.kwargs)
+
+
+RULES = [Log10AsLog(), TanAsReducedSinOverCos(), DefinedOps()]
