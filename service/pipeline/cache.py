@@ -36,6 +36,7 @@ def digest(*parts: bytes | str) -> str:
 def export_key(model_file: Path, variant: str = "") -> str:
     pipeline = Path(__file__).parent
     sources = sorted(model_file.parent.glob("*.py")) + [pipeline / "export.py",   # every module of the rewrites
+                                                         pipeline / "decompose.py", pipeline / "export_errors.py",
                                                          *sorted((pipeline / "rewrites").rglob("*.py")),
                                                          pipeline.parent / "modelfile.py"]
     versions = [metadata.version(p) for p in ("torch", "iree-turbine", "iree-base-compiler")]
