@@ -8,7 +8,7 @@ CASES = {
                        "torch.cat([torch.linspace(-7, 7, 101), torch.tensor([1.5706, -1.5706, 4.7122])])"),
     "defined_ops": ("torch.nn.Identity()",
                     "lambda m, x: torch.cat([torch.fmod(x * 3, 1.0), torch.fmod(x, x.flip(-1) + 2), "
-                    "torch.copysign(x, x.flip(-1)), x.roll(5, -1), x.roll((1, -2), (0, 1)), x.roll(3), "
+                    "torch.copysign(x, x.flip(-1)), torch.copysign(x, x * 0 - 0.0), torch.signbit(x - x.round()).float(), x.roll(5, -1), x.roll((1, -2), (0, 1)), x.roll(3), "
                     "torch.fmax(x, x.flip(-1)), torch.hypot(x, x.flip(-1)), torch.erfc(x)])", "torch.randn(2, 64)"),
 }
 

@@ -11,7 +11,7 @@
   sin and cos as their Taylor series (IREE's sin is not accurate relative to small values either;
   up to r^9 and r^10 the series are exact to float32 on |r| <= pi/4).
 - `fmax`/`fmin` (the NaN-ignoring max and min) fail inside iree-compile ("tensor.cast" operand
-  type), and so do `fmod`, `copysign` (a sign of -0.0 is taken as +) and `roll` (leaving a
+  type), and so do `fmod`, `copysign`, `signbit` and `roll` (leaving a
   constant it cannot legalize); `hypot`, `erfc` and `addmv` have no lowering: each in the ops it
   is defined by.
 """
@@ -88,6 +88,11 @@ def _nan_ignoring(extremum):
     return function
 
 
+def _sign_bit(b: torch.Tensor) -> torch.Tensor:
+    """Negative, or -0.0 (1 / -0.0 is -inf); IREE fails on torch.signbit itself."""
+    return (b < 0) | ((b == 0) & (1 / b < 0))
+
+
 def _roll(x: torch.Tensor, shifts, dims) -> torch.Tensor:
     shifts = list(shifts) if isinstance(shifts, (list, tuple)) else [shifts]
     dims = list(dims) if isinstance(dims, (list, tuple)) else [dims]
@@ -103,7 +108,7 @@ def _roll(x: torch.Tensor, shifts, dims) -> torch.Tensor:
 
 class DefinedOps(OpRule):
     """Ops written as their definitions: op -> function of the op's arguments."""
-    why = "fmax, fmin, fmod, copysign, roll, hypot, erfc, addmv by their definitions"
+    why = "fmax, fmin, fmod, copysign, signbit, roll, hypot, erfc, addmv by their definitions"
     definitions = {
         aten.fmax.default: _nan_ignoring(torch.maximum),
         aten.fmin.default: _nan_ignoring(torch.minimum),
@@ -112,9 +117,10 @@ class DefinedOps(OpRule):
         aten.addmv.default: lambda x, mat, vec, *, beta=1, alpha=1: beta * x + alpha * (mat @ vec),
         aten.fmod.Scalar: lambda a, b: a - b * torch.trunc(a / b),
         aten.fmod.Tensor: lambda a, b: a - b * torch.trunc(a / b),
-        aten.copysign.Tensor: lambda a, b: torch.where(b < 0, -a.abs(), a.abs()),
+        aten.copysign.Tensor: lambda a, b: torch.where(_sign_bit(b), -a.abs(), a.abs()),
         aten.copysign.Scalar: lambda a, b: -a.abs() if b < 0 else a.abs(),
         aten.roll.default: lambda x, shifts, dims=(): _roll(x, shifts, dims),
+        aten.signbit.default: _sign_bit,
     }
     targets = tuple(definitions)
 
