@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from .error_report import print_error
 from .errors import BelaIreeError
 from .layout import BOARD_ROOT, CONFIG, MODEL_FILE
 
@@ -137,9 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     except BelaIreeError as e:
         if getattr(args, "json", False):
             print(json.dumps({"error": e.to_json()}))
-        console.print(f"[red]error[/] ({e.stage}): {e}", highlight=False)
-        if e.detail:
-            console.print(e.detail[-1500:], style="dim", highlight=False, markup=False)
+        print_error(console, e)
         return 1
 
 

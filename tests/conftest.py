@@ -56,9 +56,11 @@ def runtime():
 
 
 def cli(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the installed `bela-iree` command as a user would."""
+    """Run the installed `bela-iree` command as a user would (this checkout's code: the installed
+    script would otherwise import the package from wherever it was installed from)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     result = subprocess.run([str(Path(sys.executable).parent / "bela-iree"), *args], capture_output=True,
-                            text=True, timeout=timeout)
+                            text=True, timeout=timeout, env=env)
     if check and result.returncode != 0:
         raise AssertionError(f"bela-iree {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
     return result

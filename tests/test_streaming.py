@@ -45,7 +45,7 @@ def compiled_stateful(stateful_file, tmp_path_factory):
 def test_stream_reference_is_pytorch_with_state_carried(stateful_file, compiled_stateful):
     """stream.npz holds K blocks and PyTorch's outputs for them in turn; they differ from what a
     model starting afresh at each block gives, so a module that dropped its state would fail."""
-    folder = compiled_stateful("host").artifacts[0].parent
+    folder = compiled_stateful("host").folder
     with np.load(folder / STREAM_FILE) as stream:
         blocks, expected = stream["input0"], stream["expected"]
     assert blocks.shape == (STREAM_BLOCKS, 1, 8) and expected.shape == (STREAM_BLOCKS, 1, 8)
@@ -86,7 +86,7 @@ def test_reset_puts_the_state_back_to_its_start(stateful_file, compiled_stateful
     """bela_iree_model_reset before block 4: from there the module matches PyTorch started afresh at block 4."""
     from service.bench.streaming import run_stream, vmfb_program
 
-    folder = compiled_stateful("host").artifacts[0].parent
+    folder = compiled_stateful("host").folder
     program = vmfb_program(get_target("host"), tmp_path)
     output, expected = run_stream([str(program)], folder, tmp_path, str(folder / "model.vmfb"), ("--reset-at", "4"))
     with np.load(folder / STREAM_FILE) as stream:
@@ -142,7 +142,7 @@ def test_several_inputs_and_outputs_stream_and_run(tmp_path, target):
     info = compiled.export
     assert [i.get("source") for i in info["inputs"]] == ["audio", "knobs"]
     assert [(o["shape"], o["destination"]) for o in info["outputs"]] == [([1, 16], "audio"), ([1, 2], "control")]
-    folder = compiled.artifacts[0].parent
+    folder = compiled.folder
     output = run_module(folder, get_target(target))
     assert output.shape == (18,) and max_abs_error(output, folder) <= tolerance(np.load(folder / "expected.npy"))
     stream = measure_streaming(compiled, get_target(target))

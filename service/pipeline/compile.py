@@ -7,7 +7,6 @@ and its errors are cut down to the op and the model line.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import sys
 import tempfile
@@ -19,6 +18,7 @@ from typing import Callable
 from ..errors import CompileError, ExportError
 from ..modelfile import model_name
 from . import cache, tuning_spec
+from .compile_errors import compile_error
 from .elf_check import inspect_armv7_kernels
 from .kernel_report import check_bela_kernels
 from .emitc_fix import EMITC_FIX, fix_import_layout
@@ -199,30 +199,3 @@ def _check_armv7(vmfb: Path, work: Path) -> None:
     if not report.ok:
         raise CompileError("the Bela kernel library would not load on the board: " + "; ".join(report.problems()),
                            hint="report this to bela-iree with the compile log")
-
-
-_OP_QUOTED = re.compile(r"'([a-z_]+\.[\w.]+)'")
-_OP_NAMED = re.compile(r'name = "([\w.]+)"')
-_LOCATION = re.compile(r"^(.*?):(\d+):\d+: (error|note): (.*)$")
-
-
-def compile_error(stderr: str, model_file: Path) -> CompileError:
-    """iree-compile's first error, as one line: which op, and where in the model file."""
-    located = [m for m in map(_LOCATION.match, stderr.splitlines()) if m]
-    errors = [m for m in located if m.group(3) == "error"]
-    if not errors:
-        tail = stderr.strip().splitlines()[-1:] or ["no output"]
-        return CompileError(f"iree-compile failed: {tail[0][:300]}", file=str(model_file), detail=stderr[-6000:])
-    message = errors[0].group(4)
-    named = _OP_NAMED.search(message) or _OP_QUOTED.search(message)
-    op = named.group(1) if named else None
-    short = re.split(r": %|: \"|: <", message, maxsplit=1)[0].strip()
-    file, line = None, None
-    for m in located:  # the error's own location, else the first "called from" note in the user's folder
-        if Path(m.group(1)).resolve().parent == model_file.parent:
-            file, line = m.group(1), int(m.group(2))
-            break
-    headline = f"iree-compile cannot compile {op.removeprefix('torch.')}: {short}" if op else f"iree-compile: {short}"
-    return CompileError(headline[:400], file=file or str(model_file), line=line, detail=stderr[-6000:],
-                        hint="rewrite that part of the model with other ops, or report it to bela-iree with the log")
-

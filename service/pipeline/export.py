@@ -19,8 +19,10 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import BelaIreeError, ExportError
-from ..modelfile import load_model, model_name, user_frame
+from ..errors import BelaIreeError
+from ..modelfile import load_model, model_name
+from .decompose import decompose
+from .export_errors import check_graph_dtypes, check_input_dtype, export_error
 
 NOISE_SEED = 1234  # noise inputs of the reference run are PyTorch's draws after manual_seed(NOISE_SEED)
 
@@ -35,15 +37,19 @@ def export_model(model_file: Path, out_dir: Path, mlir_name: str = "model.mlirbc
     started = time.perf_counter()
     loaded = load_model(model_file)
     examples = loaded.example_inputs
+    for example in examples:
+        check_input_dtype(example, model_file)
     sources, destinations = routing.declared(loaded)
     try:
         program = torch.export.export(loaded.module, examples)
         program, applied, noise = rewrites.apply(program, examples, unroll_loops)
         program = state.functionalize(program, model_file)
+        check_graph_dtypes(program, model_file)   # on the ops as written, before they are decomposed
+        program = decompose(program)
     except BelaIreeError:
         raise
     except Exception as e:
-        raise _export_error(e, model_file) from None
+        raise export_error(e, model_file) from None
     with torch.no_grad(), torch.random.fork_rng():
         torch.manual_seed(NOISE_SEED)
         returned = copy.deepcopy(loaded.module)(*examples)   # a copy: the buffers must keep their starting values
@@ -55,7 +61,7 @@ def export_model(model_file: Path, out_dir: Path, mlir_name: str = "model.mlirbc
         output = aot.export(program)
         reset = state.add_reset(output.mlir_module)
     except Exception as e:
-        raise _export_error(e, model_file) from None
+        raise export_error(e, model_file) from None
 
     out_dir.mkdir(parents=True, exist_ok=True)
     if mlir_name.endswith(".mlirbc"):
@@ -87,17 +93,6 @@ def export_model(model_file: Path, out_dir: Path, mlir_name: str = "model.mlirbc
     }
     (out_dir / "export.json").write_text(json.dumps(info, indent=2))
     return info
-
-
-def _export_error(error: Exception, model_file: Path) -> ExportError:
-    """torch.export errors carry the user's stack; point at its last line in the model file."""
-    import traceback
-    text = "".join(traceback.format_exception(error))
-    file, line = user_frame(text, model_file)
-    headline = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return ExportError(f"export failed: {type(error).__name__}: {headline[:300]}", file=file or str(model_file),
-                       line=line, detail=text[-6000:],
-                       hint="torch.export must be able to trace the model: no data-dependent Python control flow")
 
 
 def main(argv: list[str]) -> int:

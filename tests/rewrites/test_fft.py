@@ -11,6 +11,11 @@ CASES = {
     "rfft_four_step": ("torch.nn.Identity()", "lambda m, x: torch.log(torch.fft.rfft(x, norm='ortho').abs() ** 2 + 1e-7)",
                        "torch.randn(2, 3, 512)"),
     "complex_abs": ("torch.nn.Identity()", "lambda m, x: torch.fft.rfft(x).abs()", "torch.randn(1, 64)"),
+    "irfft_round_trip": ("torch.nn.Identity()", "lambda m, x: torch.fft.irfft(torch.fft.rfft(x), n=64) * 0.5",
+                         "torch.randn(2, 64)"),
+    "irfft_odd_length_ortho_first_dim": ("torch.nn.Identity()",
+                                         "lambda m, x: torch.fft.irfft(torch.fft.rfft(x, dim=0), n=9, dim=0, "
+                                         "norm='ortho')", "torch.randn(12, 3)"),
 }
 
 

@@ -13,3 +13,16 @@ CASES = {
 
 
 test_rewritten_graph_equals_pytorch, test_rewritten_model_compiles_and_matches_on_iree = case_tests(CASES)
+
+# cells, alone and stepped in the model's own Python loop (one op per step)
+CELL_CASES = {
+    "lstm_cell_in_a_loop": ("torch.nn.LSTMCell(3, 8)",   # the state carried from step to step
+                            "lambda m, x: torch.stack([(s := m(x[t], s if t else None))[1] for t in range(len(x))])",
+                            "torch.randn(6, 2, 3)"),
+    "gru_cell_unbatched_no_bias": ("torch.nn.GRUCell(4, 8, bias=False)", "lambda m, x: m(x, torch.ones(8) * 0.5)",
+                                   "torch.randn(4)"),
+    "rnn_tanh_cell": ("torch.nn.RNNCell(3, 8)", "lambda m, x: m(x)", "torch.randn(2, 3)"),
+    "rnn_relu_cell": ("torch.nn.RNNCell(3, 8, nonlinearity='relu')", "lambda m, x: m(x)", "torch.randn(2, 3)"),
+}
+
+test_cell_graph_equals_pytorch, test_cell_compiles_and_matches_on_iree = case_tests(CELL_CASES)

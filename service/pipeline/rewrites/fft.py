@@ -6,6 +6,9 @@
   15 -> 9 us). Tried first (RULES' order).
 - any other `rfft(..., norm="ortho"|"forward")`: the normalised form fails to legalize; the
   input is scaled instead (the FFT is linear, so this is the same transform).
+- `torch.fft.irfft` (DDSP's filtered noise, vocoders), no lowering in IREE: as two matmuls of the
+  real and imaginary parts with the inverse DFT's cos and sin (float64-computed constants), for
+  outputs of at most IRFFT_MAX_LENGTH samples (the matrices grow as n^2).
 - `abs()` of a complex tensor: lowered to math.absf on complex, which fails; computed as
   sqrt(re^2 + im^2) from `view_as_real`.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from .core import OpRule, Rule
@@ -136,5 +140,47 @@ class ComplexAbs(OpRule):
         return _complex_abs(*call.args, **call.kwargs)
 
 
+IRFFT_MAX_LENGTH = 1024   # the two matrices: 2 x 513 x 1024 floats, 4 MB
+
+
+def inverse_dft_matrices(n: int, bins: int, norm) -> tuple[torch.Tensor, torch.Tensor]:
+    """x[t] = sum_k re_k C[k, t] + im_k S[k, t] for the first `bins` bins of a length-n real signal:
+    every bin but DC and (n even) Nyquist stands for its conjugate twin too, hence the weight 2.
+    In numpy: computed while the graph is traced, torch ops would be recorded (in float64)."""
+    k = np.arange(bins, dtype=np.float64)
+    angle = 2 * np.pi * np.outer(k, np.arange(n, dtype=np.float64)) / n
+    weight = np.where((k == 0) | (2 * k == n), 1.0, 2.0)[:, None]
+    scale = {None: 1 / n, "backward": 1 / n, "ortho": 1 / math.sqrt(n), "forward": 1.0}[norm]
+    return (torch.from_numpy((weight * scale * np.cos(angle)).astype(np.float32)),
+            torch.from_numpy((-weight * scale * np.sin(angle)).astype(np.float32)))
+
+
+def _irfft_as_matmuls(z, n=None, dim=-1, norm=None):
+    z = z.movedim(dim, -1)
+    n = n if n is not None else 2 * (z.shape[-1] - 1)
+    bins = min(n // 2 + 1, z.shape[-1])   # irfft uses n // 2 + 1 bins; fewer given: the rest are 0
+    parts = torch.view_as_real(z[..., :bins])
+    cos, sin = inverse_dft_matrices(n, bins, norm)
+    return (parts[..., 0] @ cos + parts[..., 1] @ sin).movedim(-1, dim)
+
+
+def _irfft_length(args) -> int | None:
+    z, n = args[0], args[1] if len(args) > 1 else None
+    dim = args[2] if len(args) > 2 and args[2] is not None else -1
+    return n if n is not None else 2 * (z.shape[dim] - 1)
+
+
+class IrfftAsMatmuls(OpRule):
+    why = "irfft as matmuls with the inverse DFT"
+    targets = (aten.fft_irfft.default,)
+
+    def applies(self, target, args):
+        length = _irfft_length(args)
+        return args[0].dtype == torch.complex64 and length is not None and 0 < length <= IRFFT_MAX_LENGTH
+
+    def replace(self, call):
+        return _irfft_as_matmuls(*call.args, **call.kwargs)
+
+
 # the order is the priority: the four-step DFT before the scaled input
-RULES = [FourStepRfft(), NormalisedRfft(), ComplexAbs()]
+RULES = [FourStepRfft(), NormalisedRfft(), ComplexAbs(), IrfftAsMatmuls()]

@@ -1,4 +1,5 @@
-"""Recurrent layers (nn.RNN, nn.LSTM, nn.GRU) as time loops.
+"""Recurrent layers (nn.RNN, nn.LSTM, nn.GRU) as time loops, and their cells (nn.RNNCell,
+nn.LSTMCell, nn.GRUCell, often stepped in the user's own Python loop) as plain math.
 
 IREE cannot lower `aten.rnn_tanh`, `lstm`, `gru`; the stock decomposition unrolls time (a
 1024-step RNN: 1.5 MB of MLIR, 72 s of compile). Here time stays a loop (`torch.while_loop` ->
@@ -24,6 +25,8 @@ aten = torch.ops.aten
 # Short sequences run faster unrolled (no per-step loop overhead) and still compile in a second
 UNROLL_MAX_STEPS = 64
 RECURRENT_OPS = (aten.rnn_tanh.input, aten.rnn_relu.input, aten.lstm.input, aten.gru.input)
+# one step of a cell: IREE has no lowering for these either (and torch.export keeps them whole)
+CELL_OPS = (aten.rnn_tanh_cell.default, aten.rnn_relu_cell.default, aten.lstm_cell.default, aten.gru_cell.default)
 
 
 # A cell takes its step's input projection xw (x @ w_ih.t() + b_ih, computed for the whole
@@ -166,4 +169,23 @@ class RecurrentAsLoop(OpRule):
         return _recurrent(cell, n_state, used, call.constants, call.unroll_loops)(*call.args, **call.kwargs)
 
 
-RULES = [RecurrentAsLoop()]
+class CellAsMath(OpRule):
+    """One step of a cell, the same cell functions as the layers' loops. The weights are
+    transposed in the graph, not laid out once: a cell stepped in a Python loop is one node per
+    step, and laying out per node would store one copy of the weights per step."""
+    why = "recurrent cell as matmuls and activations"
+    cells = {aten.rnn_tanh_cell.default: _cell_rnn(torch.tanh), aten.rnn_relu_cell.default: _cell_rnn(torch.relu),
+             aten.lstm_cell.default: _cell_lstm, aten.gru_cell.default: _cell_gru}
+    targets = CELL_OPS
+
+    def replace(self, call):
+        x, hx, w_ih, w_hh, b_ih, b_hh = (list(call.args) + [None, None])[:6]
+        b_ih, b_hh = call.kwargs.get("b_ih", b_ih), call.kwargs.get("b_hh", b_hh)
+        xw = x @ w_ih.t() + (b_ih if b_ih is not None else 0)
+        b_hh = b_hh if b_hh is not None else w_hh.new_zeros(w_hh.shape[0])
+        state = tuple(hx) if isinstance(hx, (list, tuple)) else (hx,)
+        result = self.cells[call.target](xw, state, w_hh.t(), b_hh)
+        return result if call.target is aten.lstm_cell.default else result[0]
+
+
+RULES = [RecurrentAsLoop(), CellAsMath()]
