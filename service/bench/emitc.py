@@ -28,6 +28,16 @@ from .runtime_tools import emulator
 RUN_TIMEOUT = 900.0
 
 
+def run_checked(argv: list[str], timeout: float, failure: str) -> subprocess.CompletedProcess:
+    """Run runtime/'s test program (natively or under qemu) through run_tool: a time limit, and
+    killed with the build a newer save cancels. A failed run is `failure` and its first line."""
+    result = run_tool(argv, timeout=timeout, stage="benchmarking")
+    if result.returncode != 0:
+        lines = result.stderr.strip().splitlines() or ["no output"]
+        raise BenchError(f"{failure}: {lines[0][:300]}", detail=result.stderr[-4000:])
+    return result
+
+
 def emitc_program(folder: Path, target: Target, work: Path) -> Path:
     """runtime/'s test program with folder's EmitC module linked in, built for target in work."""
     built = folder / LIBRARY   # a project's generated/model has it already
@@ -62,13 +72,7 @@ def run_program(command: list[str], folder: Path, work: Path, runs: int, module:
             "--output-count", str(expected.size), "--latencies", str(work / "latencies.txt"),
             "--reset-at", str(runs - 1), "--output-sizes", ",".join(map(str, output_sizes(folder))),
             module, str(runs), *map(str, inputs[0].shape)]
-    try:
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=RUN_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        raise BenchError(f"the model did not finish {runs} runs within {RUN_TIMEOUT:g} s") from None
-    if result.returncode != 0:
-        lines = result.stderr.strip().splitlines() or ["no output"]
-        raise BenchError(f"the EmitC program failed: {lines[0][:300]}", detail=result.stderr[-4000:])
+    run_checked(argv, RUN_TIMEOUT, "the EmitC program failed")
     output = np.fromfile(work / "out.bin", dtype=np.float32).reshape(expected.shape)
     latencies = [float(line) / 1000 for line in (work / "latencies.txt").read_text().split()]
     return output, latencies

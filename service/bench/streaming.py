@@ -9,7 +9,6 @@ module linked in (emitc.py). iree-run-module cannot do this: it makes one call p
 """
 from __future__ import annotations
 
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from ..pipeline.targets import Target
 from ..pipeline.tools import run_tool
 from ..runtimes.build import RUNTIME_LIBRARY, ensure_runtime
 from ..runtimes.toolchain import toolchain_for
-from .emitc import emitc_program
+from .emitc import emitc_program, run_checked
 from .run import output_sizes, tolerance
 from .runtime_tools import emulator
 
@@ -62,13 +61,7 @@ def run_stream(command: list[str], folder: Path, work: Path, module: str,
     argv = [*command, "--input", str(work / "stream0.bin"), *more, "--blocks", str(blocks), *options,
             "--output", str(work / "stream_out.bin"), "--output-sizes", ",".join(map(str, output_sizes(folder))),
             module, str(blocks), *map(str, inputs[0].shape[1:])]
-    try:
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=STREAM_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        raise BenchError(f"{blocks} streamed blocks did not finish within {STREAM_TIMEOUT:g} s") from None
-    if result.returncode != 0:
-        lines = result.stderr.strip().splitlines() or ["no output"]
-        raise BenchError(f"streaming the model failed: {lines[0][:300]}", detail=result.stderr[-4000:])
+    run_checked(argv, STREAM_TIMEOUT, "streaming the model failed")
     output = np.fromfile(work / "stream_out.bin", dtype=np.float32).reshape(expected.shape)
     return output, expected
 
