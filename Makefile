@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml ide_extension/package-lock.json
 	touch $@
 
 test: system-deps $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 demo: system-deps $(STAMP)
 	$(PY) -m service.demo
