@@ -71,6 +71,11 @@ def cli_json(*args: str, check: bool = True) -> tuple[dict, subprocess.Completed
     return json.loads(result.stdout), result
 
 
+# zoo models whose EmitC form unrolls their time steps (1024 for simple_rnn: minutes per target;
+# 128 per-sample steps for lstm_amp and gru_knobs): the EmitC tests run them on one target only
+UNROLLED = ("simple_rnn", "lstm_amp", "gru_knobs")
+
+
 @pytest.fixture(scope="session")
 def compiled(tmp_path_factory):
     """compiled(model, target, fmt="vmfb", backend="llvm-cpu") -> CompileResult, each compiled once."""

@@ -11,7 +11,7 @@ from service.pipeline.elf_check import glibc_versions_needed, inspect_armv7_kern
 from service.runtimes.emitc import library_query_name
 from service.pipeline.targets import TARGETS
 
-from .conftest import cli, cli_json
+from .conftest import UNROLLED, cli, cli_json
 
 MODELS = zoo.names()
 
@@ -43,9 +43,7 @@ def test_bela_artifact_is_armv7_hard_float_neon_and_loadable(compiled, model, tm
     assert glibc_versions_needed(tmp_path / "kernels.so") == []
 
 
-# simple_rnn's EmitC form unrolls 1024 time steps (about 2 minutes per target), lstm_amp's and
-# gru_knobs' 128 per-sample steps (half a minute): one target is enough
-UNROLLED = ("simple_rnn", "lstm_amp", "gru_knobs")
+# the unrolled EmitC forms (conftest.UNROLLED) take minutes per target: one target is enough
 EMITC_CASES = [(m, t) for m in MODELS for t in TARGETS if m not in UNROLLED or t == "gem"]
 
 
