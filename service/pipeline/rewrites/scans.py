@@ -81,17 +81,25 @@ def compensated_cumprod(x: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.where(_finite(corrected), corrected, total)
 
 
-class CompensatedScan(OpRule):
-    why = "cumsum/cumprod compensated to PyTorch's accuracy"
-    targets = SCAN_OPS
+class _Float32Scan(OpRule):
+    """A scan over a non-empty float32 tensor; `arguments` names the call's arguments."""
 
     def applies(self, target, args):
         x = args[0] if args else None
         return getattr(x, "dtype", None) == torch.float32 and x.dim() > 0 and x.numel() > 0
 
-    def replace(self, call):
+    @staticmethod
+    def arguments(call) -> dict:
         names = [a.name for a in call.target._schema.arguments]
-        values = {**dict(zip(names, call.args)), **call.kwargs}
+        return {**dict(zip(names, call.args)), **call.kwargs}
+
+
+class CompensatedScan(_Float32Scan):
+    why = "cumsum/cumprod compensated to PyTorch's accuracy"
+    targets = SCAN_OPS
+
+    def replace(self, call):
+        values = self.arguments(call)
         x, dim = values["self"], values["dim"] % max(values["self"].dim(), 1)
         if values.get("dtype") not in (None, torch.float32):
             return call.target(*call.args, **call.kwargs)
@@ -118,17 +126,12 @@ def extremum_scan(x: torch.Tensor, dim: int, largest: bool) -> tuple[torch.Tenso
     return values, _doubling_scan(marked, dim, torch.maximum, 0)
 
 
-class ExtremumScan(OpRule):
+class ExtremumScan(_Float32Scan):
     why = "cummax/cummin as log-step scans"
     targets = EXTREMUM_SCAN_OPS
 
-    def applies(self, target, args):
-        x = args[0] if args else None
-        return getattr(x, "dtype", None) == torch.float32 and x.dim() > 0 and x.numel() > 0
-
     def replace(self, call):
-        names = [a.name for a in call.target._schema.arguments]
-        values = {**dict(zip(names, call.args)), **call.kwargs}
+        values = self.arguments(call)
         x = values["self"]
         return extremum_scan(x, values["dim"] % x.dim(), call.target is aten.cummax.default)
 
