@@ -123,14 +123,18 @@ class Builder:
         self.current_id = build_id
         stages: dict[str, float] = {}
         clock = {"stage": "queued", "since": time.perf_counter()}
-        loop = asyncio.get_running_loop()
+        loop, loop_thread = asyncio.get_running_loop(), threading.get_ident()
 
         def enter(stage: str) -> None:  # called from the build thread, or the loop
             now = time.perf_counter()
             stages[clock["stage"]] = round(now - clock["since"], 3)
             clock.update(stage=stage, since=now)
             self.history.update(build_id, state=stage, stages=stages)
-            loop.call_soon_threadsafe(self.publish, events.build(build_id, stage, target, dict(stages)))
+            message = events.build(build_id, stage, target, dict(stages))
+            if threading.get_ident() == loop_thread:   # told before this task can finish
+                self.publish(message)
+            else:
+                loop.call_soon_threadsafe(self.publish, message)
 
         finished = False
         self.publish(events.build(build_id, "queued", target, {}, reason=reason))

@@ -36,7 +36,7 @@ def export_error(error: Exception, model_file: Path) -> ExportError:
     """torch.export (or the MLIR import after it) failed: say why, at the user's line."""
     text = "".join(traceback.format_exception(error))
     file, line = user_frame(text, model_file)
-    where = {"file": file or str(model_file), "line": line, "detail": text[-8000:]}
+    where = {"file": file or str(model_file), "line": line, "detail": text}   # whole: the log shows it all
     message = str(error).strip()
     first = message.splitlines()[0][:200] if message else type(error).__name__
     if any(marker in text for marker in _DATA_DEPENDENT):
