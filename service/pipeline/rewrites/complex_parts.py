@@ -6,8 +6,11 @@ the rest is lowered here, each op from its parts (view_as_real) and rebuilt with
 - the model's complex outputs: returned as real pairs, a trailing dim of 2 (torch.view_as_real),
   which is what the reference (expected.npy) holds too (routing.output_tensors);
 - conj (`_conj`, `conj_physical`): no lowering;
+- polar with operands of different shapes: IREE's lowering builds a generic of mismatched ranks;
 - add and sub (the alpha becomes an integer multiply on complex), and a complex tensor times or
-  plus a real scalar (`mul.Scalar`, `add.Scalar`: "Only integer/float dtype supported").
+  plus a real number ("Only integer/float dtype supported");
+- angle: no lowering for complex, atan2 of the parts.
+Still not compiled (IREE 3.13): exp, sqrt, division and sums of complex values.
 """
 from __future__ import annotations
 
@@ -59,6 +62,21 @@ class ConjAsParts(OpRule):
         return _conj(call.args[0])
 
 
+def _polar(magnitude, angle):
+    return torch.complex(magnitude * torch.cos(angle), magnitude * torch.sin(angle))
+
+
+class PolarAsParts(OpRule):
+    why = "polar from cos and sin"
+    targets = (aten.polar.default,)
+
+    def applies(self, target, args):
+        return args[0].shape != args[1].shape
+
+    def replace(self, call):
+        return _polar(*call.args)
+
+
 def _sum(a, b, alpha=1, subtract=False):
     sign = -alpha if subtract else alpha
     a_re, a_im = _parts(a) if _is_complex(a) else (a, 0)
@@ -73,18 +91,34 @@ def _scaled(z, scalar):
 
 class ComplexArithmetic(OpRule):
     why = "complex add, sub and scaling from real and imaginary parts"
-    targets = (aten.add.Tensor, aten.sub.Tensor, aten.add.Scalar, aten.sub.Scalar, aten.mul.Scalar)
+    targets = (aten.add.Tensor, aten.sub.Tensor, aten.add.Scalar, aten.sub.Scalar, aten.mul.Scalar, aten.mul.Tensor)
 
     def applies(self, target, args):
-        if target == aten.mul.Scalar:
-            return _is_complex(args[0]) and not isinstance(args[1], complex)
+        if target in (aten.mul.Scalar, aten.mul.Tensor):   # two tensors: IREE multiplies them itself
+            return _is_complex(args[0]) and isinstance(args[1], (int, float))
         return any(_is_complex(a) for a in args[:2]) and not any(isinstance(a, complex) for a in args[1:])
 
     def replace(self, call):
-        if call.target == aten.mul.Scalar:
+        if call.target in (aten.mul.Scalar, aten.mul.Tensor):
             return _scaled(*call.args)
         alpha = call.kwargs.get("alpha", call.args[2] if len(call.args) > 2 else 1)
         return _sum(call.args[0], call.args[1], alpha, call.target in (aten.sub.Tensor, aten.sub.Scalar))
 
 
-RULES = [ComplexOutputs(), ConjAsParts(), ComplexArithmetic()]
+def _angle(z):
+    re, im = _parts(z)
+    return torch.atan2(im, re)
+
+
+class ComplexAngle(OpRule):
+    why = "complex angle as atan2 of the parts"
+    targets = (aten.angle.default,)
+
+    def applies(self, target, args):
+        return _is_complex(args[0])
+
+    def replace(self, call):
+        return _angle(call.args[0])
+
+
+RULES = [ComplexOutputs(), ConjAsParts(), PolarAsParts(), ComplexArithmetic(), ComplexAngle()]

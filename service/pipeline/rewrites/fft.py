@@ -6,8 +6,8 @@
   15 -> 9 us). Tried first (RULES' order).
 - any other `rfft(..., norm="ortho"|"forward")`: the normalised form fails to legalize; the
   input is scaled instead (the FFT is linear, so this is the same transform).
-- every other torch.fft op (fft, ifft, their 2-D and n-D forms, rfft2/rfftn, irfft*, hfft*, ihfft*),
-  no lowering in IREE for complex FFTs: as one matmul per dim with the DFT's cos and sin (float64-
+- every other torch.fft op (rfft of another dim or length, fft, ifft, their 2-D and n-D forms,
+  rfft2/rfftn, irfft*, hfft*, ihfft*), no lowering in IREE for complex FFTs: as one matmul per dim with the DFT's cos and sin (float64-
   computed constants) on the real and imaginary parts, for lengths of at most DFT_MAX_LENGTH (the
   matrices grow as n^2). DDSP's filtered noise and vocoders use irfft.
 - `abs()` of a complex tensor: lowered to math.absf on complex, which fails; computed as
@@ -107,6 +107,12 @@ class FourStepRfft(Rule):
         return _rfft_four_step(call.args[0], *call.constants["dft"])
 
 
+def _is_whole_last_dim_rfft(args) -> bool:
+    """An rfft IREE lowers itself: over the whole last dimension."""
+    x, n, dim = (list(args) + [None, -1])[:3]
+    return n in (None, -1, x.shape[-1]) and dim in (-1, x.dim() - 1)
+
+
 def _rfft_normalised(x, n=None, dim=-1, norm=None):
     length = n if n is not None else x.shape[dim]
     scale = {"ortho": 1 / math.sqrt(length), "forward": 1 / length}[norm]
@@ -119,7 +125,7 @@ class NormalisedRfft(OpRule):
     targets = (aten.fft_rfft.default,)
 
     def applies(self, target, args):
-        return len(args) > 3 and args[3] in ("ortho", "forward")
+        return len(args) > 3 and args[3] in ("ortho", "forward") and _is_whole_last_dim_rfft(args)
 
     def replace(self, call):
         return _rfft_normalised(*call.args, **call.kwargs)
@@ -149,7 +155,8 @@ _FFT_OPS = {
     aten.fft_fft.default: ("c2c", False, 1), aten.fft_ifft.default: ("c2c", True, 1),
     aten.fft_fft2.default: ("c2c", False, 2), aten.fft_ifft2.default: ("c2c", True, 2),
     aten.fft_fftn.default: ("c2c", False, None), aten.fft_ifftn.default: ("c2c", True, None),
-    aten.fft_rfft2.default: ("r2c", False, 2), aten.fft_rfftn.default: ("r2c", False, None),
+    aten.fft_rfft.default: ("r2c", False, 1), aten.fft_rfft2.default: ("r2c", False, 2),
+    aten.fft_rfftn.default: ("r2c", False, None),
     aten.fft_ihfft.default: ("r2c", True, 1), aten.fft_ihfft2.default: ("r2c", True, 2),
     aten.fft_ihfftn.default: ("r2c", True, None),
     aten.fft_irfft.default: ("c2r", True, 1), aten.fft_irfft2.default: ("c2r", True, 2),
@@ -229,7 +236,8 @@ def _fft_as_matmuls(target, x, *args, **kwargs):
     else:
         re, im = x, None
     if kind == "r2c":   # the last dim first: the others transform the bins kept
-        re, im = _transform(re, im, dims[-1], lengths[-1], lengths[-1] // 2 + 1, sign, _scale(lengths[-1], inverse, norm))
+        n = lengths[-1]
+        re, im = _transform(re, im, dims[-1], n, n // 2 + 1, sign, _scale(n, inverse, norm))
         dims, lengths = dims[:-1], lengths[:-1]
     last = (dims.pop(), lengths.pop()) if kind == "c2r" else None
     for dim, n in zip(dims, lengths):
@@ -240,14 +248,17 @@ def _fft_as_matmuls(target, x, *args, **kwargs):
 
 
 class FftAsMatmuls(OpRule):
-    """Every torch.fft op but rfft (IREE's own, or the rules above) over lengths of at most
-    DFT_MAX_LENGTH: IREE lowers no complex FFT (_fft_c2c, _fft_c2r, _fft_r2c two-sided)."""
+    """Every torch.fft op over lengths of at most DFT_MAX_LENGTH but an rfft over the whole last
+    dimension (IREE's own, or the rules above): IREE lowers no other FFT (_fft_c2c, _fft_c2r,
+    two-sided _fft_r2c, an rfft of another dimension or length)."""
     why = "FFTs as matmuls with the DFT's cos and sin"
     targets = tuple(_FFT_OPS)
 
     def applies(self, target, args):
         x = args[0]
         if x is None or x.dtype not in (torch.float32, torch.complex64) or x.dim() == 0:
+            return False
+        if target == aten.fft_rfft.default and _is_whole_last_dim_rfft(args):
             return False
         _, _, _, lengths, _ = _fft_plan(target, x.shape, args[1:], {})
         return all(0 < n <= DFT_MAX_LENGTH for n in lengths)
