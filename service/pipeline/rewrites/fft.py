@@ -4,12 +4,12 @@
   an n2-point DFT of the n1 interleaved columns as one matmul, twiddles, an n1-point DFT of the
   bins kept as a second): IREE runs its FFT as one dispatch per butterfly stage (log_spectrum:
   15 -> 9 us). Tried first (RULES' order).
-- any other `rfft(..., norm="ortho"|"forward")`: the normalised form fails to legalize; the
-  input is scaled instead (the FFT is linear, so this is the same transform).
+- any other `rfft(..., norm="ortho"|"forward")` over the last dimension: the normalised form
+  fails to legalize; the input is scaled instead (the FFT is linear: the same transform).
 - every other torch.fft op (rfft of another dim or length, fft, ifft, their 2-D and n-D forms,
-  rfft2/rfftn, irfft*, hfft*, ihfft*), no lowering in IREE for complex FFTs: as one matmul per dim with the DFT's cos and sin (float64-
-  computed constants) on the real and imaginary parts, for lengths of at most DFT_MAX_LENGTH (the
-  matrices grow as n^2). DDSP's filtered noise and vocoders use irfft.
+  rfft2/rfftn, irfft*, hfft*, ihfft*; IREE lowers none): one matmul per dim with the DFT's cos
+  and sin (float64-computed constants) on the real and imaginary parts, for lengths of at most
+  DFT_MAX_LENGTH (the matrices grow as n^2). DDSP's filtered noise and vocoders use irfft.
 - `abs()` of a complex tensor: lowered to math.absf on complex, which fails; computed as
   sqrt(re^2 + im^2) from `view_as_real`.
 """
