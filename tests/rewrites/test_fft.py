@@ -1,5 +1,6 @@
 """fft.py: rfft as a four-step DFT or a scaled input, complex abs from its parts, every other FFT as
-DFT matmuls; complex_parts.py: complex outputs as real pairs, conj, polar, angle, add and scaling."""
+DFT matmuls, fftshift as slices; complex_parts.py: complex outputs as real pairs, conj, polar, angle,
+add and scaling."""
 import torch
 
 from service.pipeline import rewrites
@@ -9,7 +10,8 @@ from .cases import case_tests
 # one compile for the complex FFTs and the complex ops around them, returning complex values
 COMPLEX_OPS = ("lambda m, x: (z := torch.fft.fft2(x) * 0.5 + torch.fft.ifftn(torch.fft.fft(x, dim=0), norm='ortho').conj())"
                " - torch.polar((torch.fft.irfftn(torch.fft.rfft2(x), s=(4, 8)) + torch.fft.hfft(torch.fft.ihfft(x), n=8)"
-               " + torch.fft.irfft(torch.fft.rfft(x, dim=0), n=4, dim=0, norm='ortho') + z.angle()).abs(), x[:1])"
+               " + torch.fft.irfft(torch.fft.rfft(x, dim=0), n=4, dim=0, norm='ortho') + z.angle()"
+               " + torch.fft.fftshift(x).angle()).abs(), torch.fft.ifftshift(x, dim=1)[:1])"
                " + torch.fft.rfftn(x, s=(4, 14), norm='forward')")
 
 CASES = {

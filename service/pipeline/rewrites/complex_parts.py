@@ -9,7 +9,7 @@ the rest is lowered here, each op from its parts (view_as_real) and rebuilt with
 - polar with operands of different shapes: IREE's lowering builds a generic of mismatched ranks;
 - add and sub (the alpha becomes an integer multiply on complex), and a complex tensor times or
   plus a real number ("Only integer/float dtype supported");
-- angle: no lowering for complex, atan2 of the parts.
+- angle: no lowering (of a real tensor either), atan2 of the parts.
 Still not compiled (IREE 3.13): exp, sqrt, division and sums of complex values.
 """
 from __future__ import annotations
@@ -106,19 +106,21 @@ class ComplexArithmetic(OpRule):
 
 
 def _angle(z):
+    if not z.is_complex():   # pi for negative numbers, NaN kept
+        return torch.where(torch.isnan(z), z, torch.where(z < 0, torch.pi, 0.0))
     re, im = _parts(z)
     return torch.atan2(im, re)
 
 
-class ComplexAngle(OpRule):
-    why = "complex angle as atan2 of the parts"
+class Angle(OpRule):
+    why = "angle as atan2 of the parts (of a real number: 0 or pi)"
     targets = (aten.angle.default,)
 
     def applies(self, target, args):
-        return _is_complex(args[0])
+        return args[0].is_floating_point() or args[0].is_complex()
 
     def replace(self, call):
         return _angle(call.args[0])
 
 
-RULES = [ComplexOutputs(), ConjAsParts(), PolarAsParts(), ComplexArithmetic(), ComplexAngle()]
+RULES = [ComplexOutputs(), ConjAsParts(), PolarAsParts(), ComplexArithmetic(), Angle()]

@@ -10,6 +10,7 @@
   rfft2/rfftn, irfft*, hfft*, ihfft*; IREE lowers none): one matmul per dim with the DFT's cos
   and sin (float64-computed constants) on the real and imaginary parts, for lengths of at most
   DFT_MAX_LENGTH (the matrices grow as n^2). DDSP's filtered noise and vocoders use irfft.
+- fftshift and ifftshift as slices joined (IREE fails on their roll).
 - `abs()` of a complex tensor: lowered to math.absf on complex, which fails; computed as
   sqrt(re^2 + im^2) from `view_as_real`.
 """
@@ -267,5 +268,25 @@ class FftAsMatmuls(OpRule):
         return _fft_as_matmuls(call.target, *call.args, **call.kwargs)
 
 
+def _shifted(x, dim=None, inverse=False):
+    """fftshift (bin 0 to the middle) or its inverse, as slices joined, one dim after the other."""
+    dims = range(x.dim()) if dim is None else [dim] if isinstance(dim, int) else dim
+    for d in dims:
+        n = x.shape[d]
+        first = (n + 1) // 2 if inverse else n // 2   # how many samples move to the front
+        if first % n:
+            x = torch.cat([x.narrow(d, n - first, first), x.narrow(d, 0, n - first)], dim=d)
+    return x
+
+
+class FftShiftAsSlices(OpRule):
+    """fftshift and ifftshift: IREE fails on their roll (a constant.int left unlegalized)."""
+    why = "fftshift as slices joined"
+    targets = (aten.fft_fftshift.default, aten.fft_ifftshift.default)
+
+    def replace(self, call):
+        return _shifted(*call.args, **call.kwargs, inverse=call.target == aten.fft_ifftshift.default)
+
+
 # the order is the priority: the four-step DFT before the scaled input
-RULES = [FourStepRfft(), NormalisedRfft(), ComplexAbs(), FftAsMatmuls()]
+RULES = [FourStepRfft(), NormalisedRfft(), ComplexAbs(), FftAsMatmuls(), FftShiftAsSlices()]
