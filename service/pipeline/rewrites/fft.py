@@ -110,7 +110,7 @@ class FourStepRfft(Rule):
 
 def _is_whole_last_dim_rfft(args) -> bool:
     """An rfft IREE lowers itself: over the whole last dimension."""
-    x, n, dim = (list(args) + [None, -1])[:3]
+    x, n, dim = args[0], args[1] if len(args) > 1 else None, args[2] if len(args) > 2 else -1
     return n in (None, -1, x.shape[-1]) and dim in (-1, x.dim() - 1)
 
 
