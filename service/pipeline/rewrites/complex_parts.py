@@ -1,8 +1,8 @@
 """Complex values where IREE cannot take them, as real and imaginary parts.
 
 IREE 3.13 compiles some complex<f32> arithmetic itself (measured: torch.complex, view_as_real,
-.real/.imag, mul of two complex tensors, abs, polar, .cfloat(), rfft) and not the rest, so only
-the rest is lowered here, each op from its parts (view_as_real) and rebuilt with torch.complex:
+.real/.imag, complex times complex or real tensors, polar, .cfloat(), rfft of a whole last dim)
+and not the rest (abs and the FFTs: fft.py), so only the rest is lowered here, each op from its parts (view_as_real) and rebuilt with torch.complex:
 - the model's complex outputs: returned as real pairs, a trailing dim of 2 (torch.view_as_real),
   which is what the reference (expected.npy) holds too (routing.output_tensors);
 - conj (`_conj`, `conj_physical`): no lowering;
