@@ -354,7 +354,7 @@ def write_markdown(current: dict, baseline: dict | None, path: Path) -> None:
             reasons[r.cause] = reasons.get(r.cause, 0) + 1
     lines += ["", "Not counted: " + ", ".join(f"{why} ({n})" for why, n in sorted(reasons.items(), key=lambda i: -i[1]))
               + ". Most of the IREE failures below are linear algebra (decompositions, solvers), special "
-              "functions (Bessel, gamma, polygamma, orthogonal polynomials), complex FFT outputs and a few ops "
+              "functions (Bessel, gamma, polygamma, orthogonal polynomials) and a few ops "
               "iree-compile fails on; the audio op set (`service/pipeline/audio_ops.py`) passes whole."]
     lines += ["", "## Failures by cause", ""]
     for cause, title in CAUSES.items():
