@@ -41,7 +41,7 @@ def _cholesky(a, upper=False):
 
 
 def _cholesky_inverse(factor, upper=False):
-    inverse = la.solve_triangular(factor, torch.eye(factor.shape[-1]).expand(factor.shape), upper=upper)
+    inverse = la.solve_triangular(factor, la.eye(factor.shape[-1], factor.shape[-1], factor).expand(factor.shape), upper=upper)
     return inverse @ la.transpose(inverse) if upper else la.transpose(inverse) @ inverse
 
 
@@ -107,7 +107,7 @@ def _solve_ex(a, b, *, left=True, check_errors=False):
 
 
 def _inv_ex(a, *, check_errors=False):
-    return _solve_ex(a, torch.eye(a.shape[-1]).expand(a.shape))
+    return _solve_ex(a, la.eye(a.shape[-1], a.shape[-1], a).expand(a.shape))
 
 
 def _logdet(a):
@@ -137,7 +137,7 @@ def _qr(a, mode="reduced"):
     k = min(m, n)
     packed, tau = la.householder(a)
     if mode == "complete":
-        identity = torch.eye(m).expand(*a.shape[:-2], m, m)
+        identity = la.eye(m, m, a).expand(*a.shape[:-2], m, m)
         return la.apply_q(packed[..., :, :k], tau, identity, left=True, transposed=False), torch.triu(packed)
     r = torch.triu(packed[..., :k, :])
     if mode == "r":
@@ -150,7 +150,7 @@ def _svdvals(a, driver=None):
 
 
 def _eigvalsh(a, uplo="L"):
-    return la.sort_last(la.symmetric_eigenvalues(a, lower=uplo.upper() == "L"), descending=False)
+    return la.sort_last(la.symmetric_eigenvalues(_symmetric(a, lower=uplo.upper() == "L")), descending=False)
 
 
 def _nuclear_norm(a, ord="nuc", dim=(-2, -1), keepdim=False, *, dtype=None):
@@ -182,15 +182,16 @@ def _tolerance(largest, atol, rtol, m, n):
     return torch.maximum(atol_value, rtol * largest)
 
 
-def _symmetric(a):
-    lower = torch.tril(a, -1)
-    return lower + la.transpose(lower) + torch.diag_embed(torch.diagonal(a, 0, -2, -1))
+def _symmetric(a, lower=True):
+    """The symmetric matrix A's lower (or upper) triangle defines: what LAPACK's symmetric routines read."""
+    half = torch.tril(a, -1) if lower else torch.triu(a, 1)
+    return half + la.transpose(half) + torch.diag_embed(torch.diagonal(a, 0, -2, -1))
 
 
 def _matrix_rank(a, *, atol=None, rtol=None, hermitian=False):
-    s = la.symmetric_eigenvalues(a).abs() if hermitian else la.singular_values(a)
+    s = la.singular_values(_symmetric(a) if hermitian else a)   # of a symmetric matrix: |eigenvalues|
     tolerance = _tolerance(s.amax(-1, keepdim=True), atol, rtol, *a.shape[-2:])
-    return (s > tolerance).to(torch.int64).sum(-1)
+    return torch.where(s > tolerance, 1.0, 0.0).sum(-1).to(torch.int64)
 
 
 def _pinv(a, *, atol=None, rtol=None, hermitian=False):

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import torch
 
-JACOBI_SWEEPS = 8   # quadratic convergence: 5-6 sweeps reach float32 rounding for n <= 8
+JACOBI_SWEEPS = 6   # convergence is quadratic: 5-6 sweeps reach float32 rounding for n <= 8
 
 
 def _arange(n: int, like: torch.Tensor) -> torch.Tensor:
     return torch.arange(n, dtype=like.dtype, device=like.device)
 
 
-def _eye(m: int, n: int, like: torch.Tensor) -> torch.Tensor:
-    return torch.eye(m, n, dtype=like.dtype, device=like.device)
+def eye(m: int, n: int, like: torch.Tensor) -> torch.Tensor:
+    """As a comparison: iree-compile fails on torch.eye's bool-to-float conversion."""
+    return torch.where(_arange(m, like)[:, None] == _arange(n, like), 1.0, 0.0)
 
 
 def transpose(a: torch.Tensor) -> torch.Tensor:
@@ -102,13 +103,13 @@ def permutation(pivots: torch.Tensor, m: int) -> torch.Tensor:
         p = pivots[..., j:j + 1]
         at_p = (order * (rows == p)).sum(-1, keepdim=True)
         order = torch.where(rows == j, at_p, torch.where(rows == p, order[..., j:j + 1], order))
-    return (order[..., None, :] == rows[:, None]).to(pivots.dtype)    # P[r, i] = (order[i] == r)
+    return torch.where(order[..., None, :] == rows[:, None], 1.0, 0.0)    # P[r, i] = (order[i] == r)
 
 
 def unpack_lu(lu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     m, n = lu.shape[-2:]
     k = min(m, n)
-    lower = torch.tril(lu[..., :, :k], -1) + _eye(m, k, lu)
+    lower = torch.tril(lu[..., :, :k], -1) + eye(m, k, lu)
     return lower, torch.triu(lu[..., :k, :])
 
 
@@ -125,7 +126,7 @@ def lu_solve(lu: torch.Tensor, pivots: torch.Tensor, b: torch.Tensor, adjoint: b
 def slogdet(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     lu, pivots, _ = lu_factor(a)
     diagonal = torch.diagonal(lu, 0, -2, -1)
-    swaps = (pivots != _arange(pivots.shape[-1], pivots)).to(a.dtype).sum(-1)
+    swaps = torch.where(pivots != _arange(pivots.shape[-1], pivots), 1.0, 0.0).sum(-1)
     parity = 1 - 2 * (swaps - 2 * torch.floor(swaps * 0.5))
     sign = torch.sign(diagonal).prod(-1) * parity
     return sign, torch.log(diagonal.abs()).sum(-1)
@@ -174,7 +175,7 @@ def apply_q(reflectors: torch.Tensor, tau: torch.Tensor, c: torch.Tensor, left: 
 def householder_product(reflectors: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
     """The first n columns of Q (orgqr)."""
     m, n = reflectors.shape[-2:]
-    identity = _eye(m, n, reflectors).expand(*reflectors.shape[:-2], m, n)
+    identity = eye(m, n, reflectors).expand(*reflectors.shape[:-2], m, n)
     return apply_q(reflectors, tau, identity, left=True, transposed=False)
 
 
@@ -188,13 +189,15 @@ def sort_last(values: torch.Tensor, descending: bool) -> torch.Tensor:
     return torch.stack(parts, -1)
 
 
-def _rotation(n: int, p: int, q: int, c: torch.Tensor, s: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """The n x n plane rotation J with J[p,p] = J[q,q] = c, J[p,q] = s, J[q,p] = -s (c, s: (..., 1, 1))."""
-    rows, cols = _arange(n, like)[:, None], _arange(n, like)
-    eye = _eye(n, n, like)
-    at = lambda r, k: (rows == r) & (cols == k)   # noqa: E731
-    j = torch.where(at(p, p) | at(q, q), c, eye)
-    return torch.where(at(p, q), s, torch.where(at(q, p), -s, j))
+def _rounds(n: int) -> list[tuple[list[int], list[int]]]:
+    """Round-robin pairings of n (even) columns: each round pairs every column once, and n - 1
+    rounds pair every two columns once (the circle method), so a round's rotations are disjoint."""
+    players, rounds = list(range(n)), []
+    for _ in range(n - 1):
+        pairs = [sorted((players[i], players[n - 1 - i])) for i in range(n // 2)]
+        rounds.append(([p for p, _ in pairs], [q for _, q in pairs]))
+        players = [players[0], players[-1], *players[1:-1]]
+    return rounds
 
 
 def _jacobi_angle(app, aqq, apq):
@@ -209,34 +212,33 @@ def _jacobi_angle(app, aqq, apq):
 
 def singular_values(a: torch.Tensor, vectors: bool = False):
     """One-sided Jacobi: rotate pairs of columns until orthogonal; their norms are the singular
-    values (unsorted). With vectors: (A V, V), A V's columns being U's scaled by them."""
+    values (unsorted). The n / 2 rotations of a round are disjoint, so they run at once.
+    With vectors: (norms, A V, V), A V's columns being U's scaled by the norms."""
     if a.shape[-1] > a.shape[-2]:
         a = transpose(a)
     n = a.shape[-1]
-    v = _eye(n, n, a).expand(*a.shape[:-2], n, n) if vectors else None
+    padded = n + n % 2   # a zero column is never rotated (its products are 0)
+    if padded > n:
+        a = torch.cat([a, torch.zeros_like(a[..., :, :1])], -1)
+    v = eye(padded, padded, a).expand(*a.shape[:-2], padded, padded) if vectors else None
+    rounds = _rounds(padded)
     for _ in range(JACOBI_SWEEPS):
-        for p in range(n - 1):
-            for q in range(p + 1, n):
-                x, y = a[..., :, p:p + 1], a[..., :, q:q + 1]
-                c, s = _jacobi_angle((x * x).sum(-2, keepdim=True), (y * y).sum(-2, keepdim=True),
-                                     (x * y).sum(-2, keepdim=True))
-                rotation = _rotation(n, p, q, c, s, a)
-                a = a @ rotation
-                if vectors:
-                    v = v @ rotation
-    norms = torch.sqrt((a * a).sum(-2))
-    return (norms, a, v) if vectors else norms
+        for p, q in rounds:
+            back = torch.tensor([(p + q).index(j) for j in range(padded)])   # undoes cat([p, q])
+            x, y = a[..., :, p], a[..., :, q]
+            c, s = _jacobi_angle((x * x).sum(-2, keepdim=True), (y * y).sum(-2, keepdim=True),
+                                 (x * y).sum(-2, keepdim=True))
+            a = torch.cat([c * x - s * y, s * x + c * y], -1)[..., :, back]
+            if vectors:
+                vx, vy = v[..., :, p], v[..., :, q]
+                v = torch.cat([c * vx - s * vy, s * vx + c * vy], -1)[..., :, back]
+    norms = torch.sqrt((a * a).sum(-2))[..., :n]
+    return (norms, a[..., :, :n], v[..., :n, :n]) if vectors else norms
 
 
-def symmetric_eigenvalues(a: torch.Tensor, lower: bool = True) -> torch.Tensor:
-    """Cyclic two-sided Jacobi on the symmetric matrix one triangle of A defines; unsorted."""
+def symmetric_eigenvalues(a: torch.Tensor) -> torch.Tensor:
+    """Of a symmetric A, unsorted: shifted by r >= its spectral radius (the largest absolute row
+    sum), A + r I has the eigenvalues plus r, all >= 0, which are then its singular values."""
     n = a.shape[-1]
-    half = torch.tril(a, -1) if lower else torch.triu(a, 1)
-    a = half + transpose(half) + torch.diag_embed(torch.diagonal(a, 0, -2, -1))
-    for _ in range(JACOBI_SWEEPS):
-        for p in range(n - 1):
-            for q in range(p + 1, n):
-                c, s = _jacobi_angle(a[..., p:p + 1, p:p + 1], a[..., q:q + 1, q:q + 1], a[..., p:p + 1, q:q + 1])
-                rotation = _rotation(n, p, q, c, s, a)
-                a = transpose(rotation) @ a @ rotation
-    return torch.diagonal(a, 0, -2, -1)
+    radius = a.abs().sum(-1).amax(-1)[..., None, None]
+    return singular_values(a + radius * eye(n, n, a)) - radius[..., 0]
