@@ -41,7 +41,8 @@ def _cholesky(a, upper=False):
 
 
 def _cholesky_inverse(factor, upper=False):
-    inverse = la.solve_triangular(factor, la.eye(factor.shape[-1], factor.shape[-1], factor).expand(factor.shape), upper=upper)
+    n = factor.shape[-1]
+    inverse = la.solve_triangular(factor, la.eye(n, n, factor).expand(factor.shape), upper=upper)
     return inverse @ la.transpose(inverse) if upper else la.transpose(inverse) @ inverse
 
 
@@ -207,7 +208,7 @@ def _pinv(a, *, atol=None, rtol=None, hermitian=False):
 
 
 class _Definitions(OpRule):
-    """Ops as the functions above: op -> (function, name, size limit)."""
+    """Ops as the functions above: op -> (function, the op's name for errors, the largest matrix size)."""
     definitions: dict = {}
 
     def __init_subclass__(cls):
@@ -218,9 +219,8 @@ class _Definitions(OpRule):
 
     def replace(self, call):
         function, name, limit = self.definitions[call.target]
-        for arg in call.args:
-            if isinstance(arg, torch.Tensor) and arg.dim() >= 2 and name not in ("linalg.tensorinv",
-                                                                                "linalg.tensorsolve"):
+        for arg in call.args if limit else ():   # no limit: the function checks the matrix it forms
+            if isinstance(arg, torch.Tensor) and arg.dim() >= 2:
                 _check_size(name, max(arg.shape[-2:]), limit)
         return function(*call.args, **call.kwargs)
 
@@ -259,8 +259,8 @@ class LuAsSteps(_Definitions):
         aten.linalg_inv.default: (lambda a: _inv_ex(a)[0], "linalg.inv", UNROLL_MAX_N),
         aten.linalg_slogdet.default: (la.slogdet, "linalg.slogdet", UNROLL_MAX_N),
         aten.logdet.default: (_logdet, "logdet", UNROLL_MAX_N),
-        aten.linalg_tensorinv.default: (_tensorinv, "linalg.tensorinv", UNROLL_MAX_N),
-        aten.linalg_tensorsolve.default: (_tensorsolve, "linalg.tensorsolve", UNROLL_MAX_N),
+        aten.linalg_tensorinv.default: (_tensorinv, "linalg.tensorinv", None),
+        aten.linalg_tensorsolve.default: (_tensorsolve, "linalg.tensorsolve", None),
     }
 
 

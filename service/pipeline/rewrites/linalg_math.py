@@ -32,7 +32,7 @@ def cholesky_lower(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     columns, bad = [], []
     for j in range(n):
         s = a[..., :, j]
-        for k, column in enumerate(columns):
+        for column in columns:
             s = s - column * column[..., j:j + 1]
         pivot = s[..., j:j + 1]
         bad.append(~(pivot > 0))
