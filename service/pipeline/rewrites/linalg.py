@@ -9,7 +9,7 @@ nuclear norm, cond, matrix_rank, pinv, eigvalsh) up to JACOBI_MAX_N, whose graph
 sweep. Larger matrices fail at export with an error naming the op. Each follows LAPACK's
 conventions (pivots, reflector signs, the triangle read), so its outputs are PyTorch's; eigen- and
 singular vectors are not returned by any rule (their signs are LAPACK's arbitrary choice), only
-what they determine uniquely (pinv).
+what they determine uniquely (pinv). And torch.eye, which iree-compile fails on, as a comparison.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import torch
 
 from ...errors import ExportError
 from . import linalg_math as la
-from .core import OpRule
+from .core import OpRule, Rule
 
 aten = torch.ops.aten
 UNROLL_MAX_N = 16    # LU, Cholesky, QR, triangular solves: O(n) steps of whole-matrix arithmetic
@@ -109,6 +109,23 @@ def _solve_ex(a, b, *, left=True, check_errors=False):
 
 def _inv_ex(a, *, check_errors=False):
     return _solve_ex(a, la.eye(a.shape[-1], a.shape[-1], a).expand(a.shape))
+
+
+def _matrix_power(a, k):
+    """By squaring; a negative power of the inverse; the 0th is the identity (torch.eye's, which
+    iree-compile fails on, in linalg_matrix_power's decomposition)."""
+    if k < 0:
+        _check_size("linalg.matrix_power", a.shape[-1], UNROLL_MAX_N)
+        a, k = _inv_ex(a)[0], -k
+    result, square = la.eye(a.shape[-1], a.shape[-1], a).expand(a.shape), a
+    first = True
+    while k:
+        if k & 1:
+            result, first = (square if first else result @ square), False
+        k >>= 1
+        if k:
+            square = square @ square
+    return result
 
 
 def _logdet(a):
@@ -241,7 +258,8 @@ class CholeskyAsSteps(_Definitions):
 
 
 class LuAsSteps(_Definitions):
-    why = "LU with partial pivoting, and the solves, inverses and determinants made from it, written out step by step"
+    why = ("LU with partial pivoting, and the solves, inverses, powers and determinants made from it, written out "
+           "step by step")
     definitions = {
         aten.linalg_lu_factor_ex.default: (_lu_factor_ex, "linalg.lu_factor_ex", UNROLL_MAX_N),
         aten.linalg_lu_factor.default: (lambda a, *, pivot=True: _lu_factor_ex(a, pivot=pivot)[:2],
@@ -257,6 +275,7 @@ class LuAsSteps(_Definitions):
                                     UNROLL_MAX_N),
         aten.linalg_inv_ex.default: (_inv_ex, "linalg.inv_ex", UNROLL_MAX_N),
         aten.linalg_inv.default: (lambda a: _inv_ex(a)[0], "linalg.inv", UNROLL_MAX_N),
+        aten.linalg_matrix_power.default: (_matrix_power, "linalg.matrix_power", None),
         aten.linalg_slogdet.default: (la.slogdet, "linalg.slogdet", UNROLL_MAX_N),
         aten.logdet.default: (_logdet, "logdet", UNROLL_MAX_N),
         aten.linalg_tensorinv.default: (_tensorinv, "linalg.tensorinv", None),
@@ -297,4 +316,25 @@ class SpectrumAsJacobi(_Definitions):
         return super().applies(target, args)
 
 
-RULES = [CholeskyAsSteps(), LuAsSteps(), QrAsHouseholder(), SpectrumAsJacobi()]
+class EyeAsComparison(Rule):
+    """torch.eye of float32: iree-compile fails on its bool-to-float conversion ("for conversion to
+    byte or char type dstOriginalDtype has to be passed"), in the user's model as in linalg's own."""
+    why = "float32 identity matrices (torch.eye) as a comparison of indices"
+    targets = (aten.eye.default, aten.eye.m)
+
+    @staticmethod
+    def _float32(kwargs) -> bool:
+        return kwargs.get("dtype") in (None, torch.float32)
+
+    def needs(self, node):
+        return node.op == "call_function" and node.target in self.targets and self._float32(node.kwargs)
+
+    def matches(self, call):
+        return call.target in self.targets and self._float32(call.kwargs)
+
+    def replace(self, call):
+        n, m = (call.args[0], call.args[0]) if call.target == aten.eye.default else call.args[:2]
+        return la.eye(n, m, torch.zeros((), device=call.kwargs.get("device")))
+
+
+RULES = [CholeskyAsSteps(), LuAsSteps(), QrAsHouseholder(), SpectrumAsJacobi(), EyeAsComparison()]
