@@ -316,6 +316,28 @@ class SpectrumAsJacobi(_Definitions):
         return super().applies(target, args)
 
 
+def _matrix_exp(a, squarings: int = 16):
+    """Scaling and squaring: A / 2^s with s from A's largest absolute row sum so the scaled norm is
+    at most 1/2, a degree-12 Taylor polynomial of that (its first neglected term < 1e-12), then
+    `squarings` squarings, each kept only while below s (s is a value: the count is fixed)."""
+    n = a.shape[-1]
+    norm = a.abs().sum(-1).amax(-1)[..., None, None]
+    s = torch.clamp(torch.ceil(torch.log2(torch.clamp_min(norm, 1e-30) * 2)), 0, squarings)
+    x = a * torch.pow(2.0, -s)
+    identity = la.eye(n, n, a)
+    result = identity
+    for k in range(12, 0, -1):
+        result = identity + (x @ result) / k
+    for i in range(squarings):
+        result = torch.where(s > i, result @ result, result)
+    return result
+
+
+class MatrixExpAsTaylor(_Definitions):
+    why = "matrix exponential by scaling and squaring a Taylor polynomial"
+    definitions = {aten.linalg_matrix_exp.default: (_matrix_exp, "linalg.matrix_exp", UNROLL_MAX_N)}
+
+
 class EyeAsComparison(Rule):
     """torch.eye of float32: iree-compile fails on its bool-to-float conversion ("for conversion to
     byte or char type dstOriginalDtype has to be passed"), in the user's model as in linalg's own."""
@@ -337,4 +359,5 @@ class EyeAsComparison(Rule):
         return la.eye(n, m, torch.zeros((), device=call.kwargs.get("device")))
 
 
-RULES = [CholeskyAsSteps(), LuAsSteps(), QrAsHouseholder(), SpectrumAsJacobi(), EyeAsComparison()]
+RULES = [CholeskyAsSteps(), LuAsSteps(), QrAsHouseholder(), SpectrumAsJacobi(), MatrixExpAsTaylor(),
+         EyeAsComparison()]
