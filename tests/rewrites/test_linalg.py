@@ -14,3 +14,19 @@ CASES = {
 }
 
 test_rewritten_graph_equals_pytorch, test_rewritten_model_compiles_and_matches_on_iree = case_tests(CASES)
+
+
+def test_linalg_error_checks_leave_no_effect_token():
+    """linalg.inv decomposes with an error check PyTorch marks as an effect: IREE's importer
+    rejects the token input that would add."""
+    import torch
+
+    from service.pipeline.decompose import decompose
+
+    class Inverse(torch.nn.Module):
+        def forward(self, x):
+            return torch.linalg.inv(x)
+
+    program = decompose(torch.export.export(Inverse(), (torch.randn(3, 3),)))
+    kinds = {spec.kind.name for spec in (*program.graph_signature.input_specs, *program.graph_signature.output_specs)}
+    assert "TOKEN" not in kinds
