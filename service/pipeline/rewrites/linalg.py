@@ -335,7 +335,8 @@ def _matrix_exp(a, squarings: int = 16):
 
 class MatrixExpAsTaylor(_Definitions):
     why = "matrix exponential by scaling and squaring a Taylor polynomial"
-    definitions = {aten.linalg_matrix_exp.default: (_matrix_exp, "linalg.matrix_exp", UNROLL_MAX_N)}
+    definitions = {aten.linalg_matrix_exp.default: (_matrix_exp, "linalg.matrix_exp", UNROLL_MAX_N),
+                   aten.matrix_exp.default: (_matrix_exp, "matrix_exp", UNROLL_MAX_N)}
 
 
 class EyeAsComparison(Rule):
