@@ -7,10 +7,10 @@ exists: recurrent.py (time loops), convolution.py (im2col, Winograd, conv + pool
 (packed one-row Linears, folded chains), fft.py (four-step DFT, normalised rfft, complex abs),
 simple.py (dropout, detach_, attention, random draws as inputs), resample.py (interpolation as
 gathers), scans.py (compensated cumsum/cumprod, cummax), elementwise.py (log10, tan, fmax...),
-pooling.py (ceil-mode max pooling), linalg.py (factorizations and solves
-written out for the matrix size). Each rewrite is exact math (Winograd, the
-interpolation weights and the scans up to rounding); tests/rewrites/ compares each with PyTorch,
-in PyTorch and after IREE.
+pooling.py (ceil-mode max pooling), linalg.py (factorizations, solves, SVD and eigenvalues
+written out for the matrix size). Each rewrite is exact math (Winograd, the interpolation weights,
+the scans and the factorizations up to rounding; Jacobi sweeps and the matrix exponential's series
+converged to it); tests/rewrites/ compares each with PyTorch, in PyTorch and after IREE.
 
 Adding a rewrite: a rule in its family's RULES (or a new module, listed below), and its test.
 """
