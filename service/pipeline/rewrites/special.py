@@ -22,6 +22,9 @@ over the whole float32 domain, checked against float64 references; NaN and inf a
 - modified_bessel_k0/k1 and their scaled forms: a fitted series plus the log(x) I(x) term below 2,
   a fitted series in 2/x times e^-x / sqrt(x) above.
 - spherical_bessel_j0: sin(x) / x with the reduced sine, its Taylor series near 0.
+- airy_ai: the Maclaurin series (as two nested series in x^3) for |x| <= 4, the asymptotic
+  series in 1/zeta, zeta = 2/3 |x|^1.5, beyond (DLMF 9.7.5, 9.7.9), decaying or oscillating (its
+  phase, reduced as the Bessel functions, loses digits below x ~ -2000, as PyTorch's float32 does).
 - Orthogonal polynomials (Chebyshev T, U, V, W and shifted, Hermite H, He, Laguerre, Legendre):
   the three-term recurrence. A degree given as a number runs to it; a degree given as a tensor
   (truncated to an integer, as PyTorch does) runs to MAX_DEGREE with where() picking each
@@ -277,6 +280,25 @@ def spherical_bessel_j0(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x.abs() < 0.5, near_zero, torch.where(torch.isinf(x), 0.0, sin / x))
 
 
+
+def airy_ai(x: torch.Tensor) -> torch.Tensor:
+    cube = x * x * x
+    f = _nested(cube, [1 / ((3 * k) * (3 * k - 1)) for k in range(1, 13)])
+    g = x * _nested(cube, [1 / ((3 * k + 1) * (3 * k)) for k in range(1, 13)])
+    series = 0.355028053887817239 * f - 0.258819403792806798 * g   # Ai(0), -Ai'(0)
+    a = x.abs()
+    zeta = (2 / 3) * a * torch.sqrt(a)
+    u = [math.gamma(3 * k + 0.5) / (54 ** k * math.factorial(k) * math.gamma(k + 0.5)) for k in range(14)]
+    inverse = 1 / zeta
+    decaying = torch.exp(-zeta) / (2 * math.sqrt(math.pi) * torch.sqrt(torch.sqrt(a))) * _horner(inverse, [(-1) ** k * u[k] for k in range(14)])
+    even = _horner(inverse * inverse, [(-1) ** k * u[2 * k] for k in range(7)])
+    odd = inverse * _horner(inverse * inverse, [(-1) ** k * u[2 * k + 1] for k in range(7)])
+    sin, cos = _sin_cos(zeta)   # cos(zeta - pi/4), sin(zeta - pi/4) from them
+    oscillating = ((cos + sin) * even + (sin - cos) * odd) * math.sqrt(0.5) / (math.sqrt(math.pi) * torch.sqrt(torch.sqrt(a)))
+    result = torch.where(a <= 4, series, torch.where(x > 0, decaying, oscillating))
+    return torch.where(torch.isinf(x), _NAN, result)   # as PyTorch
+
+
 # kind -> (degree 1, step: (k, x, p_k, p_(k-1)) -> p_(k+1))
 _CHEBYSHEV_STEP = lambda k, x, a, b: 2 * x * a - b
 _POLYNOMIALS = {
@@ -341,6 +363,7 @@ def _definitions() -> dict:
         **_ops(["special_erfcx"], erfcx),
         **_ops(["special_log_ndtr"], log_ndtr),
         **_ops(["special_spherical_bessel_j0"], spherical_bessel_j0),
+        **_ops(["special_airy_ai"], airy_ai),
     }
     for names, order, scaled in [(["i0", "special_i0", "special_modified_bessel_i0"], 0, False),
                                  (["special_i0e"], 0, True),
