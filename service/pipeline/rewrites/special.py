@@ -327,13 +327,18 @@ def orthogonal_polynomial(kind: str, shifted: bool, x, n):
         for k in range(1, degree):
             previous, current = current, step(k, x, current, previous)
         return previous if degree == 0 else current
-    degree = torch.trunc(n)
-    result = torch.where(degree < 0, 0.0, torch.where(degree > MAX_DEGREE, _NAN, 1.0))   # also degree 0
+    # PyTorch truncates the degree; floor(|n|) with the sign apart (IREE folds trunc, ceil and a
+    # select between them wrongly when the degree is a constant)
+    degree = torch.floor(n.abs())
+    result = torch.where(degree > MAX_DEGREE, _NAN, 1.0)   # also degree 0
     previous, current = torch.ones_like(x), first(x)
     for k in range(1, MAX_DEGREE + 1):
         result = torch.where(degree == k, current, result)
-        previous, current = current, step(k, x, current, previous)
-    return result
+        # the steps past an element's degree stand still: run on, they overflow to inf and NaN,
+        # which IREE's selects do not keep out of the result
+        going = degree > k
+        previous, current = torch.where(going, current, previous), torch.where(going, step(k, x, current, previous), current)
+    return torch.where(n <= -1, 0.0, result)
 
 
 def _mvlgamma(x: torch.Tensor, p: int) -> torch.Tensor:
