@@ -9,8 +9,8 @@ simple.py (dropout, detach_, attention, random draws as inputs), resample.py (in
 gathers), scans.py (compensated cumsum/cumprod, cummax), elementwise.py (log10, tan, fmax...),
 pooling.py (ceil-mode max pooling), special.py (gamma, erf, Bessel, zeta, orthogonal
 polynomials as float32 approximations). Each rewrite is exact math (Winograd, the
-interpolation weights and the scans up to rounding; special.py's to float32's accuracy); tests/rewrites/ compares each with PyTorch,
-in PyTorch and after IREE.
+interpolation weights and the scans up to rounding; special.py's to float32's accuracy);
+tests/rewrites/ compares each with PyTorch, in PyTorch and after IREE.
 
 Adding a rewrite: a rule in its family's RULES (or a new module, listed below), and its test.
 """

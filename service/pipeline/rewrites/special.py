@@ -110,7 +110,8 @@ def digamma(x: torch.Tensor) -> torch.Tensor:
     z = torch.where(reflect, 1 - x, x)
     w, shift = _shift(z, lambda v: 1 / v)
     inverse2 = 1 / (w * w)
-    positive = torch.log(w) - 0.5 / w - inverse2 * _horner(inverse2, [1 / 12, -1 / 120, 1 / 252, -1 / 240, 1 / 132]) - shift
+    series = inverse2 * _horner(inverse2, [1 / 12, -1 / 120, 1 / 252, -1 / 240, 1 / 132])
+    positive = torch.log(w) - 0.5 / w - series - shift
     sin, cos = _sin_cos_pi(x)
     result = torch.where(reflect, positive - math.pi * cos / sin, positive)
     return torch.where(reflect & (x == torch.floor(x)), _NAN, result)
@@ -160,7 +161,8 @@ def polygamma(n: int, x: torch.Tensor) -> torch.Tensor:
 
 def zeta(s, q):
     s, q = (torch.as_tensor(v, dtype=torch.float32) for v in (s, q))
-    power = lambda v: torch.where((v < 0) & (s - 2 * torch.floor(s * 0.5) == 1), -1.0, 1.0) * torch.exp(-s * torch.log(v.abs()))
+    odd = s - 2 * torch.floor(s * 0.5) == 1
+    power = lambda v: torch.where((v < 0) & odd, -1.0, 1.0) * torch.exp(-s * torch.log(v.abs()))
     w, head = _shift(q, power, steps=16)
     result = head + _zeta_tail(s, w)
     integer_q = q == torch.floor(q)
@@ -290,11 +292,12 @@ def airy_ai(x: torch.Tensor) -> torch.Tensor:
     zeta = (2 / 3) * a * torch.sqrt(a)
     u = [math.gamma(3 * k + 0.5) / (54 ** k * math.factorial(k) * math.gamma(k + 0.5)) for k in range(14)]
     inverse = 1 / zeta
-    decaying = torch.exp(-zeta) / (2 * math.sqrt(math.pi) * torch.sqrt(torch.sqrt(a))) * _horner(inverse, [(-1) ** k * u[k] for k in range(14)])
+    root_pi_fourth_root = math.sqrt(math.pi) * torch.sqrt(torch.sqrt(a))
+    decaying = torch.exp(-zeta) / (2 * root_pi_fourth_root) * _horner(inverse, [(-1) ** k * u[k] for k in range(14)])
     even = _horner(inverse * inverse, [(-1) ** k * u[2 * k] for k in range(7)])
     odd = inverse * _horner(inverse * inverse, [(-1) ** k * u[2 * k + 1] for k in range(7)])
     sin, cos = _sin_cos(zeta)   # cos(zeta - pi/4), sin(zeta - pi/4) from them
-    oscillating = ((cos + sin) * even + (sin - cos) * odd) * math.sqrt(0.5) / (math.sqrt(math.pi) * torch.sqrt(torch.sqrt(a)))
+    oscillating = ((cos + sin) * even + (sin - cos) * odd) * math.sqrt(0.5) / root_pi_fourth_root
     result = torch.where(a <= 4, series, torch.where(x > 0, decaying, oscillating))
     return torch.where(torch.isinf(x), _NAN, result)   # as PyTorch
 
@@ -337,7 +340,8 @@ def orthogonal_polynomial(kind: str, shifted: bool, x, n):
         # the steps past an element's degree stand still: run on, they overflow to inf and NaN,
         # which IREE's selects do not keep out of the result
         going = degree > k
-        previous, current = torch.where(going, current, previous), torch.where(going, step(k, x, current, previous), current)
+        following = step(k, x, current, previous)
+        previous, current = torch.where(going, current, previous), torch.where(going, following, current)
     return torch.where(n <= -1, 0.0, result)
 
 
