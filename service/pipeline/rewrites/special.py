@@ -24,7 +24,7 @@ over the whole float32 domain, checked against float64 references; NaN and inf a
 - spherical_bessel_j0: sin(x) / x with the reduced sine, its Taylor series near 0.
 - airy_ai: the Maclaurin series (as two nested series in x^3) for |x| <= 4, the asymptotic
   series in 1/zeta, zeta = 2/3 |x|^1.5, beyond (DLMF 9.7.5, 9.7.9), decaying or oscillating (its
-  phase, reduced as the Bessel functions, loses digits below x ~ -2000, as PyTorch's float32 does).
+  phase zeta is itself rounded in float32: below x ~ -700 the error passes 1e-4, as PyTorch's does).
 - Orthogonal polynomials (Chebyshev T, U, V, W and shifted, Hermite H, He, Laguerre, Legendre):
   the three-term recurrence. A degree given as a number runs to it; a degree given as a tensor
   (truncated to an integer, as PyTorch does) runs to MAX_DEGREE with where() picking each
