@@ -9,9 +9,11 @@ other FFT as DFT matmuls), complex_parts.py (complex outputs as real pairs, conj
 simple.py (dropout, detach_, attention, random draws as inputs), resample.py (interpolation as
 gathers), scans.py (compensated cumsum/cumprod, cummax), elementwise.py (log10, tan, fmax...),
 pooling.py (ceil-mode max pooling), linalg.py (factorizations, solves, SVD and eigenvalues
-written out for the matrix size). Each rewrite is exact math (Winograd, the interpolation weights,
+written out for the matrix size), special.py (gamma, erf, Bessel, zeta, orthogonal polynomials
+as float32 approximations). Each rewrite is exact math (Winograd, the interpolation weights,
 the scans and the factorizations up to rounding; Jacobi sweeps and the matrix exponential's series
-converged to it); tests/rewrites/ compares each with PyTorch, in PyTorch and after IREE.
+converged to it; special.py's to float32's accuracy); tests/rewrites/ compares each with PyTorch,
+in PyTorch and after IREE.
 
 Adding a rewrite: a rule in its family's RULES (or a new module, listed below), and its test.
 """
@@ -20,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from . import (complex_parts, convolution, core, elementwise, fft, linalg, linear, pooling, recurrent, resample,
-               scans, simple)
+               scans, simple, special)
 from .convolution import WINOGRAD_MIN_CHANNELS
 from .core import OpRule, Rule
 from .fft import dft_matrices
@@ -32,7 +34,7 @@ from .simple import RANDOM_OPS, NoiseInput, draw_noise, noise_inputs
 # the general one; FoldLinears stores before OneRowLinear); the families take disjoint ops.
 RULES: list[Rule] = [*convolution.RULES, *linear.RULES, *fft.RULES, *complex_parts.RULES, *simple.RULES,
                     *recurrent.RULES, *resample.RULES, *scans.RULES, *elementwise.RULES, *pooling.RULES,
-                    *linalg.RULES]
+                    *linalg.RULES, *special.RULES]
 
 
 def needs_rewrite(program: torch.export.ExportedProgram) -> bool:
