@@ -7,7 +7,9 @@ nn.Module itself, not the ExportedProgram bela-iree hands it after the rewrites.
 core ATen table (torch.export.default_decompositions) and turbine's are applied; the rewrites
 have already run on the ops as the user wrote them. A few ops IREE lowers better whole are kept:
 `fft_rfft` (IREE's own FFT; decomposed it is `_fft_r2c`, which IREE cannot lower) and nearest
-upsampling (decomposed into index arithmetic, IREE computed wrong indices: error 1.9).
+upsampling (decomposed into index arithmetic, IREE computed wrong indices: error 1.9). Ops
+torch-mlir has no lowering for, as written or as PyTorch's table leaves them (`permute_copy`,
+`diagonal_scatter`, `empty_strided`, ...), are decomposed by our own entries (`lowerable.py`).
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from __future__ import annotations
 def decompose(program):
     import torch
     from iree.turbine.aot.decompositions import current_aot_decompositions
+
+    from . import lowerable
 
     aten = torch.ops.aten
     table = torch.export.default_decompositions()
@@ -24,4 +28,5 @@ def decompose(program):
             *(getattr(aten, f"upsample_nearest{n}d").vec for n in (1, 2, 3))]
     for op in kept:
         table.pop(op, None)
+    table.update(lowerable.TABLE)
     return program.run_decompositions(table)
