@@ -42,7 +42,8 @@ OPINFO_ATOL, OPINFO_RTOL = 1e-5, 1.3e-6
 # what issue 17 added, left out by --baseline to measure the figure before it: these rewrites,
 # and the decomposition to core ATen after them (pipeline/decompose.py)
 ISSUE_17_RULES = ("CellAsMath", "InterpolateAsGathers", "CompensatedScan", "ExtremumScan", "IrfftAsMatmuls",
-                  "Log10AsLog", "TanAsReducedSinOverCos", "DefinedOps", "CeilModeMaxPool")
+                  "Log10AsLog", "TanAsReducedSinOverCos", "DefinedOps", "CeilModeMaxPool",
+                  "ReductionsByDefinition", "MatrixPowerAsProducts", "FloatToByteThroughInt")
 CAUSES = {"pipeline": "our pipeline", "iree": "an IREE limitation", "dtype": "a dtype we do not support"}
 DETAILS: dict = {}   # op -> the full diagnostic of its failure (printed with --only)
 CASES: dict = {}   # key -> Case, read by the generated model files (see model_source)

@@ -84,11 +84,16 @@ def _nonzero_static(x, *, size, fill_value=-1):
     return torch.where((slots < seen[-1]).unsqueeze(1), result, fill_value)
 
 
+def _copy(view: torch.Tensor) -> torch.Tensor:
+    """A copy is contiguous (the graph's later views of it rely on that)."""
+    return view.clone(memory_format=torch.contiguous_format)
+
+
 TABLE = {
-    aten.permute_copy.default: lambda x, dims: x.permute(dims).clone(),
-    aten.view_copy.default: lambda x, size: x.reshape(size).clone(),
-    aten.narrow_copy.default: lambda x, dim, start, length: x.narrow(dim, start, length).clone(),
-    aten.unbind_copy.int: lambda x, dim=0: tuple(t.clone() for t in x.unbind(dim)),
+    aten.permute_copy.default: lambda x, dims: _copy(x.permute(dims)),
+    aten.view_copy.default: lambda x, size: _copy(x.reshape(size)),
+    aten.narrow_copy.default: lambda x, dim, start, length: _copy(x.narrow(dim, start, length)),
+    aten.unbind_copy.int: lambda x, dim=0: tuple(_copy(t) for t in x.unbind(dim)),
     aten.as_strided_copy.default: _as_strided_copy,
     aten.as_strided_scatter.default: _as_strided_scatter,
     aten.diagonal_scatter.default: _diagonal_scatter,

@@ -7,7 +7,7 @@ exists: recurrent.py (time loops), convolution.py (im2col, Winograd, conv + pool
 (packed one-row Linears, folded chains), fft.py (four-step DFT, normalised rfft, complex abs),
 simple.py (dropout, detach_, attention, random draws as inputs), resample.py (interpolation as
 gathers), scans.py (compensated cumsum/cumprod, cummax), elementwise.py (log10, tan, fmax...),
-pooling.py (ceil-mode max pooling). Each rewrite is exact math (Winograd, the
+pooling.py (ceil-mode max pooling), reductions.py (distances, medians, mode, histc). Each rewrite is exact math (Winograd, the
 interpolation weights and the scans up to rounding); tests/rewrites/ compares each with PyTorch,
 in PyTorch and after IREE.
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from . import convolution, core, elementwise, fft, linear, pooling, recurrent, resample, scans, simple
+from . import convolution, core, elementwise, fft, linear, pooling, recurrent, reductions, resample, scans, simple
 from .convolution import WINOGRAD_MIN_CHANNELS
 from .core import OpRule, Rule
 from .fft import dft_matrices
@@ -28,7 +28,7 @@ from .simple import RANDOM_OPS, NoiseInput, draw_noise, noise_inputs
 # The rules, in priority order: within a family the order matters (a fused or faster form before
 # the general one; FoldLinears stores before OneRowLinear); the families take disjoint ops.
 RULES: list[Rule] = [*convolution.RULES, *linear.RULES, *fft.RULES, *simple.RULES, *recurrent.RULES,
-                    *resample.RULES, *scans.RULES, *elementwise.RULES, *pooling.RULES]
+                    *resample.RULES, *scans.RULES, *elementwise.RULES, *pooling.RULES, *reductions.RULES]
 
 
 def needs_rewrite(program: torch.export.ExportedProgram) -> bool:

@@ -1,0 +1,222 @@
+"""Distances, order statistics and histograms IREE has no lowering for, by their definitions.
+
+- `dist`, `cdist` (`_cdist_forward`), `pdist` (`_pdist_forward`): p-norms of differences (the
+  differences themselves, not PyTorch's |a|^2 + |b|^2 - 2ab, which cancels).
+- `median`, `nanmedian`, `kthvalue`, `mode`: read off a sort, which IREE compiles (its
+  lowering of kthvalue's top-k fails inside iree-compile). `mode` is the smallest of the most
+  frequent values, at its last position, as PyTorch's.
+- `histc`: each element's bin compared with every bin (a one-hot sum; no scatter).
+- `angle` of real numbers: pi below zero, else 0 (NaN stays NaN).
+- `logcumsumexp` (IREE's overflows to inf) as a log-step scan of stable log-add-exps.
+- `index_reduce` as `scatter_reduce`, `put` as `index_put` on the flat tensor.
+- `matrix_power` (n >= 0) as products of squares; a float converted to a byte through int32.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .core import OpRule
+
+aten = torch.ops.aten
+
+
+def _p_norm(d: torch.Tensor, p: float, dim) -> torch.Tensor:
+    """The p-norm of |differences| d over dim (p = 0 counts the nonzero ones)."""
+    if p == 0:
+        return (d != 0).to(d.dtype).sum(dim)
+    if p == math.inf:
+        return d.amax(dim)
+    if p == -math.inf:
+        return d.amin(dim)
+    if p == 1:
+        return d.sum(dim)
+    if p == 2:
+        return torch.sqrt((d * d).sum(dim))
+    return (d ** p).sum(dim) ** (1 / p)
+
+
+def _dist(a, b, p=2):
+    return _p_norm((a - b).abs().reshape(-1), float(p), 0)
+
+
+def _cdist(x1, x2, p=2.0, compute_mode=None):
+    return _p_norm((x1.unsqueeze(-2) - x2.unsqueeze(-3)).abs(), float(p), -1)
+
+
+def _pdist(x, p=2.0):
+    rows = x.shape[0]
+    pairs = [i * rows + j for i in range(rows) for j in range(i + 1, rows)]   # row-major, i < j
+    distances = _cdist(x, x, p).reshape(-1)
+    return distances[torch.tensor(pairs, dtype=torch.int64)]
+
+
+def _kth_along(x, k, dim, keepdim):
+    """The k-th smallest (from 0, a tensor or an int) along dim and its index (one of them, among equals)."""
+    values, indices = torch.sort(x, dim=dim)
+    if isinstance(k, int):
+        k = torch.full_like(values.narrow(dim, 0, 1), k, dtype=torch.int64)
+    value, index = values.gather(dim, k), indices.gather(dim, k)
+    return (value, index) if keepdim else (value.squeeze(dim), index.squeeze(dim))
+
+
+def _median_dim(x, dim=-1, keepdim=False):
+    value, index = _kth_along(x, (x.shape[dim] - 1) // 2, dim, True)
+    nan = torch.isnan(x)   # a slice with a NaN has NaN as its median, at its first NaN
+    has_nan, first_nan = nan.any(dim, keepdim=True), nan.to(torch.int64).argmax(dim, keepdim=True)
+    value, index = torch.where(has_nan, math.nan, value), torch.where(has_nan, first_nan, index)
+    return (value, index) if keepdim else (value.squeeze(dim), index.squeeze(dim))
+
+
+def _nanmedian_dim(x, dim=-1, keepdim=False):
+    counted = (~torch.isnan(x)).to(torch.int64).sum(dim, keepdim=True)
+    return _kth_along(x, torch.clamp((counted - 1) // 2, min=0), dim, keepdim)
+
+
+def _mode(x, dim=-1, keepdim=False):
+    values, _ = torch.sort(x, dim=dim)
+    moved = values.movedim(dim, -1)
+    counts = (moved.unsqueeze(-1) == moved.unsqueeze(-2)).to(torch.int64).sum(-1)
+    first = torch.argmax((counts == counts.amax(-1, keepdim=True)).to(torch.int64), -1, keepdim=True)
+    value = moved.gather(-1, first)
+    along = x.movedim(dim, -1)
+    positions = torch.arange(along.shape[-1], dtype=torch.int64)
+    index = torch.where(along == value, positions, -1).amax(-1, keepdim=True)   # its last position
+    value, index = value.movedim(-1, dim), index.movedim(-1, dim)
+    return (value, index) if keepdim else (value.squeeze(dim), index.squeeze(dim))
+
+
+def _histc(x, bins=100, min=0, max=0):
+    x = x.reshape(-1)
+    low, high = torch.tensor(float(min)), torch.tensor(float(max))
+    if min == max:   # the data's range, widened by one each way when it is a single value
+        low, high = x.amin(), x.amax()
+        same = low == high
+        low, high = torch.where(same, low - 1, low), torch.where(same, high + 1, high)
+    position = torch.floor((x - low) * bins / (high - low)).to(torch.int64)
+    position = torch.where(x == high, bins - 1, position)
+    inside = (x >= low) & (x <= high)
+    one_hot = (position.unsqueeze(1) == torch.arange(bins, dtype=torch.int64)) & inside.unsqueeze(1)
+    return one_hot.to(x.dtype).sum(0)
+
+
+def _log_add_exp(a, b):
+    larger = torch.maximum(a, b)
+    return torch.where(torch.isinf(larger), larger, larger + torch.log1p(torch.exp(-(a - b).abs())))
+
+
+def _logcumsumexp(x, dim):
+    """Log-step scan (Hillis and Steele): after the step of shift s each value has added in the s
+    before it; each addition in log space never exponentiates a positive number."""
+    y = x.movedim(dim, -1)
+    shift = 1
+    while shift < y.shape[-1]:
+        before = torch.cat([torch.full_like(y[..., :shift], -math.inf), y[..., :-shift]], -1)
+        y, shift = _log_add_exp(y, before), shift * 2
+    return y.movedim(-1, dim)
+
+
+def _matrix_power(a, n):
+    size = a.shape[-1]
+    power = (torch.arange(size).unsqueeze(1) == torch.arange(size)).to(a.dtype).expand(a.shape)
+    square = a
+    while n:   # binary powering: the squares of a whose bits n has
+        if n & 1:
+            power = power @ square
+        n >>= 1
+        square = square @ square if n else square
+    return power
+
+
+def _index_reduce(x, dim, index, source, reduce, include_self=True):
+    """scatter_reduce with the index broadcast along the other dimensions of source."""
+    shape = [1] * source.dim()
+    shape[dim] = -1
+    return x.scatter_reduce(dim, index.reshape(shape).expand(source.shape), source, reduce,
+                            include_self=include_self)
+
+
+def _put(x, index, source, accumulate=False):
+    flat = x.reshape(-1)
+    index = torch.where(index < 0, index + flat.numel(), index).reshape(-1)
+    return flat.index_put((index,), source.reshape(-1), accumulate=accumulate).reshape(x.shape)
+
+
+def _angle(x):
+    return torch.where(torch.isnan(x), x, torch.where(x < 0, math.pi, 0.0).to(x.dtype))
+
+
+class ReductionsByDefinition(OpRule):
+    """Ops written as their definitions: op -> function of the op's arguments."""
+    why = "dist, cdist, pdist, median, nanmedian, kthvalue, mode, histc, angle by their definitions"
+    definitions = {
+        aten.dist.default: _dist,
+        aten._cdist_forward.default: _cdist,
+        aten.cdist.default: _cdist,
+        aten._pdist_forward.default: _pdist,
+        aten.pdist.default: _pdist,
+        aten.median.default: lambda x: _median_dim(x.reshape(-1), 0)[0],
+        aten.median.dim: _median_dim,
+        aten.nanmedian.default: lambda x: _nanmedian_dim(x.reshape(-1), 0)[0],
+        aten.nanmedian.dim: _nanmedian_dim,
+        aten.kthvalue.default: lambda x, k, dim=-1, keepdim=False: _kth_along(x, k - 1, dim, keepdim),
+        aten.mode.default: _mode,
+        aten.histc.default: _histc,
+        aten.angle.default: _angle,
+        aten.logcumsumexp.default: _logcumsumexp,
+        aten.index_reduce.default: _index_reduce,
+        aten.put.default: _put,
+    }
+    targets = tuple(definitions)
+
+    def applies(self, target, args):
+        return bool(args) and getattr(args[0], "dtype", None) == torch.float32
+
+    def replace(self, call):
+        return self.definitions[call.target](*call.args, **call.kwargs)
+
+
+class MatrixPowerAsProducts(OpRule):
+    """IREE fails on the identity PyTorch's decomposition builds (an arange of bytes)."""
+    why = "matrix_power as products of squares"
+    targets = (aten.linalg_matrix_power.default, aten.matrix_power.default)
+
+    def applies(self, target, args):
+        return len(args) > 1 and getattr(args[0], "dtype", None) == torch.float32 and args[1] >= 0
+
+    def replace(self, call):
+        return _matrix_power(*call.args)
+
+
+class FloatToByteThroughInt(OpRule):
+    """PyTorch converts a float to a byte through an integer (a negative or large value wraps
+    around), IREE directly (out of range: undefined); through int32 they agree."""
+    why = "float to (u)int8 through int32"
+    targets = (aten.to.dtype, aten._to_copy.default)
+    small = (torch.uint8, torch.int8)
+
+    def _dtype(self, target, args, kwargs):
+        return args[1] if target == aten.to.dtype and len(args) > 1 else kwargs.get("dtype")
+
+    def applies(self, target, args):
+        return False   # the dtype may be a keyword: decided in matches() and needs()
+
+    def needs(self, node):
+        return (node.op == "call_function" and node.target in self.targets
+                and self._converts(node.target, [a.meta.get("val") if isinstance(a, torch.fx.Node) else a
+                                                 for a in node.args], node.kwargs))
+
+    def matches(self, call):
+        return call.target in self.targets and self._converts(call.target, call.args, call.kwargs)
+
+    def _converts(self, target, args, kwargs):
+        return (bool(args) and getattr(args[0], "is_floating_point", lambda: False)()
+                and self._dtype(target, args, kwargs) in self.small)
+
+    def replace(self, call):
+        dtype = self._dtype(call.target, call.args, call.kwargs)
+        return call.args[0].to(torch.int32).to(dtype)
+
+
+RULES = [ReductionsByDefinition(), MatrixPowerAsProducts(), FloatToByteThroughInt()]
