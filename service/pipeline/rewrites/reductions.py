@@ -8,7 +8,8 @@
 - `histc`: each element's bin compared with every bin (a one-hot sum; no scatter).
 - `angle` of real numbers: pi below zero, else 0 (NaN stays NaN).
 - `logcumsumexp` (IREE's overflows to inf) as a log-step scan of stable log-add-exps.
-- `index_reduce` as `scatter_reduce`, `put` as `index_put` on the flat tensor.
+- `index_reduce` as `scatter_reduce`, `put` as `index_put` on the flat tensor, `segment_reduce`
+  (1-D lengths or offsets) with a mask of each segment's elements.
 - `matrix_power` (n >= 0) as products of squares; a float converted to a byte through int32.
 """
 from __future__ import annotations
@@ -143,13 +144,46 @@ def _put(x, index, source, accumulate=False):
     return flat.index_put((index,), source.reshape(-1), accumulate=accumulate).reshape(x.shape)
 
 
+def _segment_reduce(data, reduce, *, lengths=None, indices=None, offsets=None, axis=0, unsafe=False,
+                    initial=None):
+    """Each segment's elements chosen by a mask (segments x elements) from its start and end."""
+    bounds = lengths if lengths is not None else offsets
+    if bounds is None or bounds.dim() != 1:   # batched segments: left as they are
+        return aten.segment_reduce.default(data, reduce, lengths=lengths, indices=indices, offsets=offsets,
+                                           axis=axis, unsafe=unsafe, initial=initial)
+    if lengths is not None:
+        ends = torch.cumsum(lengths, 0)
+        starts = ends - lengths
+    else:
+        starts, ends = offsets[:-1], offsets[1:]
+    values = data.movedim(axis, 0)
+    position = torch.arange(values.shape[0], dtype=starts.dtype)
+    mask = (position >= starts.unsqueeze(1)) & (position < ends.unsqueeze(1))
+    mask = mask.reshape(*mask.shape, *[1] * (values.dim() - 1))
+    values = values.unsqueeze(0)
+    if reduce in ("max", "min"):
+        extreme = torch.amax if reduce == "max" else torch.amin
+        result = extreme(torch.where(mask, values, -math.inf if reduce == "max" else math.inf), 1)
+        if initial is not None:
+            result = (torch.maximum if reduce == "max" else torch.minimum)(result, torch.tensor(float(initial)))
+    elif reduce == "prod":
+        result = torch.where(mask, values, 1.0).prod(1) * (1.0 if initial is None else initial)
+    else:
+        result = torch.where(mask, values, 0.0).sum(1) + (0.0 if initial is None else initial)
+        if reduce == "mean":
+            count = (ends - starts).to(data.dtype).reshape(-1, *[1] * (values.dim() - 2))
+            result = result / count if initial is None else torch.where(count > 0, result / count, float(initial))
+    return result.movedim(0, axis)
+
+
 def _angle(x):
     return torch.where(torch.isnan(x), x, torch.where(x < 0, math.pi, 0.0).to(x.dtype))
 
 
 class ReductionsByDefinition(OpRule):
     """Ops written as their definitions: op -> function of the op's arguments."""
-    why = "dist, cdist, pdist, median, nanmedian, kthvalue, mode, histc, angle by their definitions"
+    why = ("dist, cdist, pdist, median, nanmedian, kthvalue, mode, histc, angle, logcumsumexp, index_reduce, put, "
+           "segment_reduce by their definitions")
     definitions = {
         aten.dist.default: _dist,
         aten._cdist_forward.default: _cdist,
@@ -167,6 +201,7 @@ class ReductionsByDefinition(OpRule):
         aten.logcumsumexp.default: _logcumsumexp,
         aten.index_reduce.default: _index_reduce,
         aten.put.default: _put,
+        aten.segment_reduce.default: _segment_reduce,
     }
     targets = tuple(definitions)
 
