@@ -43,7 +43,8 @@ OPINFO_ATOL, OPINFO_RTOL = 1e-5, 1.3e-6
 # and the decomposition to core ATen after them (pipeline/decompose.py)
 ISSUE_17_RULES = ("CellAsMath", "InterpolateAsGathers", "CompensatedScan", "ExtremumScan", "IrfftAsMatmuls",
                   "Log10AsLog", "TanAsReducedSinOverCos", "DefinedOps", "CeilModeMaxPool",
-                  "ReductionsByDefinition", "MatrixPowerAsProducts", "FloatToByteThroughInt", "SeparableAvgPool3d")
+                  "ReductionsByDefinition", "MatrixPowerAsProducts", "FloatToByteThroughInt", "SeparableAvgPool3d",
+                  "EmbeddingBagByMask")
 CAUSES = {"pipeline": "our pipeline", "iree": "an IREE limitation", "dtype": "a dtype we do not support"}
 DETAILS: dict = {}   # op -> the full diagnostic of its failure (printed with --only)
 CASES: dict = {}   # key -> Case, read by the generated model files (see model_source)

@@ -1,5 +1,5 @@
 """reductions.py (distances, medians, mode, histc, logcumsumexp, index_reduce, put, matrix_power,
-segment_reduce, float to byte), pooling.py's avg_pool3d and pipeline/lowerable.py (the ops torch-mlir has no lowering for, decomposed: the
+segment_reduce, embedding_bag, float to byte), pooling.py's avg_pool3d and pipeline/lowerable.py (the ops torch-mlir has no lowering for, decomposed: the
 functional copies of views, view scatters, uninitialised tensors, integer fmod, nonzero_static),
 after IREE. One model for all, one compile, one op of each kind (the suite's time budget; the
 IREE run is compared with PyTorch itself)."""
@@ -11,6 +11,7 @@ _REDUCTIONS = (
     "torch.logcumsumexp(x * 50, 1), x.index_reduce(0, torch.tensor([0, 2, 0]), x[:3] * 2, 'amax'), "
     "x.put(torch.tensor([1, -3, 5]), x[0, :3], accumulate=True), torch.linalg.matrix_power(x[:4, :4], 3), "
     "torch.segment_reduce(x, 'mean', lengths=torch.tensor([2, 0, 3, 1]), initial=0.5), "
+    "torch.nn.functional.embedding_bag(torch.tensor([5, 1, 0, 5, 2]), x, torch.tensor([0, 3]), mode='max'), "
     "(x * 40).byte(), torch.nn.functional.avg_pool3d(x.reshape(1, 2, 3, 2, 4), 2, 1, 1, count_include_pad=False)")
 _LOWERABLE = (
     "torch.permute_copy(x, (1, 0)), torch.as_strided_scatter(x, x[:3, :4] * 10, (3, 4), (5, 2), 3), "

@@ -10,11 +10,13 @@
 - `logcumsumexp` (IREE's overflows to inf) as a log-step scan of stable log-add-exps.
 - `index_reduce` as `scatter_reduce`, `put` as `index_put` on the flat tensor, `segment_reduce`
   (1-D lengths or offsets) with a mask of each segment's elements.
+- `embedding_bag` (IREE's is wrong) with a mask of each bag's rows.
 - `matrix_power` (n >= 0) as products of squares; a float converted to a byte through int32.
 """
 from __future__ import annotations
 
 import math
+import operator
 
 import torch
 
@@ -212,6 +214,60 @@ class ReductionsByDefinition(OpRule):
         return self.definitions[call.target](*call.args, **call.kwargs)
 
 
+def embedding_bags(weight, indices, offsets, mode, per_sample_weights, include_last_offset, padding_idx):
+    """Each bag's sum, mean or max of its rows: a mask (bags x indices) from the bags' starts."""
+    if indices.dim() == 2:
+        bags, bag = indices.shape[0], torch.arange(indices.numel()) // indices.shape[1]
+        indices = indices.reshape(-1)
+    else:
+        starts = offsets[:-1] if include_last_offset else offsets
+        bags = starts.shape[0]
+        bag = (torch.arange(indices.shape[0]).unsqueeze(1) >= starts[1:]).to(torch.int64).sum(1)
+        if include_last_offset:
+            bag = torch.where(torch.arange(indices.shape[0]) < offsets[-1], bag, bags)   # past the last: none
+    rows = weight[indices]
+    if per_sample_weights is not None:
+        rows = rows * per_sample_weights.unsqueeze(1)
+    mask = bag == torch.arange(bags).unsqueeze(1)
+    if padding_idx is not None and padding_idx >= 0:
+        mask = mask & (indices != padding_idx)
+    if mode == 2:
+        largest = torch.where(mask.unsqueeze(2), rows, -math.inf).amax(1)
+        return torch.where(mask.any(1, keepdim=True), largest, 0.0)
+    total = mask.to(rows.dtype) @ rows
+    return total if mode == 0 else total / mask.sum(1, keepdim=True).clamp(min=1).to(rows.dtype)
+
+
+class EmbeddingBagByMask(OpRule):
+    """IREE computes embedding_bag wrong (max error 65.6, op_coverage.md). Replaced only where the
+    bags alone are used (its other outputs are PyTorch's bookkeeping for the backward pass)."""
+    why = "embedding_bag as a mask of each bag's rows"
+    targets = (aten.embedding_bag.padding_idx, aten.embedding_bag.default, aten._embedding_bag.default,
+               aten._embedding_bag_forward_only.default)
+
+    @staticmethod
+    def _bags_only(node) -> bool:
+        return all(user.target is operator.getitem and (user.args[1] == 0 or not user.users) for user in node.users)
+
+    def needs(self, node):
+        return super().needs(node) and self._bags_only(node)
+
+    def matches(self, call):
+        return super().matches(call) and self._bags_only(call.node)
+
+    def applies(self, target, args):
+        return getattr(args[0], "dtype", None) == torch.float32 and not (len(args) > 5 and args[5])   # not sparse
+
+    def replace(self, call):
+        names = ["weight", "indices", "offsets", "scale_grad_by_freq", "mode", "sparse", "per_sample_weights",
+                 "include_last_offset", "padding_idx"]
+        given = {**dict(zip(names, call.args)), **call.kwargs}
+        bags = embedding_bags(given["weight"], given["indices"], given["offsets"], given.get("mode", 0),
+                              given.get("per_sample_weights"), given.get("include_last_offset", False),
+                              given.get("padding_idx"))
+        return (bags, None, None, None)
+
+
 class MatrixPowerAsProducts(OpRule):
     """IREE fails on the identity PyTorch's decomposition builds (an arange of bytes)."""
     why = "matrix_power as products of squares"
@@ -254,4 +310,4 @@ class FloatToByteThroughInt(OpRule):
         return call.args[0].to(torch.int32).to(dtype)
 
 
-RULES = [ReductionsByDefinition(), MatrixPowerAsProducts(), FloatToByteThroughInt()]
+RULES = [ReductionsByDefinition(), EmbeddingBagByMask(), MatrixPowerAsProducts(), FloatToByteThroughInt()]
