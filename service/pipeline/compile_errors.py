@@ -19,8 +19,8 @@ from ..errors import CompileError
 
 UNSUPPORTED_OP_HINT = ("IREE has no lowering for this op: write that line with other ops, or report it to "
                        "bela-iree with the log so a rewrite can be added")
-DTYPE_HINT = ("IREE computes in float32 and integers here: keep complex values inside FFTs (torch.view_as_real, "
-              "real arithmetic) and avoid float64")
+DTYPE_HINT = ("IREE computes in float32 and integers here: compute on the real and imaginary parts "
+              "(torch.view_as_real, z.real/z.imag) and avoid float64")
 COMPILER_HINT = ("a failure inside iree-compile, not an error in the model: report it to bela-iree with the log; "
                  "writing that line another way may avoid it")
 

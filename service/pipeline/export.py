@@ -43,9 +43,8 @@ def export_model(model_file: Path, out_dir: Path, mlir_name: str = "model.mlirbc
     try:
         program = torch.export.export(loaded.module, examples)
         program, applied, noise = rewrites.apply(program, examples, unroll_loops)
-        program = state.functionalize(program, model_file)
         check_graph_dtypes(program, model_file)   # on the ops as written, before they are decomposed
-        program = decompose(program)
+        program = state.functionalize(program, model_file, decompose)
     except BelaIreeError:
         raise
     except Exception as e:

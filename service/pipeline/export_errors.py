@@ -7,8 +7,9 @@ flow is no help for a float64 model):
 - an exception forward() raises itself (its innermost frame is the user's): about example_input;
 - something else torch.export cannot trace (an op with no tracing support, Python it cannot
   follow, an exception in forward()) - the message names the op or construct;
-- a dtype bela-iree does not compile: float64 anywhere, or a complex output (checked on the
-  exported graph, before IREE would fail on it with an unrelated-looking verifier error).
+- a dtype bela-iree does not compile: float64 or complex128 anywhere (checked on the exported
+  graph, before IREE would fail on it with an unrelated-looking verifier error). Complex64
+  outputs are compiled, as real pairs (rewrites/complex_parts.py).
 The full traceback goes into the error's detail (the log), never into the headline.
 """
 from __future__ import annotations
@@ -26,7 +27,6 @@ TRACE_HINT = ("torch.export runs forward() with example_input and records tensor
               "operations on tensors (no numpy, printing or Python objects built from tensor values)")
 OWN_ERROR_HINT = "forward() raised this itself when run on example_input: check that example_input is what forward() expects"
 DTYPE_HINT = "bela-iree compiles float32: keep torch's default dtype (call .float() on the model and example_input)"
-COMPLEX_HINT = "return real values: torch.view_as_real(z), z.abs() or z.real/z.imag"
 
 _DATA_DEPENDENT = ("GuardOnDataDependentSymNode", "data-dependent", "data dependent", "DataDependentOutputException")
 _OP_IN_MESSAGE = re.compile(r"\b(aten\.[\w.]+|aten::\w+)")
@@ -60,7 +60,7 @@ def check_input_dtype(example, model_file: Path) -> None:
 
 
 def check_graph_dtypes(program, model_file: Path) -> None:
-    """Raises a dtype ExportError naming the first float64 value (its op and line), or a complex output."""
+    """Raises a dtype ExportError naming the first float64 or complex128 value (its op and line)."""
     import torch
 
     for node in program.graph.nodes:
@@ -68,14 +68,6 @@ def check_graph_dtypes(program, model_file: Path) -> None:
         for tensor in value if isinstance(value, (tuple, list)) else (value,):
             if isinstance(tensor, torch.Tensor) and tensor.dtype in (torch.float64, torch.complex128):
                 raise _dtype_error(node, tensor.dtype, model_file)
-    outputs = next(n for n in program.graph.nodes if n.op == "output").args[0]
-    for output in outputs if isinstance(outputs, (tuple, list)) else (outputs,):
-        value = output.meta.get("val") if hasattr(output, "meta") else None
-        if isinstance(value, torch.Tensor) and value.is_complex():
-            file, line = user_frame(output.meta.get("stack_trace"), model_file)
-            raise ExportError(f"the model returns {_name(value.dtype)} values ({_op_name(output)}); "
-                              "bela-iree compiles real outputs", file=file or str(model_file), line=line,
-                              hint=COMPLEX_HINT)
 
 
 def _dtype_error(node, dtype, model_file: Path) -> ExportError:

@@ -35,7 +35,8 @@ def declared(loaded) -> tuple[list[str] | None, list[str] | None]:
 
 
 def output_tensors(returned, model_file: Path) -> list:
-    """forward()'s result as a list of tensors (a tensor, or a tuple or list of them)."""
+    """forward()'s result as a list of tensors (a tensor, or a tuple or list of them), complex ones
+    as real pairs (torch.view_as_real), as the compiled function returns them."""
     import torch
 
     outputs = list(returned) if isinstance(returned, (tuple, list)) else [returned]
@@ -43,7 +44,7 @@ def output_tensors(returned, model_file: Path) -> list:
         kinds = ", ".join(type(o).__name__ for o in outputs) or "nothing"
         raise ModelFileError(f"the model returns {kinds}; bela-iree needs a tensor or a tuple of tensors",
                              file=str(model_file), hint="return a tensor, or a tuple of tensors (one per output)")
-    return [o.detach() for o in outputs]
+    return [torch.view_as_real(o.detach().resolve_conj()) if o.is_complex() else o.detach() for o in outputs]
 
 
 def check_outputs(destinations: list[str] | None, count: int, loaded) -> list[str] | None:

@@ -1,7 +1,7 @@
 """State that lives across calls: the buffers a model updates in place in forward().
 
 torch.export keeps an in-place update (`self.h.copy_(h)`) as a mutating op, which the MLIR
-importer cannot take. Functionalized (run_decompositions with no decompositions), the update
+importer cannot take. Functionalized (by the run_decompositions of decompose.py), the update
 becomes an output the graph signature names a buffer mutation, and iree-turbine's importer
 turns each such buffer into a mutable `util.global` the module stores into: the state then
 lives in the module's context, from one call to the next, starting from the buffer's value at
@@ -29,13 +29,15 @@ def mutating_nodes(program: torch.export.ExportedProgram) -> list[torch.fx.Node]
             and isinstance(n.target, torch._ops.OpOverload) and n.target._schema.is_mutable]
 
 
-def functionalize(program: torch.export.ExportedProgram, model_file: Path) -> torch.export.ExportedProgram:
-    """The program with its in-place updates as outputs (buffer mutations); unchanged if it has none.
+def functionalize(program: torch.export.ExportedProgram, model_file: Path,
+                  decompose=lambda program: program.run_decompositions({})) -> torch.export.ExportedProgram:
+    """decompose(program), which functionalizes it too: its in-place updates become outputs (buffer
+    mutations). One pass for both: each run of the graph takes seconds for a recurrent model.
     Raises ExportError, at the model.py line, for an update that cannot become module state."""
     mutating = mutating_nodes(program)
+    functional = decompose(program)
     if not mutating:
-        return program
-    functional = program.run_decompositions({})
+        return functional
     kinds = torch.export.graph_signature.OutputKind
     for spec in functional.graph_signature.output_specs:
         if spec.kind in (kinds.BUFFER_MUTATION, kinds.USER_OUTPUT, kinds.LOSS_OUTPUT):

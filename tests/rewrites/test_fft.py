@@ -1,9 +1,19 @@
-"""fft.py: rfft as a four-step DFT or a scaled input, complex abs from its parts, exact."""
+"""fft.py: rfft as a four-step DFT or a scaled input, complex abs from its parts, every other FFT as
+DFT matmuls, fftshift as slices; complex_parts.py: complex outputs as real pairs, conj, polar, angle,
+add and scaling."""
 import torch
 
 from service.pipeline import rewrites
 
 from .cases import case_tests
+
+# one compile for the complex FFTs (irfft too: also in tests/test_audio_ops.py) and the complex ops
+# around them, returning complex values
+COMPLEX_OPS = ("lambda m, x: (z := torch.fft.fft2(x) * 0.5 + torch.fft.ifftn(torch.fft.fft(x, dim=0), norm='ortho').conj())"
+               " - torch.polar((torch.fft.irfftn(torch.fft.rfft2(x), s=(4, 8)) + torch.fft.hfft(torch.fft.ihfft(x), n=8)"
+               " + torch.fft.irfft(torch.fft.rfft(x, dim=0), n=4, dim=0, norm='ortho') + z.angle()"
+               " + torch.fft.fftshift(x).angle()).abs(), torch.fft.ifftshift(x, dim=1)[:1])"
+               " + torch.fft.rfftn(x, s=(4, 14), norm='forward')")
 
 CASES = {
     "rfft_forward_norm": ("torch.nn.Identity()", "lambda m, x: torch.view_as_real(torch.fft.rfft(x, norm='forward'))",
@@ -11,11 +21,7 @@ CASES = {
     "rfft_four_step": ("torch.nn.Identity()", "lambda m, x: torch.log(torch.fft.rfft(x, norm='ortho').abs() ** 2 + 1e-7)",
                        "torch.randn(2, 3, 512)"),
     "complex_abs": ("torch.nn.Identity()", "lambda m, x: torch.fft.rfft(x).abs()", "torch.randn(1, 64)"),
-    "irfft_round_trip": ("torch.nn.Identity()", "lambda m, x: torch.fft.irfft(torch.fft.rfft(x), n=64) * 0.5",
-                         "torch.randn(2, 64)"),
-    "irfft_odd_length_ortho_first_dim": ("torch.nn.Identity()",
-                                         "lambda m, x: torch.fft.irfft(torch.fft.rfft(x, dim=0), n=9, dim=0, "
-                                         "norm='ortho')", "torch.randn(12, 3)"),
+    "complex_ffts_and_ops": ("torch.nn.Identity()", COMPLEX_OPS, "torch.randn(4, 8)"),
 }
 
 

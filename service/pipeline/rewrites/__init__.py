@@ -4,7 +4,8 @@ The user's model stays as written: after torch.export, core.py re-runs the graph
 call to the first rule of RULES that takes it, and exports it again. Each rule is one object
 (core.Rule: needs, prepare, lay_out, matches, replace) in its family's module, which says why it
 exists: recurrent.py (time loops), convolution.py (im2col, Winograd, conv + pool), linear.py
-(packed one-row Linears, folded chains), fft.py (four-step DFT, normalised rfft, complex abs),
+(packed one-row Linears, folded chains), fft.py (four-step DFT, normalised rfft, complex abs, every
+other FFT as DFT matmuls), complex_parts.py (complex outputs as real pairs, conj, add and scaling),
 simple.py (dropout, detach_, attention, random draws as inputs), resample.py (interpolation as
 gathers), scans.py (compensated cumsum/cumprod, cummax), elementwise.py (log10, tan, fmax...),
 pooling.py (ceil-mode max pooling), reductions.py (distances, medians, mode, histc). Each rewrite is exact math (Winograd, the
@@ -17,7 +18,8 @@ from __future__ import annotations
 
 import torch
 
-from . import convolution, core, elementwise, fft, linear, pooling, recurrent, reductions, resample, scans, simple
+from . import complex_parts, convolution, core, elementwise, fft, linear, pooling, recurrent, reductions, resample, \
+    scans, simple
 from .convolution import WINOGRAD_MIN_CHANNELS
 from .core import OpRule, Rule
 from .fft import dft_matrices
@@ -27,8 +29,9 @@ from .simple import RANDOM_OPS, NoiseInput, draw_noise, noise_inputs
 
 # The rules, in priority order: within a family the order matters (a fused or faster form before
 # the general one; FoldLinears stores before OneRowLinear); the families take disjoint ops.
-RULES: list[Rule] = [*convolution.RULES, *linear.RULES, *fft.RULES, *simple.RULES, *recurrent.RULES,
-                    *resample.RULES, *scans.RULES, *elementwise.RULES, *pooling.RULES, *reductions.RULES]
+RULES: list[Rule] = [*convolution.RULES, *linear.RULES, *fft.RULES, *complex_parts.RULES, *simple.RULES,
+                    *recurrent.RULES, *resample.RULES, *scans.RULES, *elementwise.RULES, *pooling.RULES,
+                    *reductions.RULES]
 
 
 def needs_rewrite(program: torch.export.ExportedProgram) -> bool:

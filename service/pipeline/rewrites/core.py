@@ -29,6 +29,8 @@ class Rule:
     - inputs(program) -> [input with a .shape]: inputs the rule adds to the compiled function.
     - matches(call) -> bool, replace(call) -> value: per call, while the graph runs; the first
       rule whose matches() holds replaces the call, and its `why` is reported as applied.
+    - returns(outputs) -> outputs or None: the graph's outputs (a tuple), as the compiled function
+      returns them; None leaves them as they are (its needs() is asked of the output node too).
     """
     why = ""   # what the rewrite does, as reported to the user (export.json's "rewrites")
     # "program": torch.export's graph, stored weights lifted to inputs; "module": the graph the
@@ -52,6 +54,9 @@ class Rule:
 
     def replace(self, call: "Call"):
         raise NotImplementedError
+
+    def returns(self, outputs: tuple):
+        return None
 
 
 class OpRule(Rule):
@@ -139,6 +144,15 @@ class _Rewriter(torch.fx.Interpreter):
                 self.applied.add(rule.why)
                 return rule.replace(call)
         return super().call_function(target, args, kwargs)
+
+    def output(self, target, args, kwargs):
+        outputs = super().output(target, args, kwargs)
+        for rule in self.rules:
+            returned = rule.returns(outputs)
+            if returned is not None:
+                self.applied.add(rule.why)
+                outputs = returned
+        return outputs
 
 
 class _RewrittenModel(torch.nn.Module):

@@ -6,7 +6,6 @@
   lowering of kthvalue's top-k fails inside iree-compile). `mode` is the smallest of the most
   frequent values, at its last position, as PyTorch's.
 - `histc`: each element's bin compared with every bin (a one-hot sum; no scatter).
-- `angle` of real numbers: pi below zero, else 0 (NaN stays NaN).
 - `logcumsumexp` (IREE's overflows to inf) as a log-step scan of stable log-add-exps.
 - `index_reduce` as `scatter_reduce`, `put` as `index_put` on the flat tensor, `segment_reduce`
   (1-D lengths or offsets) with a mask of each segment's elements.
@@ -178,13 +177,9 @@ def _segment_reduce(data, reduce, *, lengths=None, indices=None, offsets=None, a
     return result.movedim(0, axis)
 
 
-def _angle(x):
-    return torch.where(torch.isnan(x), x, torch.where(x < 0, math.pi, 0.0).to(x.dtype))
-
-
 class ReductionsByDefinition(OpRule):
     """Ops written as their definitions: op -> function of the op's arguments."""
-    why = ("dist, cdist, pdist, median, nanmedian, kthvalue, mode, histc, angle, logcumsumexp, index_reduce, put, "
+    why = ("dist, cdist, pdist, median, nanmedian, kthvalue, mode, histc, logcumsumexp, index_reduce, put, "
            "segment_reduce by their definitions")
     definitions = {
         aten.dist.default: _dist,
@@ -199,7 +194,6 @@ class ReductionsByDefinition(OpRule):
         aten.kthvalue.default: lambda x, k, dim=-1, keepdim=False: _kth_along(x, k - 1, dim, keepdim),
         aten.mode.default: _mode,
         aten.histc.default: _histc,
-        aten.angle.default: _angle,
         aten.logcumsumexp.default: _logcumsumexp,
         aten.index_reduce.default: _index_reduce,
         aten.put.default: _put,
