@@ -45,7 +45,10 @@ ISSUE_17_RULES = ("CellAsMath", "InterpolateAsGathers", "CompensatedScan", "Extr
                   "FftShiftAsSlices", "ComplexOutputs", "ConjAsParts", "PolarAsParts", "ComplexArithmetic", "Angle",
                   "Log10AsLog", "TanAsReducedSinOverCos", "DefinedOps", "CeilModeMaxPool",
                   "CholeskyAsSteps", "LuAsSteps", "QrAsHouseholder", "SpectrumAsJacobi", "EyeAsComparison",
-                  "MatrixExpAsTaylor", "SpecialFunctions")
+                  "MatrixExpAsTaylor", "SpecialFunctions",
+                  "ReductionsByDefinition", "FloatToByteThroughInt", "SeparableAvgPool3d",
+                  "EmbeddingBagByMask")
+
 CAUSES = {"pipeline": "our pipeline", "iree": "an IREE limitation", "dtype": "a dtype we do not support"}
 DETAILS: dict = {}   # op -> the full diagnostic of its failure (printed with --only)
 CASES: dict = {}   # key -> Case, read by the generated model files (see model_source)

@@ -44,9 +44,20 @@ def run_module(artifact_dir: Path, target: Target, timeout: float = RUN_TIMEOUT)
         if result.returncode != 0 or not all(p.exists() for p in outputs):
             raise BenchError(f"the model failed to run on {target.name}: {_last_line(result.stderr)}",
                              detail=result.stderr[-4000:])
-        if len(outputs) == 1:
-            return np.load(outputs[0])
-        return np.concatenate([np.load(p).reshape(-1) for p in outputs])
+        arrays = [_as_declared(np.load(p), dtype) for p, dtype in zip(outputs, output_dtypes(artifact_dir))]
+        return arrays[0] if len(arrays) == 1 else np.concatenate([a.reshape(-1) for a in arrays])
+
+
+def output_dtypes(artifact_dir: Path) -> list[str]:
+    info = json.loads((artifact_dir / "export.json").read_text())
+    return [o.get("dtype", "float32") for o in info.get("outputs", [info["output"]])]
+
+
+def _as_declared(array: np.ndarray, dtype: str) -> np.ndarray:
+    """IREE's integers are signless: iree-run-module writes a uint8 output as int8 (same bits)."""
+    if dtype.startswith("uint") and array.dtype.kind == "i" and np.dtype(dtype).itemsize == array.itemsize:
+        return array.view(dtype)
+    return array
 
 
 def max_abs_error(output: np.ndarray, artifact_dir: Path) -> float:

@@ -7,7 +7,9 @@ nn.Module itself, not the ExportedProgram bela-iree hands it after the rewrites.
 core ATen table (torch.export.default_decompositions) and turbine's are applied; the rewrites
 have already run on the ops as the user wrote them. A few ops IREE lowers better whole are kept:
 `fft_rfft` (IREE's own FFT; decomposed it is `_fft_r2c`, which IREE cannot lower) and nearest
-upsampling (decomposed into index arithmetic, IREE computed wrong indices: error 1.9).
+upsampling (decomposed into index arithmetic, IREE computed wrong indices: error 1.9). Ops
+torch-mlir has no lowering for, as written or as PyTorch's table leaves them (`permute_copy`,
+`diagonal_scatter`, `empty_strided`, ...), are decomposed by our own entries (`lowerable.py`).
 
 linalg.inv, solve, cholesky, lu_factor, ldl_factor (and tensorinv, tensorsolve) decompose into
 their `_ex` form and `_linalg_check_errors`, which raises on a singular matrix. PyTorch marks that
@@ -24,6 +26,8 @@ def decompose(program):
     import torch
     from iree.turbine.aot.decompositions import current_aot_decompositions
 
+    from . import lowerable
+
     aten = torch.ops.aten
     table = torch.export.default_decompositions()
     for op, function in current_aot_decompositions().items():
@@ -32,6 +36,7 @@ def decompose(program):
             *(getattr(aten, f"upsample_nearest{n}d").vec for n in (1, 2, 3))]
     for op in kept:
         table.pop(op, None)
+    table.update(lowerable.TABLE)
     with _linalg_checks_without_effect():
         decomposed = program.run_decompositions(table)
     graph = decomposed.graph_module.graph

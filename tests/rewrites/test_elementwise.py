@@ -9,7 +9,8 @@ CASES = {
     "defined_ops": ("torch.nn.Identity()",
                     "lambda m, x: torch.cat([torch.fmod(x * 3, 1.0), torch.fmod(x, x.flip(-1) + 2), "
                     "torch.copysign(x, x.flip(-1)), torch.copysign(x, x * 0 - 0.0), torch.signbit(x - x.round()).float(), x.roll(5, -1), x.roll((1, -2), (0, 1)), x.roll(3), "
-                    "torch.fmax(x, x.flip(-1)), torch.hypot(x, x.flip(-1)), torch.erfc(x)])", "torch.randn(2, 64)"),
+                    "torch.fmax(x, x.flip(-1)), torch.hypot(x, x.flip(-1)), torch.erfc(x), *torch.frexp(x * 1e3), "
+                    "(torch.nextafter(x, x.flip(-1)) - x) * 1e7])", "torch.randn(2, 64)"),   # a step of 1 ulp, scaled
 }
 
 test_rewritten_graph_equals_pytorch, test_rewritten_model_compiles_and_matches_on_iree = case_tests(CASES)

@@ -8,7 +8,8 @@ exists: recurrent.py (time loops), convolution.py (im2col, Winograd, conv + pool
 other FFT as DFT matmuls), complex_parts.py (complex outputs as real pairs, conj, add and scaling),
 simple.py (dropout, detach_, attention, random draws as inputs), resample.py (interpolation as
 gathers), scans.py (compensated cumsum/cumprod, cummax), elementwise.py (log10, tan, fmax...),
-pooling.py (ceil-mode max pooling), linalg.py (factorizations, solves, SVD and eigenvalues
+pooling.py (ceil-mode max pooling), reductions.py (distances, medians, mode, histc),
+linalg.py (factorizations, solves, SVD and eigenvalues
 written out for the matrix size), special.py (gamma, erf, Bessel, zeta, orthogonal polynomials
 as float32 approximations). Each rewrite is exact math (Winograd, the interpolation weights,
 the scans and the factorizations up to rounding; Jacobi sweeps and the matrix exponential's series
@@ -21,8 +22,8 @@ from __future__ import annotations
 
 import torch
 
-from . import (complex_parts, convolution, core, elementwise, fft, linalg, linear, pooling, recurrent, resample,
-               scans, simple, special)
+from . import (complex_parts, convolution, core, elementwise, fft, linalg, linear, pooling, recurrent, reductions,
+               resample, scans, simple, special)
 from .convolution import WINOGRAD_MIN_CHANNELS
 from .core import OpRule, Rule
 from .fft import dft_matrices
@@ -34,7 +35,7 @@ from .simple import RANDOM_OPS, NoiseInput, draw_noise, noise_inputs
 # the general one; FoldLinears stores before OneRowLinear); the families take disjoint ops.
 RULES: list[Rule] = [*convolution.RULES, *linear.RULES, *fft.RULES, *complex_parts.RULES, *simple.RULES,
                     *recurrent.RULES, *resample.RULES, *scans.RULES, *elementwise.RULES, *pooling.RULES,
-                    *linalg.RULES, *special.RULES]
+                    *linalg.RULES, *special.RULES, *reductions.RULES]
 
 
 def needs_rewrite(program: torch.export.ExportedProgram) -> bool:

@@ -10,6 +10,7 @@
   (|r| <= pi/4) is sin(r) / cos(r), or -cos(r) / sin(r) an odd number of quarter turns away, with
   sin and cos as their Taylor series (IREE's sin is not accurate relative to small values either;
   up to r^9 and r^10 the series are exact to float32 on |r| <= pi/4).
+- `frexp` and `nextafter` have no lowering: read off and stepped on the float32 bits.
 - `fmax`/`fmin` (the NaN-ignoring max and min) fail inside iree-compile ("tensor.cast" operand
   type), and so do `fmod`, `copysign`, `signbit` and `roll` (leaving a
   constant it cannot legalize); `hypot`, `erfc` and `addmv` have no lowering: each in the ops it
@@ -106,9 +107,33 @@ def _roll(x: torch.Tensor, shifts, dims) -> torch.Tensor:
     return x
 
 
+def _frexp(x: torch.Tensor):
+    """Mantissa in [0.5, 1) and exponent, from the float32 bits (a subnormal scaled up by 2^24 first)."""
+    subnormal = (x != 0) & (x.abs() < 1.1754943508222875e-38)
+    scaled = torch.where(subnormal, x * 16777216.0, x)
+    bits = scaled.view(torch.int32)
+    biased = torch.div(torch.bitwise_and(bits, 0x7F800000), 1 << 23, rounding_mode="floor")   # IREE: no >> by a scalar
+    exponent = biased - 126 - torch.where(subnormal, 24, 0)
+    # the exponent bits cleared, then set to 126 (added: IREE has no | by a scalar)
+    mantissa = (torch.bitwise_and(bits, -2139095041) + 0x3F000000).view(torch.float32)
+    plain = (x == 0) | ~torch.isfinite(x)   # zero, inf and NaN are their own mantissa, exponent 0
+    return torch.where(plain, x, mantissa), torch.where(plain, 0, exponent).to(torch.int32)
+
+
+def _nextafter(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The next float32 after x towards y: its bits one up (away from zero) or one down."""
+    x, y = torch.broadcast_tensors(x, y.to(x.dtype))
+    bits = x.view(torch.int32)
+    away = (y > x) == (x > 0)
+    stepped = torch.where(away, bits + 1, bits - 1).view(torch.float32)
+    smallest = torch.where(y > 0, 1, -2147483647).to(torch.int32).view(torch.float32)   # +-2^-149
+    result = torch.where(x == 0, smallest, stepped)
+    return torch.where(torch.isnan(x) | torch.isnan(y), x + y, torch.where(x == y, y, result))
+
+
 class DefinedOps(OpRule):
     """Ops written as their definitions: op -> function of the op's arguments."""
-    why = "fmax, fmin, fmod, copysign, signbit, roll, hypot, erfc, addmv by their definitions"
+    why = "fmax, fmin, fmod, copysign, signbit, roll, hypot, erfc, addmv, frexp, nextafter by their definitions"
     definitions = {
         aten.fmax.default: _nan_ignoring(torch.maximum),
         aten.fmin.default: _nan_ignoring(torch.minimum),
@@ -121,6 +146,8 @@ class DefinedOps(OpRule):
         aten.copysign.Scalar: lambda a, b: -a.abs() if b < 0 else a.abs(),
         aten.roll.default: lambda x, shifts, dims=(): _roll(x, shifts, dims),
         aten.signbit.default: _sign_bit,
+        aten.frexp.Tensor: _frexp,
+        aten.nextafter.default: _nextafter,
     }
     targets = tuple(definitions)
 
