@@ -107,6 +107,10 @@ def test_emitc_bench_on_emulated_bela_is_marked(tmp_path, runtime):
                        "--out", str(tmp_path))
     assert data["format"] == "emitc" and data["ran_on"] == "emulator" and data["emulated_cpu"] == "cortex-a8"
     assert data["accuracy"]["max_abs_err"] <= data["accuracy"]["tolerance"]
+    # the board estimate counts the EmitC program's own calls on the emulated Cortex-A8
+    estimate = data["estimate"]
+    assert "error" not in estimate and "not a measurement" in estimate["note"]
+    assert estimate["instructions"] > 100_000 and estimate["dram_bytes"] >= 0 and estimate["ms"] > 0
 
 
 def test_a_format_the_board_bench_cannot_run_is_refused(tmp_path):

@@ -52,8 +52,8 @@ def bench_compiled(compiled: CompileResult, target: Target, *, block_size: int |
     (estimate.py: seconds to a minute or two the first time for an artifact, then cached)."""
     if compiled.format == "emitc":
         ran_on, output, measured = measure_emitc(compiled, target, seconds, repetitions)
-        return with_streaming(bench_result(compiled, ran_on, output, measured, block_size, sample_rate),
-                              compiled, target)
+        result = with_streaming(bench_result(compiled, ran_on, output, measured, block_size, sample_rate), compiled, target)
+        return add_estimate(result, compiled.folder, target) if estimate else result
     folder = compiled.folder
     output = run_module(folder, target)
     prefix, ran_on = tool_command(target, "iree-benchmark-module")

@@ -21,6 +21,7 @@ from ..pipeline.tools import run_tool
 from ..runtimes.build import RUNTIME_LIBRARY, ensure_runtime
 from ..runtimes.emitc import LIBRARY, build_emitc_library, library_query_name
 from ..runtimes.toolchain import toolchain_for
+from .instruction_count import Cache, Counts, cached_counts, count_program, second_call
 from .measure import Measurement, repetitions_for
 from .run import output_sizes
 from .runtime_tools import emulator
@@ -28,10 +29,10 @@ from .runtime_tools import emulator
 RUN_TIMEOUT = 900.0
 
 
-def run_checked(argv: list[str], timeout: float, failure: str) -> subprocess.CompletedProcess:
+def run_checked(argv: list[str], timeout: float, failure: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run runtime/'s test program (natively or under qemu) through run_tool: a time limit, and
     killed with the build a newer save cancels. A failed run is `failure` and its first line."""
-    result = run_tool(argv, timeout=timeout, stage="benchmarking")
+    result = run_tool(argv, timeout=timeout, stage="benchmarking", cwd=cwd)
     if result.returncode != 0:
         lines = result.stderr.strip().splitlines() or ["no output"]
         raise BenchError(f"{failure}: {lines[0][:300]}", detail=result.stderr[-4000:])
@@ -56,26 +57,45 @@ def emitc_program(folder: Path, target: Target, work: Path) -> Path:
     return work / "run_emitc"
 
 
-def run_program(command: list[str], folder: Path, work: Path, runs: int, module: str = "-") -> tuple[np.ndarray, list[float]]:
-    """Runs runtime/'s test program (command: the program, after any emulator) `runs` times on a
-    compile folder's reference inputs: the last output, and each run's time in ms."""
+def program_arguments(folder: Path, work: Path, runs: int, *, reset_at: int = -1, timed: bool = True,
+                      module: str = "-") -> list[str]:
+    """runtime/'s test program's arguments for `runs` calls on a compile folder's reference inputs,
+    which it writes into work; every file is named relative to work (the program runs there)."""
     with np.load(folder / "inputs.npz") as npz:
         inputs = [npz[name].astype(np.float32) for name in npz.files]
     for index, value in enumerate(inputs):
         value.tofile(work / f"input{index}.bin")
     more = [arg for index, value in enumerate(inputs[1:], 1)
-            for arg in ("--more-input", f"{work / f'input{index}.bin'}:{'x'.join(map(str, value.shape))}")]
-    expected = np.load(folder / "expected.npy")
+            for arg in ("--more-input", f"input{index}.bin:{'x'.join(map(str, value.shape))}")]
+    expected_size = np.load(folder / "expected.npy").size
+    timing = ["--output", "out.bin", "--latencies", "latencies.txt"] if timed else []
+    return ["--input", "input0.bin", *more, *timing, "--output-count", str(expected_size), "--reset-at", str(reset_at),
+            "--output-sizes", ",".join(map(str, output_sizes(folder))), module, str(runs), *map(str, inputs[0].shape)]
+
+
+def run_program(command: list[str], folder: Path, work: Path, runs: int, module: str = "-") -> tuple[np.ndarray, list[float]]:
+    """Runs runtime/'s test program (command: the program, after any emulator) `runs` times on a
+    compile folder's reference inputs: the last output, and each run's time in ms."""
     # the last run starts from the module's starting state (reset; nothing for a stateless model),
     # so its output is comparable with expected.npy, PyTorch's first call
-    argv = [*command, "--input", str(work / "input0.bin"), *more, "--output", str(work / "out.bin"),
-            "--output-count", str(expected.size), "--latencies", str(work / "latencies.txt"),
-            "--reset-at", str(runs - 1), "--output-sizes", ",".join(map(str, output_sizes(folder))),
-            module, str(runs), *map(str, inputs[0].shape)]
-    run_checked(argv, RUN_TIMEOUT, "the EmitC program failed")
+    argv = [*command, *program_arguments(folder, work, runs, reset_at=runs - 1, module=module)]
+    run_checked(argv, RUN_TIMEOUT, "the EmitC program failed", cwd=work)
+    expected = np.load(folder / "expected.npy")
     output = np.fromfile(work / "out.bin", dtype=np.float32).reshape(expected.shape)
     latencies = [float(line) / 1000 for line in (work / "latencies.txt").read_text().split()]
     return output, latencies
+
+
+def count_emitc_per_call(folder: Path, target: Target, board_cache: Cache) -> Counts:
+    """One steady-state call's work of the EmitC program on target's emulated core (as
+    instruction_count.count_per_call for a vmfb), cached per program and inputs."""
+    with tempfile.TemporaryDirectory(prefix="bela-iree-emitc-count-") as tmp:
+        work = Path(tmp)
+        program = emitc_program(folder, target, work)
+        return cached_counts(
+            [program.read_bytes(), (folder / "inputs.npz").read_bytes(), target.name, target.core, repr(board_cache)],
+            lambda: count_program(work, program, lambda calls: program_arguments(folder, work, calls, timed=False),
+                                  target, board_cache, steady=second_call))
 
 
 def measure_emitc(compiled: CompileResult, target: Target, seconds: float = 2.0,

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..errors import BelaIreeError
 from ..pipeline.targets import Target
+from .emitc import count_emitc_per_call
 from .instruction_count import Cache, Counts, count_per_call
 
 NOTE = "estimated from instructions counted on the emulated core and a stated model of the board; not a measurement"
@@ -74,10 +75,15 @@ def estimate_from_counts(counts: Counts, model: BoardModel, deadline_ms: float |
     return estimate
 
 
-def estimate_call(artifact_dir: Path, target: Target, deadline_ms: float | None = None) -> dict:
-    """Count one call of artifact_dir's model.vmfb on target's emulated core and estimate its latency."""
+def estimate_call(artifact_dir: Path, target: Target, deadline_ms: float | None = None, format: str = "vmfb") -> dict:
+    """Count one call of artifact_dir's model (its model.vmfb, or its EmitC module in runtime/'s
+    test program) on target's emulated core and estimate its latency."""
     model = BOARD_MODELS[target.name]
-    return estimate_from_counts(count_per_call(artifact_dir, target, model.cache), model, deadline_ms)
+    if format == "emitc":
+        counts = count_emitc_per_call(artifact_dir, target, model.cache)
+    else:
+        counts = count_per_call(artifact_dir, target, model.cache)
+    return estimate_from_counts(counts, model, deadline_ms)
 
 
 def estimate_verdict(estimate: dict) -> str:
@@ -92,12 +98,12 @@ def estimate_verdict(estimate: dict) -> str:
 
 
 def add_estimate(result: dict, artifact_dir: Path, target: Target) -> dict:
-    """Put the estimate into a bench result of a vmfb for a board we have a model of; beside a
+    """Put the estimate into a bench result (vmfb or EmitC) for a board we have a model of; beside a
     board's measurement, the ratio of the two (how far the model is off on this board)."""
-    if result.get("format", "vmfb") != "vmfb" or not has_model(target):
+    if not has_model(target):
         return result
     try:
-        estimate = estimate_call(artifact_dir, target, result.get("deadline_ms"))
+        estimate = estimate_call(artifact_dir, target, result.get("deadline_ms"), result.get("format", "vmfb"))
     except BelaIreeError as e:
         result["estimate"] = {"error": e.message}
         return result

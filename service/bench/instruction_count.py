@@ -28,7 +28,7 @@ from ..pipeline.targets import Target
 from ..pipeline.tools import run_tool, system_tool
 from ..runtimes.toolchain import toolchain_for
 from .run import input_files
-from .runtime_tools import tool_command
+from .runtime_tools import emulator, tool_command
 
 SOURCES = Path(__file__).parent / "qemu_plugin"
 PLUGIN_SOURCE, CLOCK_SOURCE = SOURCES / "insn_count.c", SOURCES / "fixed_clock.c"
@@ -121,23 +121,19 @@ def parse_counts(text: str) -> dict:
     return values
 
 
-def count_run(work: Path, inputs: list[str], target: Target, board_cache: Cache, calls: int) -> dict:
-    """The plugin's counts for one emulated run of iree-benchmark-module making `calls` calls.
+def count_run(work: Path, program: Path, arguments: list[str], target: Target, board_cache: Cache, out: Path) -> dict:
+    """The plugin's counts for one emulated run of `program` with `arguments`, in `work`.
 
-    The guest sees the same command line and environment on every run: the tool, the module and
-    the clock are linked into the working folder and named relative to it, and the environment is
+    The guest sees the same command line and environment on every run: the program and the
+    clock are linked into the working folder and named relative to it, and the environment is
     fixed. Their lengths move the guest's stack, and with it the alignment (and so the cost) of
     every copy the runtime makes."""
-    out = work / f"counts-{calls}.txt"
-    prefix, ran_on = tool_command(target, "iree-benchmark-module", counting_options(target, board_cache, out))
-    if ran_on != "emulator":
+    if target.arch == "x86_64":
         raise BenchError(f"instructions are counted under qemu, and {target.name} runs natively")
-    for name, source in ((TOOL, prefix[-1]), (CLOCK_LIBRARY, fixed_clock_library(target))):
+    for name, source in ((program.name, program), (CLOCK_LIBRARY, fixed_clock_library(target))):
         if not (work / name).exists():
             (work / name).symlink_to(source)
-    argv = [*prefix[:-1], f"./{TOOL}", f"--module={MODULE}", "--device=local-sync", "--function=main",
-            *[f"--input=@{p}" for p in inputs], f"--benchmark_min_time={calls}x", "--benchmark_repetitions=1",
-            "--benchmark_min_warmup_time=0"]
+    argv = [*emulator(target, counting_options(target, board_cache, out)), f"./{program.name}", *arguments]
     result = run_tool(argv, timeout=COUNT_TIMEOUT, stage="benchmarking", cwd=work, env=GUEST_ENVIRONMENT)
     if result.returncode != 0 or not out.exists():
         lines = [l for l in result.stderr.strip().splitlines() if l.strip()]
@@ -146,21 +142,36 @@ def count_run(work: Path, inputs: list[str], target: Target, board_cache: Cache,
     return parse_counts(out.read_text())
 
 
-def count_per_call(artifact_dir: Path, target: Target, board_cache: Cache) -> Counts:
-    """One steady-state call's work of artifact_dir's model.vmfb (see the module's docstring).
-    Cached: the same module, inputs, core, cache model, plugin and runtime give the same counts,
-    so a rebuild that changed nothing costs no emulation."""
-    tool = tool_command(target, "iree-benchmark-module")[0][-1]
-    key = cache.digest((artifact_dir / "model.vmfb").read_bytes(), (artifact_dir / "inputs.npz").read_bytes(),
-                       target.name, target.core, repr(board_cache), PLUGIN_SOURCE.read_bytes(),
-                       CLOCK_SOURCE.read_bytes(), tool)
+def count_program(work: Path, program: Path, arguments_for, target: Target, board_cache: Cache,
+                  steady=None) -> Counts:
+    """One steady-state call's work of a program that calls a model N times when run with
+    arguments_for(N) (the same length for 1 and 3): a 1-call and a 3-call run, see the module's
+    docstring. Any program whose calls read the clock the same number of times can be counted;
+    `steady` picks the call from the two runs' marks (steady_call unless said)."""
+    one = count_run(work, program, arguments_for(1), target, board_cache, work / "counts-1.txt")["marks"]
+    three = count_run(work, program, arguments_for(3), target, board_cache, work / "counts-3.txt")["marks"]
+    return (steady or steady_call)(one, three, board_cache)
+
+
+def cached_counts(key_parts: list, count) -> Counts:
+    """count() once per key: the same artifact, inputs, core, cache model, plugin, clock and
+    program give the same counts, so a rebuild that changed nothing costs no emulation."""
+    key = cache.digest(*key_parts, PLUGIN_SOURCE.read_bytes(), CLOCK_SOURCE.read_bytes())
     stored = cache.cache_root() / "counts" / f"{key}.json"
     if stored.exists():
         return Counts(**json.loads(stored.read_text()))
-    counts = count_uncached(artifact_dir, target, board_cache)
+    counts = count()
     stored.parent.mkdir(parents=True, exist_ok=True)
     stored.write_text(json.dumps(asdict(counts)))
     return counts
+
+
+def count_per_call(artifact_dir: Path, target: Target, board_cache: Cache) -> Counts:
+    """One steady-state call's work of artifact_dir's model.vmfb, run by iree-benchmark-module. Cached."""
+    tool = tool_command(target, TOOL)[0][-1]
+    return cached_counts([(artifact_dir / MODULE).read_bytes(), (artifact_dir / "inputs.npz").read_bytes(),
+                          target.name, target.core, repr(board_cache), tool],
+                         lambda: count_uncached(artifact_dir, target, board_cache))
 
 
 def count_uncached(artifact_dir: Path, target: Target, board_cache: Cache) -> Counts:
@@ -168,18 +179,41 @@ def count_uncached(artifact_dir: Path, target: Target, board_cache: Cache) -> Co
     with tempfile.TemporaryDirectory(prefix="bela-iree-count-") as tmp:
         work = Path(tmp)
         inputs = [p.name for p in input_files(artifact_dir, work)]
-        (work / MODULE).symlink_to(artifact_dir / "model.vmfb")
-        one = count_run(work, inputs, target, board_cache, 1)["marks"]
-        three = count_run(work, inputs, target, board_cache, 3)["marks"]
-    return steady_call(one, three, board_cache)
+        (work / MODULE).symlink_to(artifact_dir / MODULE)
+
+        def arguments(calls: int) -> list[str]:
+            return [f"--module={MODULE}", "--device=local-sync", "--function=main", *[f"--input=@{p}" for p in inputs],
+                    f"--benchmark_min_time={calls}x", "--benchmark_repetitions=1", "--benchmark_min_warmup_time=0"]
+        return count_program(work, Path(tool_command(target, TOOL)[0][-1]), arguments, target, board_cache)
 
 
-def steady_call(one: list[tuple], three: list[tuple], board_cache: Cache) -> Counts:
-    """One call's counts from the marks of a 1-call and a 3-call run."""
+def marks_per_call(one: list[tuple], three: list[tuple]) -> int:
     period, odd = divmod(len(three) - len(one), 2)
     if odd or period <= 0:
         raise BenchError(f"counting instructions failed: the tool read the clock {len(one)} times for one call "
                          f"and {len(three)} for three", hint="the IREE tools changed how they time a call")
+    return period
+
+
+def second_call(one: list[tuple], three: list[tuple], board_cache: Cache) -> Counts:
+    """For a program that reads the clock only as each call starts and ends (runtime/'s test
+    program, around bela_iree_model_run): the second call's start to the third's. Its calls are
+    steady within a few hundred instructions, not exactly (the C library's copies and the
+    program's own bookkeeping between calls vary with the addresses), so no run of equal calls
+    is looked for; the same artifact still gives the same count."""
+    period = marks_per_call(one, three)
+    return _counts(tuple(b - a for a, b in zip(three[period], three[2 * period])), board_cache)
+
+
+def _counts(window: tuple, board_cache: Cache) -> Counts:
+    per = dict(zip(FIELDS, window))
+    return Counts(instructions=per["instructions"], loaded_bytes=per["loaded_bytes"], stored_bytes=per["stored_bytes"],
+                  dram_bytes=(per["cache_misses"] + per["cache_writebacks"]) * board_cache.line, calls=3)
+
+
+def steady_call(one: list[tuple], three: list[tuple], board_cache: Cache) -> Counts:
+    """One call's counts from the marks of a 1-call and a 3-call run of an IREE tool."""
+    period = marks_per_call(one, three)
     windows = [tuple(b - a for a, b in zip(three[j], three[j + period])) for j in range(len(three) - period)]
     # runs of equal windows: p of them in a row are p windows each spanning one whole call from
     # the same points; the last such run is the third call (the first is cold, and calls can
@@ -193,6 +227,4 @@ def steady_call(one: list[tuple], three: list[tuple], board_cache: Cache) -> Cou
     if not whole:
         raise BenchError("counting instructions failed: no call was marked the same way twice",
                          hint="a model whose calls differ (state, data-dependent loops) cannot be counted this way")
-    per = dict(zip(FIELDS, windows[whole[-1]]))
-    return Counts(instructions=per["instructions"], loaded_bytes=per["loaded_bytes"], stored_bytes=per["stored_bytes"],
-                  dram_bytes=(per["cache_misses"] + per["cache_writebacks"]) * board_cache.line, calls=3)
+    return _counts(windows[whole[-1]], board_cache)
