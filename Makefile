@@ -26,8 +26,9 @@ $(STAMP): pyproject.toml ide_extension/package-lock.json
 	cd ide_extension && npm ci --no-audit --no-fund --silent
 	touch $@
 
+# one worker per core, each test file on one worker (its module fixtures built once)
 test: system-deps $(STAMP)
-	$(PY) -m pytest -q --durations=25
+	$(PY) -m pytest -q -n auto --dist loadfile --durations=25
 
 demo: system-deps $(STAMP)
 	$(PY) -m service.demo

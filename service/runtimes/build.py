@@ -13,6 +13,7 @@ built first from the same source.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -117,7 +118,18 @@ def ensure_runtime(target_name: str, source: str | None = None, commit: str | No
     if toolchain.cross:
         host, _ = ensure_runtime("host", source, commit, reporter)
         host_tools = host.folder / "bin"
-    _build_and_install(resolved, target, toolchain, folder, host_tools, reporter)
+    # one build per runtime at a time: a second process (a parallel test worker, a second
+    # terminal) waits for the first and takes its result instead of building it again
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f"{folder.name}.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            reporter.stage(f"waiting for another build of the {target.name} runtime to finish")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if (folder / MANIFEST).exists():
+            return RuntimeInstall(folder, json.loads((folder / MANIFEST).read_text())), True
+        _build_and_install(resolved, target, toolchain, folder, host_tools, reporter)
     return RuntimeInstall(folder, json.loads((folder / MANIFEST).read_text())), False
 
 
