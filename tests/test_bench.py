@@ -1,4 +1,6 @@
 """bench: latency against the deadline, accuracy against PyTorch, memory, dispatches, peers."""
+import subprocess
+
 import pytest
 
 from .conftest import cli_json
@@ -111,6 +113,11 @@ def test_emitc_bench_on_emulated_bela_is_marked(tmp_path, runtime):
     estimate = data["estimate"]
     assert "error" not in estimate and "not a measurement" in estimate["note"]
     assert estimate["instructions"] > 100_000 and estimate["dram_bytes"] >= 0 and estimate["ms"] > 0
+    # IREE's log approximation fuses multiply-adds: on the Cortex-A8 they are our NEON routine,
+    # under a private name, not the C library's exactly rounded fmaf (arm_fma.py)
+    undefined = subprocess.run(["arm-linux-gnueabihf-nm", "-u", str(tmp_path / "libbela_iree_module.a")],
+                               capture_output=True, text=True, check=True).stdout.split()
+    assert "bela_iree_fmaf" in undefined and "fmaf" not in undefined
 
 
 def test_a_format_the_board_bench_cannot_run_is_refused(tmp_path):

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..pipeline import cache
+from ..pipeline import arm_fma, cache
 from ..pipeline.targets import Target
 from ..pipeline.tools import run_tool
 from .build import RuntimeBuildError, ensure_runtime
@@ -27,12 +27,16 @@ def build_emitc_library(folder: Path, target: Target) -> Path:
     install, _ = ensure_runtime(target.name)
     module, kernels = folder / "module.c", folder / "kernels.o"
     objects = [kernels] if kernels.exists() else []   # vmvx: no kernels, the module is all there is
-    key = cache.digest(module.read_bytes(), *(o.read_bytes() for o in objects), target.name, install.folder.name)
+    bela_fmaf = target.arch == "armv7" and bool(objects)   # the Bela kernels' multiply-add (arm_fma.py)
+    key = cache.digest(module.read_bytes(), *(o.read_bytes() for o in objects), target.name, install.folder.name,
+                       arm_fma.SOURCE.read_bytes() if bela_fmaf else b"")
     store = cache.Cache("emitc-libraries")
     entry = store.get(key)
     if entry is None:
         with tempfile.TemporaryDirectory(prefix="bela-iree-emitc-") as tmp:
             work = Path(tmp)
+            if bela_fmaf:
+                objects = arm_fma.static_kernels_with_fmaf(kernels, work)
             toolchain = toolchain_for(target)
             compilers = toolchain.compilers(work / "toolchain")
             out = work / "out"
