@@ -3,7 +3,12 @@
     .venv/bin/python benchmarks/zoo_vs_peers.py [NAME...] [--seconds 2]
 
 One thread everywhere, one block per call, the same seeded input and weights. Writes
-benchmarks/results.md (table + machine) and benchmarks/results.png (bar chart).
+benchmarks/results.md (table + machine) and benchmarks/results.png (bar chart). With NAMEs, only
+those rows are measured again; the other models' rows (and the peak) are kept from results.json.
+
+A stateful model (one whose buffers forward() updates) carries its state from call to call in
+every contender: ours in the module, eager PyTorch and TorchScript in its buffers, ONNX Runtime
+as explicit state inputs and outputs fed from one call to the next (service/bench/peers.py).
 """
 from __future__ import annotations
 
@@ -51,7 +56,7 @@ def flops_per_block(name: str) -> int:
     torch.backends.mha.set_fastpath_enabled(False)
     try:
         with torch.no_grad(), counter:
-            loaded.module(loaded.example_input)
+            loaded.module(*loaded.example_inputs)
     finally:
         torch.backends.mha.set_fastpath_enabled(fast_path)
     return counter.get_total_flops()
@@ -126,6 +131,7 @@ def run(names: list[str], seconds: float, console: Console) -> list[dict]:
                 row = bench_model(zoo.model_path(name), CompileOptions(TARGETS["host"]), Path(tmp) / name, peers=True,
                                   seconds=seconds)
                 row["flops"] = flops_per_block(name)
+                row["machine"], row["date"] = machine(), str(date.today())
                 rows.append(row)
             except BelaIreeError as e:
                 rows.append({"model": name, "error": str(e).splitlines()[0]})
@@ -143,9 +149,27 @@ def best_peer(row: dict) -> tuple[str, float] | None:
     return min(timed, key=lambda t: t[1]) if timed else None
 
 
-def markdown(rows: list[dict], peak: dict) -> str:
-    lines = [f"# bela-iree against the peers ({date.today()})", "",
-             f"Machine: {machine()}; one core reaches {max(peak.values()):.0f} GFLOP/s on a 1024x1024 float32 "
+def model_cell(row: dict) -> str:
+    """The model's name; a stateful model's says so, with its block (not the 1024 samples of the rest)."""
+    if not row.get("state"):
+        return row["model"]
+    block = "one control step" if row["model"] == "mdrnn_control" else f"{row['block_size']}-sample block"
+    return f"{row['model']} (stateful, {block})"
+
+
+def merged(rows: list[dict], previous: Path) -> list[dict]:
+    """rows, with the rows of results.json for the models not measured again, in zoo order."""
+    kept = {row["model"]: row for row in json.loads(previous.read_text())["models"]} if previous.exists() else {}
+    kept.update({row["model"]: row for row in rows})
+    order = zoo.names()
+    return sorted(kept.values(), key=lambda row: order.index(row["model"]) if row["model"] in order else len(order))
+
+
+def markdown(rows: list[dict], peak: dict, where: dict) -> str:
+    """where: {"machine", "date"} of the full run (the peak's); rows measured later elsewhere are marked."""
+    later = [row for row in rows if row.get("machine", where["machine"]) != where["machine"]]
+    lines = [f"# bela-iree against the peers ({where['date']})", "",
+             f"Machine: {where['machine']}; one core reaches {max(peak.values()):.0f} GFLOP/s on a 1024x1024 float32 "
              f"matmul ({', '.join(f'{name} {value:.0f}' for name, value in peak.items())}).", "",
              "Median ms per 1024-sample block, one thread, same input and weights; ours and the three peers "
              "are timed in turns (five rounds each, medians over all calls), so a slow spell of this shared "
@@ -159,6 +183,15 @@ def markdown(rows: list[dict], peak: dict) -> str:
              "embedding folded into the attention projection each halve it).", "",
              "Ours is the vmfb. EmitC beside it, every zoo model on this computer and on emulated Bela "
              "(what the board gets and compiles, and the latency of both): [emitc.md](emitc.md).", "",
+             "Stateful models (marked with their block: 128 samples, or one control step for mdrnn_control, "
+             "which is called once per 128-sample audio block) carry their state from call to call in every "
+             "contender: ours in the module, eager PyTorch and TorchScript in the module's buffers, ONNX Runtime "
+             "as explicit state inputs and outputs, each call's new state fed into the next. Their accuracy is "
+             "the first call's; the streaming check (8 blocks in a row) is in [streaming.md](streaming.md).", "",
+             *([f"Rows marked † were measured later, by `zoo_vs_peers.py NAME...`, on another machine of this "
+                f"shared pool ({later[0]['machine']}, {later[0]['date']}): within a row ours and the peers are timed in "
+                "turns on the same machine, so the ratio holds; the GFLOP/s share is of the peak above.", ""]
+              if later else []),
              "| model | ours | torch eager | TorchScript | ONNX Runtime | ratio to best peer | accuracy | MFLOP | GFLOP/s (of peak) | variant |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     ratios = []
@@ -173,7 +206,8 @@ def markdown(rows: list[dict], peak: dict) -> str:
         if ratio:
             ratios.append(ratio)
         gflops = row["flops"] / ours / 1e6
-        lines.append(f"| {row['model']} | {ours:.4g} | {' | '.join(cells)} | "
+        mark = " †" if row in later else ""
+        lines.append(f"| {model_cell(row)}{mark} | {ours:.4g} | {' | '.join(cells)} | "
                      f"{f'{ratio:.2f}' if ratio else 'n/a'} | {row['accuracy']['max_abs_err']:.2g} | "
                      f"{row['flops'] / 1e6:.4g} | {gflops:.3g} ({100 * gflops / max(peak.values()):.0f} %) | {row.get('variant', '')} |")
     if ratios:
@@ -198,7 +232,7 @@ def chart(rows: list[dict], path: Path) -> None:
         ax.bar([i + index * width for i in range(len(good))], values, width, label=label)
     ax.set_yscale("log")
     ax.set_ylabel("median ms per block (log)")
-    ax.set_title("bela-iree vs peers, one thread, one 1024-sample block")
+    ax.set_title("bela-iree vs peers, one thread, one block (1024 samples; stateful: 128 or one step)")
     ax.legend()
     # the scoreboard at a glance: above the line we beat the fastest peer
     ratios = [best[1] / ours_ms(r) if (best := best_peer(r)) else float("nan") for r in good]
@@ -218,13 +252,19 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args()
     console = Console(stderr=True)
-    peak = single_core_peak_gflops()
-    rows = run(args.names or zoo.names(), args.seconds, console)
+    previous = args.out / "results.json"
+    if args.names and previous.exists():   # some rows again: the rest, the peak and its machine as they were
+        kept = json.loads(previous.read_text())
+        peak, where = kept["peak_gflops"], kept["where"]
+        rows = merged(run(args.names, args.seconds, console), previous)
+    else:
+        peak, where = single_core_peak_gflops(), {"machine": machine(), "date": str(date.today())}
+        rows = run(zoo.names(), args.seconds, console)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps({"peak_gflops": peak, "models": rows}, indent=1))
-    (args.out / "results.md").write_text(markdown(rows, peak))
+    (args.out / "results.json").write_text(json.dumps({"peak_gflops": peak, "where": where, "models": rows}, indent=1))
+    (args.out / "results.md").write_text(markdown(rows, peak, where))
     chart(rows, args.out / "results.png")
-    console.print(markdown(rows, peak))
+    console.print(markdown(rows, peak, where))
     return 0
 
 

@@ -8,12 +8,14 @@ import pytest
 from service.bench.runtime_tools import host_tool
 from service.board.xenomai import parse_sched_stat
 from service.cpu import proc_stat_busy
+from service.pipeline.stream_reference import STREAM_BLOCKS
 from service.runtimes.build import Reporter
 from service.pipeline.variants import VARIANTS, fastest
 
 from .conftest import cli
 from .service_helpers import BELA_IREE, Client, Service, built_with_the_fastest_flags
 from .sshd import FakeBoard
+from .test_state import STATEFUL
 
 
 @pytest.fixture
@@ -103,6 +105,62 @@ def test_a_runtime_that_cannot_run_our_modules_is_told_before_anything_runs(boar
     error = json.loads(result.stdout)["error"]
     assert result.returncode == 1 and "cannot run modules of this compiler (3.13.0" in error["message"]
     assert "bela-iree board setup" in error["hint"]
+
+
+def logging_core(board, log, insert: str = "") -> str:
+    """A board prefix that notes each program the board runs in log and runs it emulated; with
+    `insert`, options are slipped in after runtime/'s test program (a misbehaving board)."""
+    script = board.folder / f"core{len(insert)}.sh"
+    script.write_text(f"""#!/bin/sh
+echo "$@" >> {log}
+program=$1; shift
+case "$program" in */run_model) set -- {insert} "$@";; esac
+exec qemu-aarch64 -L /usr/aarch64-linux-gnu "$program" "$@"
+""")
+    script.chmod(0o755)
+    return str(script)
+
+
+async def test_a_stateful_model_benched_on_the_board_streams_there(board, tmp_path):
+    """bench --board streams K blocks through the module on the board: the figure is the board's
+    (a board that resets the state mid-stream is reported outside the tolerance, from that block)."""
+    from service.bench.bench import verdict
+    from service.board.address import BoardAddress
+    from service.board.connection import Board
+    from service.board.remote_bench import bench_on_board
+    from service.board.remote_streaming import streaming_on_board
+    from service.pipeline.compile import CompileOptions, compile_model
+    from service.pipeline.targets import get_target
+    board.install_aarch64_tools()
+    model = tmp_path / "leaky.py"
+    model.write_text(STATEFUL)
+    compiled = compile_model(model, CompileOptions(get_target("gem"), "vmfb", variant="default"), tmp_path / "out")
+    log = tmp_path / "ran-on-the-board.txt"
+
+    async def on_board(core, measure):
+        connection = Board(BoardAddress.parse(board.address), root=str(board.root), tools_prefix=core,
+                           tools=str(board.root / "libraries/iree/bin"), client_keys=[str(board.key)])
+        await connection.connect()
+        try:
+            return await measure(connection)
+        finally:
+            await connection.close()
+    data = await on_board(logging_core(board, log), lambda b: bench_on_board(b, compiled, seconds=0.1, estimate=False))
+    stream = data["streaming"]
+    assert data["ran_on"] == "board" and stream["ran_on"] == "board" and data["state"]["reset"] == "reset"
+    assert stream["blocks"] == STREAM_BLOCKS and stream["within_tolerance"], stream
+    assert any(line.split()[0].endswith("/run_model") and "--blocks" in line for line in log.read_text().splitlines())
+    assert "streaming differs" not in verdict(data)
+
+    async def stream_only(connection):   # the streaming check alone, on a board that misbehaves
+        (work := board.folder / "work").mkdir()
+        await connection.put_atomic(compiled.folder / "model.vmfb", f"{work}/model.vmfb")
+        return await streaming_on_board(connection, compiled, str(work))
+    broken = await on_board(logging_core(board, log, insert="--reset-at 3"), stream_only)
+    assert not broken["within_tolerance"] and broken["ran_on"] == "board"
+    assert max(broken["per_block"][:3]) <= broken["tolerance"] < broken["per_block"][3]
+    said = verdict({**data, "streaming": broken})
+    assert f"streaming differs from PyTorch from block 4 of {STREAM_BLOCKS} on" in said and "(ran on: board)" in said
 
 
 BELA_PREFIX = "qemu-arm -cpu cortex-a8 -L /usr/arm-linux-gnueabihf"   # the "board" runs armv7 code emulated

@@ -190,5 +190,15 @@ def verdict(result: dict) -> str:
     where = " (emulated: not a board timing)" if result["ran_on"] == "emulator" else ""
     estimate = result.get("estimate", {})
     beside = f"\n{estimate_verdict(estimate)}" if "ms" in estimate else ""
-    return f"{fit_verdict(result)}{where}{beside}"
+    return f"{fit_verdict(result)}{where}{beside}{streaming_verdict(result.get('streaming'))}"
+
+
+def streaming_verdict(stream: dict | None) -> str:
+    """A stateful model whose K blocks in a row drift from PyTorch's: said under the verdict."""
+    if not stream or stream["within_tolerance"]:
+        return ""
+    first = next(k for k, error in enumerate(stream["per_block"]) if error > stream["tolerance"])
+    return (f"\nstreaming differs from PyTorch from block {first + 1} of {stream['blocks']} on "
+            f"(max abs error {stream['max_abs_err']:.3g} > {stream['tolerance']:.2g}): the state is not carried as "
+            f"PyTorch carries it (ran on: {stream.get('ran_on', 'here')})")
 

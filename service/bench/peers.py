@@ -62,18 +62,34 @@ def torchscript(module, examples):
 
 
 def onnxruntime(module, examples):
+    """A stateful model's state goes in and out explicitly (explicit_state.py; ONNX has no state):
+    each call's new state is fed to the next, so ORT carries it as ours and PyTorch do."""
     import onnxruntime as ort
     import torch
+
+    from .explicit_state import starting_state, state_names, with_explicit_state
+    names = state_names(module, examples)
+    state = starting_state(module, names)
+    exported = with_explicit_state(module, names) if names else module
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
-        torch.onnx.export(module, examples, str(path), dynamo=True, external_data=False, verbose=False)
+        torch.onnx.export(exported, (*examples, *state), str(path), dynamo=True, external_data=False, verbose=False)
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    feed = {i.name: e.numpy() for i, e in zip(session.get_inputs(), examples)}
-    return lambda: session.run(None, feed)
+    inputs = [i.name for i in session.get_inputs()]
+    feed = {name: value.numpy() for name, value in zip(inputs, [*examples, *state])}
+    if not names:
+        return lambda: session.run(None, feed)
+    carried = inputs[len(examples):]
+
+    def call():
+        *outputs, = session.run(None, feed)
+        feed.update(zip(carried, outputs[-len(names):]))
+        return outputs[:-len(names)]
+    return call
 
 
 def _error(e: Exception) -> dict:

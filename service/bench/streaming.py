@@ -26,6 +26,7 @@ from .run import output_sizes, tolerance
 from .runtime_tools import emulator
 
 STREAM_TIMEOUT = 600.0
+STREAM_OUTPUT = "stream_out.bin"
 
 
 def is_stateful(compiled: CompileResult) -> bool:
@@ -46,39 +47,66 @@ def vmfb_program(target: Target, work: Path) -> Path:
     return work / "run_model"
 
 
+def stream_arguments(folder: Path, work: Path, module: str, there: str | None = None) -> list[str]:
+    """The test program's arguments feeding `module` stream.npz's blocks in turn. The blocks are
+    written into work; the program finds them (and writes its output) under `there`: work itself
+    here, the folder they are uploaded to on a board. The blocks' files are stream*.bin."""
+    there = str(work) if there is None else there
+    with np.load(folder / STREAM_FILE) as stream:
+        inputs = [stream[f"input{i}"].astype(np.float32) for i in range(len(stream.files) - 1)]
+    blocks = inputs[0].shape[0]
+    for index, value in enumerate(inputs):
+        value.tofile(work / f"stream{index}.bin")
+    more = [arg for index, value in enumerate(inputs[1:], 1)
+            for arg in ("--more-input", f"{there}/stream{index}.bin:{'x'.join(map(str, value.shape[1:]))}")]
+    return ["--input", f"{there}/stream0.bin", *more, "--blocks", str(blocks),
+            "--output", f"{there}/{STREAM_OUTPUT}", "--output-sizes", ",".join(map(str, output_sizes(folder))),
+            module, str(blocks), *map(str, inputs[0].shape[1:])]
+
+
+def stream_output(folder: Path, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The program's output file as (its outputs, PyTorch's), each (K, *output shape)."""
+    with np.load(folder / STREAM_FILE) as stream:
+        expected = stream["expected"]
+    return np.fromfile(path, dtype=np.float32).reshape(expected.shape), expected
+
+
+def streaming_program(compiled: CompileResult, target: Target, work: Path) -> tuple[Path, str | None]:
+    """The test program for target, built in work, and the module it is given (None: the vmfb;
+    "-": an EmitC module, linked into the program)."""
+    if compiled.format == "emitc":
+        return emitc_program(compiled.folder, target, work), "-"
+    return vmfb_program(target, work), None
+
+
+def compare_stream(output: np.ndarray, expected: np.ndarray, ran_on: str) -> dict:
+    """{"blocks": K, "max_abs_err", "per_block", "tolerance", "within_tolerance", "ran_on"}."""
+    errors = np.abs(output - expected).reshape(len(expected), -1).max(axis=1)
+    limit = tolerance(expected)
+    return {"blocks": len(expected), "max_abs_err": float(errors.max()), "per_block": [float(e) for e in errors],
+            "tolerance": limit, "within_tolerance": bool(errors.max() <= limit), "reference": "torch, state carried",
+            "ran_on": ran_on}
+
+
+def measure_streaming(compiled: CompileResult, target: Target) -> dict:
+    """K blocks in one context, where the target runs on this machine, against PyTorch fed the
+    same blocks, state carried (compare_stream's dict)."""
+    folder = compiled.folder
+    native = target.arch == "x86_64"
+    with tempfile.TemporaryDirectory(prefix="bela-iree-stream-") as tmp:
+        work = Path(tmp)
+        program, module = streaming_program(compiled, target, work)
+        command = [str(program)] if native else [*emulator(target), str(program)]
+        argv = [*command, *stream_arguments(folder, work, module or str(folder / "model.vmfb"))]
+        run_checked(argv, STREAM_TIMEOUT, "streaming the model failed")
+        output, expected = stream_output(folder, work / STREAM_OUTPUT)
+    return compare_stream(output, expected, "host" if native else "emulator")
+
+
 def run_stream(command: list[str], folder: Path, work: Path, module: str,
                options: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
     """Feeds the compiled module stream.npz's blocks in turn (command: the test program, after any
     emulator; options: more of its options); returns (its outputs, PyTorch's), each (K, *output shape)."""
-    with np.load(folder / STREAM_FILE) as stream:
-        expected = stream["expected"]
-        inputs = [stream[f"input{i}"].astype(np.float32) for i in range(len(stream.files) - 1)]
-    blocks = expected.shape[0]
-    for index, value in enumerate(inputs):
-        value.tofile(work / f"stream{index}.bin")
-    more = [arg for index, value in enumerate(inputs[1:], 1)
-            for arg in ("--more-input", f"{work / f'stream{index}.bin'}:{'x'.join(map(str, value.shape[1:]))}")]
-    argv = [*command, "--input", str(work / "stream0.bin"), *more, "--blocks", str(blocks), *options,
-            "--output", str(work / "stream_out.bin"), "--output-sizes", ",".join(map(str, output_sizes(folder))),
-            module, str(blocks), *map(str, inputs[0].shape[1:])]
-    run_checked(argv, STREAM_TIMEOUT, "streaming the model failed")
-    output = np.fromfile(work / "stream_out.bin", dtype=np.float32).reshape(expected.shape)
-    return output, expected
-
-
-def measure_streaming(compiled: CompileResult, target: Target) -> dict:
-    """{"blocks": K, "max_abs_err", "per_block", "tolerance", "within_tolerance"}: K blocks in one
-    context against PyTorch fed the same blocks, state carried."""
-    folder = compiled.folder
-    with tempfile.TemporaryDirectory(prefix="bela-iree-stream-") as tmp:
-        work = Path(tmp)
-        if compiled.format == "emitc":
-            program, module = emitc_program(folder, target, work), "-"
-        else:
-            program, module = vmfb_program(target, work), str(folder / "model.vmfb")
-        command = [str(program)] if target.arch == "x86_64" else [*emulator(target), str(program)]
-        output, expected = run_stream(command, folder, work, module)
-    errors = np.abs(output - expected).reshape(len(expected), -1).max(axis=1)
-    limit = tolerance(expected)
-    return {"blocks": len(expected), "max_abs_err": float(errors.max()), "per_block": [float(e) for e in errors],
-            "tolerance": limit, "within_tolerance": bool(errors.max() <= limit), "reference": "torch, state carried"}
+    run_checked([*command, *options, *stream_arguments(folder, work, module)], STREAM_TIMEOUT,
+                "streaming the model failed")
+    return stream_output(folder, work / STREAM_OUTPUT)

@@ -7,11 +7,13 @@ import shlex
 from ..bench.bench import bench_result
 from ..bench.estimate import add_estimate
 from ..bench.measure import BENCH_TIMEOUT, Measurement, benchmark_argv, parse_benchmark, repetitions_for
+from ..bench.streaming import is_stateful
 from ..errors import BenchError
 from ..pipeline.compile import CompileResult
 from ..pipeline.targets import TARGETS
 from .connection import Board
 from .remote_run import run_on_board
+from .remote_streaming import streaming_on_board
 from .runtime_check import require_runtime
 
 
@@ -30,7 +32,7 @@ async def benchmark_on_board(board: Board, module: str, inputs: list[str], repet
 
 async def bench_on_board(board: Board, compiled: CompileResult, seconds: float = 2.0,
                          block_size: int | None = None, sample_rate: int | None = None, estimate: bool = True) -> dict:
-    """Measured on the board; with `estimate`, the board model's estimate and their ratio beside it."""
+    """Measured on the board (and a stateful model streamed there); with `estimate`, the board model's estimate and their ratio beside it."""
     await require_runtime(board, TARGETS[compiled.target])
     folder = compiled.folder
     work = (await board.run("mktemp -d /tmp/bela-iree-bench.XXXXXX")).strip()
@@ -39,10 +41,13 @@ async def bench_on_board(board: Board, compiled: CompileResult, seconds: float =
         module = f"{work}/model.vmfb"
         probe = await benchmark_on_board(board, module, names, 3, False)
         measured = await benchmark_on_board(board, module, names, repetitions_for(probe.summary()["median"], seconds), True)
+        streaming = await streaming_on_board(board, compiled, work) if is_stateful(compiled) else None
     finally:
         if board.online:
             await board.run(f"rm -rf {shlex.quote(work)}", check=False)
     result = bench_result(compiled, "board", output, measured, block_size, sample_rate)
+    if streaming:   # a stateful model: K blocks in a row on the board, against PyTorch's
+        result["streaming"], result["state"] = streaming, compiled.export["state"]
     if not estimate:
         return result
     # the estimate beside the measurement (counted under qemu here: a thread, seconds)
