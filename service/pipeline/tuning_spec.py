@@ -144,8 +144,9 @@ def spec_text(target: Target) -> str:
 
 
 def spec_flags(target: Target) -> list[str]:
-    """The iree-compile flags for this target's spec; the file's name is its content's digest,
-    so the compile cache (keyed by flags) tells specs apart.
+    """The iree-compile flags for this target's spec (and, for ARMv7, arm_math.py's flags, which
+    the ARMv7 matmul config relies on); the file's name is its content's digest, so the compile
+    cache (keyed by flags) tells specs apart.
 
     Threading is off with a spec: IREE 3.13 parses the spec under a lock on first use, the
     parse verifies in parallel, and a worker waiting on that verification can pick up another
