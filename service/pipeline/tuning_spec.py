@@ -44,10 +44,13 @@ MATMUL_DISTRIBUTION = 64   # rows and outputs per workgroup
 # A convolution becomes a batch matmul of its weights [out, in x taps] by the input's columns
 # [in x taps, time]; time is rarely a multiple of 4 (simple_conv_1d: 250 after its pooling), and
 # IREE's own tile then takes two columns at a time in half-width registers (0.94 per
-# multiply-add). 2 rows x 10 columns (3 q registers a row) when time is a multiple of 10:
-# simple_conv_1d 318 -> 185 M instructions per call (0.62 per multiply-add).
+# multiply-add). 2 rows x 10 columns (3 q registers a row) when time is a multiple of 10, the
+# reduction in blocks of 256 inputs so that a workgroup's columns stay in the 256 KB L2 (all
+# 2560 at once: 554 MB from DRAM a call, more than IREE's 235): simple_conv_1d 318 -> 184 M
+# instructions and 235 -> 104 MB per call (0.62 per multiply-add; estimated 824 -> ~440 ms).
 CONV_TILE = {"armv7": (2, 10)}
-CONV_DISTRIBUTION = (64, 50)   # output channels and time steps per workgroup
+CONV_DISTRIBUTION = (64, 10)   # output channels and time steps per workgroup
+CONV_CACHE_REDUCTION = 256
 
 HEADER = """\
 // bela-iree: single-row matmuls (see service/pipeline/tuning_spec.py)
@@ -61,7 +64,7 @@ module @bela_iree_gemv attributes {{ transform.with_named_sequence }} {{
 
 CONFIG = """\
     %config = transform.param.constant #iree_codegen.compilation_info<
-      lowering_config = #iree_cpu.lowering_config<distribution = {distribution},
+      lowering_config = #iree_cpu.lowering_config<distribution = {distribution},{cache}
         vector_common_parallel = {vector}, vector_reduction = {reduction}>,
       translation_info = #iree_codegen.translation_info<pipeline = #iree_cpu.pipeline<DoubleTilingExpert>>
     > -> !transform.any_param
@@ -146,17 +149,17 @@ def spec_text(target: Target) -> str:
     lanes = vector_outputs(target)
     step = REDUCTION_STEP.get(target.arch, 1)
     parts = [HEADER.format(), PACKED.format(block=GEMV_BLOCK),
-             CONFIG.format(distribution=f"[1, 0, {GEMV_BLOCK}, 0]", vector=f"[1, 1, {lanes}, 0]",
+             CONFIG.format(cache="", distribution=f"[1, 0, {GEMV_BLOCK}, 0]", vector=f"[1, 1, {lanes}, 0]",
                            reduction=f"[0, 0, 0, {step}]")]
     widths = [lanes >> shift for shift in range(3) if lanes >> shift >= 8]
     for width in widths:
         parts += [ROW.format(lanes=width),
-                  CONFIG.format(distribution=f"[0, {width}, 0]", vector=f"[1, {width}, 0]", reduction=f"[0, 0, {step}]")]
+                  CONFIG.format(cache="", distribution=f"[0, {width}, 0]", vector=f"[1, {width}, 0]", reduction=f"[0, 0, {step}]")]
     matchers = ["@match_packed -> @apply_op_config"] + [f"@match_row_{width} -> @apply_op_config" for width in widths]
     if target.arch in MATMUL_TILE:   # after the rows: a one-row product is theirs
         rows, outputs = MATMUL_TILE[target.arch]
         parts += [MATMUL.format(rows=rows, outputs=outputs),
-                  CONFIG.format(distribution=f"[{MATMUL_DISTRIBUTION}, {MATMUL_DISTRIBUTION}, 0]",
+                  CONFIG.format(cache="", distribution=f"[{MATMUL_DISTRIBUTION}, {MATMUL_DISTRIBUTION}, 0]",
                                 vector=f"[{rows}, {outputs}, 0]", reduction="[0, 0, 1]")]
         matchers.append("@match_matmul -> @apply_op_config")
     if target.arch in CONV_TILE:
@@ -164,7 +167,7 @@ def spec_text(target: Target) -> str:
         channels, steps = CONV_DISTRIBUTION
         parts += [BATCH_MATMUL.format(rows=rows, columns=columns),
                   CONFIG.format(distribution=f"[0, {channels}, {steps}, 0]", vector=f"[1, {rows}, {columns}, 0]",
-                                reduction="[0, 0, 0, 1]")]
+                                cache=f" cache_reduction = [0, 0, 0, {CONV_CACHE_REDUCTION}],", reduction="[0, 0, 0, 1]")]
         matchers.append("@match_conv_matmul -> @apply_op_config")
     parts.append(ENTRY.format(matchers=", ".join(matchers)))
     return "".join(parts)
