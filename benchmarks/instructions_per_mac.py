@@ -30,7 +30,7 @@ from service.bench.counted_tuning import counted_table  # noqa: E402
 from service.bench.estimate import BOARD_MODELS, estimate_from_counts  # noqa: E402
 from service.bench.instruction_count import count_per_call  # noqa: E402
 from service.errors import BelaIreeError  # noqa: E402
-from service.pipeline import tuning_spec  # noqa: E402
+from service.pipeline import arm_math, tuning_spec  # noqa: E402
 from service.pipeline.compile import CompileOptions, compile_model  # noqa: E402
 from service.pipeline.targets import TARGETS, Target  # noqa: E402
 from service.pipeline.tools import system_tool  # noqa: E402
@@ -49,9 +49,11 @@ PAPER = {"bela": {"basic_mlp": "222 (VMVX)", "resnet_1d": "segfault", "simple_co
 
 @contextmanager
 def as_before():
-    """Bela kernels built as before this work: the plain ARM linker (libm's fmaf) and the GEMV
-    tuning spec stepping its reduction one input at a time."""
+    """Bela kernels built as before this work: the plain ARM linker (libm's fmaf), the GEMV
+    tuning spec stepping its reduction one input at a time, IREE's own matmul tiles and no
+    math rewrite (arm_math.py)."""
     original_link, original_step = Target.vmfb_link_flags, dict(tuning_spec.REDUCTION_STEP)
+    original_tile, original_flags = dict(tuning_spec.MATMUL_TILE), arm_math.flags
 
     def plain(self):
         if self.arch != "armv7":
@@ -60,11 +62,15 @@ def as_before():
                 f"--iree-llvmcpu-system-linker-path={system_tool('arm-linux-gnueabihf-ld', 'binutils-arm-linux-gnueabihf')}"]
     Target.vmfb_link_flags = plain
     tuning_spec.REDUCTION_STEP.clear()
+    tuning_spec.MATMUL_TILE.clear()
+    arm_math.flags = lambda target: []
     try:
         yield
     finally:
         Target.vmfb_link_flags = original_link
         tuning_spec.REDUCTION_STEP.update(original_step)
+        tuning_spec.MATMUL_TILE.update(original_tile)
+        arm_math.flags = original_flags
 
 
 def count(name: str, target: str, work: Path) -> dict:
@@ -135,10 +141,14 @@ def tables(results: dict, targets: list[str]) -> str:
         model = BOARD_MODELS[target]
         lines += [f"## {target}: {model.core} ({model.board})", ""]
         if target == "bela":
-            lines += ["Before: kernels calling libm's `fmaf` (IREE's approximations of tanh, exp, sin, log... use "
-                      "fused multiply-adds the Cortex-A8 lacks) and single-row products stepping their reduction one "
-                      "input at a time. After: linked with bela-iree's NEON multiply-add "
-                      "(`service/pipeline/arm_fmaf.S`) and 16 inputs per step (`service/pipeline/tuning_spec.py`). "
+            lines += ["Before: kernels calling libm's `fmaf` and `floorf` per vector lane (IREE's approximations of "
+                      "tanh, exp, sin, log... use fused multiply-adds and floor, which the Cortex-A8 lacks), `fmaxf` "
+                      "in softmax, single-row products stepping their reduction one input at a time, and many-row "
+                      "products shuffling a Linear's [out, in] weights on every step. After: the approximations "
+                      "rewritten before vectorizing into NEON multiply, add and conversions (`service/pipeline/arm_math.py`), "
+                      "Linear weights kept [in, out] with a 4 x 8 register tile, 16 inputs per step for single rows "
+                      "(`service/pipeline/tuning_spec.py`), and what IREE expands later linked with bela-iree's NEON "
+                      "`fmaf`, `floorf`, `fmaxf` (`service/pipeline/arm_fmaf.S`, `arm_floor_max.S`). "
                       f"Goal for matmul/convolution models: at most {GOAL} instructions per MAC.", "",
                       "| model | MACs (M) | before: M instructions | before: per MAC | after: M instructions | "
                       "after: per MAC | DRAM MB | estimated ms | C library calls after | flags chosen by counting: "

@@ -110,8 +110,8 @@ def test_emitc_project_links_the_module_compiled_here_for_the_board(tmp_path):
     assert sorted(p.name for p in model.glob("*.c")) == ["bela_iree_model.c"]
     members = subprocess.run(["arm-linux-gnueabihf-ar", "t", str(model / "libbela_iree_module.a")],
                              capture_output=True, text=True, check=True).stdout.split()
-    # the kernels' multiply-add comes with them under a private name (arm_fma.py)
-    assert members == ["module.o", "kernels.o", "bela_iree_fmaf.o"]
+    # the kernels' NEON routines (multiply-add, floor, max) come with them under private names (arm_fma.py)
+    assert members == ["module.o", "kernels.o", "bela_iree_arm_fmaf.o", "bela_iree_arm_floor_max.o"]
     subprocess.run(["arm-linux-gnueabihf-ar", "x", str(model / "libbela_iree_module.a"), "module.o"],
                    cwd=tmp_path, check=True)
     assert (tmp_path / "module.o").read_bytes()[18:20] == b"\x28\x00"   # EM_ARM

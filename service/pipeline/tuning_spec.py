@@ -1,4 +1,5 @@
-"""IREE tuning spec for the packed single-row matmuls (GEMVs) of rewrites/linear.py.
+"""IREE tuning spec for the packed single-row matmuls (GEMVs) of rewrites/linear.py, and for
+the many-row matmuls on ARMv7 (MATMUL_TILE).
 
 A Linear layer applied to one row (an MLP over a block, an encoder's projection) is a
 matrix-vector product: it reads every weight once and is bound by memory. IREE's own choice for
@@ -19,7 +20,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from . import cache
+from . import arm_math, cache
 from .targets import Target
 
 GEMV_BLOCK = 128   # output columns per packed block (rewrites/linear.py packs, the spec matches this width)
@@ -32,6 +33,24 @@ VECTOR_OUTPUTS = {"x86_64-avx512": 128, "x86_64": 64, "aarch64": 32, "armv7": 16
 # inputs per step spread thin: single_mm 1.05 M -> 0.75 M instructions per call counted on the
 # emulated core (1.00 -> 0.72 per multiply-add; benchmarks/instructions_per_mac.md).
 REDUCTION_STEP = {"armv7": 16}
+# Matmuls of many rows (a Linear over a block) on ARMv7: rows x outputs kept in registers per
+# step of one input. 4 x 8 is 8 q-register accumulators, 2 for the weights' row and the inputs'
+# broadcasts: within NEON's 16 q registers, 19 instructions per 32 multiply-adds in the loop.
+# IREE's own 4 x 4 x 4 takes 50 per 64 (and 98 per 64 on a Linear's [out, in] weight, which
+# arm_math.py has IREE keep in [in, out] order): a 1024x256 @ 256x256 product 1.35 -> 0.60
+# instructions per multiply-add counted on the emulated Cortex-A8.
+MATMUL_TILE = {"armv7": (4, 8)}
+MATMUL_DISTRIBUTION = 64   # rows and outputs per workgroup
+# A convolution becomes a batch matmul of its weights [out, in x taps] by the input's columns
+# [in x taps, time]; time is rarely a multiple of 4 (simple_conv_1d: 250 after its pooling), and
+# IREE's own tile then takes two columns at a time in half-width registers (0.94 per
+# multiply-add). 2 rows x 10 columns (3 q registers a row) when time is a multiple of 10, the
+# reduction in blocks of 256 inputs so that a workgroup's columns stay in the 256 KB L2 (all
+# 2560 at once: 554 MB from DRAM a call, more than IREE's 235): simple_conv_1d 318 -> 184 M
+# instructions and 235 -> 104 MB per call (0.62 per multiply-add; estimated 824 -> ~440 ms).
+CONV_TILE = {"armv7": (2, 10)}
+CONV_DISTRIBUTION = (64, 10)   # output channels and time steps per workgroup
+CONV_CACHE_REDUCTION = 256
 
 HEADER = """\
 // bela-iree: single-row matmuls (see service/pipeline/tuning_spec.py)
@@ -45,7 +64,7 @@ module @bela_iree_gemv attributes {{ transform.with_named_sequence }} {{
 
 CONFIG = """\
     %config = transform.param.constant #iree_codegen.compilation_info<
-      lowering_config = #iree_cpu.lowering_config<distribution = {distribution},
+      lowering_config = #iree_cpu.lowering_config<distribution = {distribution},{cache}
         vector_common_parallel = {vector}, vector_reduction = {reduction}>,
       translation_info = #iree_codegen.translation_info<pipeline = #iree_cpu.pipeline<DoubleTilingExpert>>
     > -> !transform.any_param
@@ -77,6 +96,32 @@ ROW = """\
     transform.iree.match.dim_is_multiple_of %weights[1], {lanes} : !transform.any_value
 """
 
+# many rows times a stored [in, out] matrix, rows and outputs multiples of the register tile
+MATMUL = """\
+  transform.named_sequence @match_matmul(%op: !transform.any_op {{transform.readonly}})
+      -> (!transform.any_op, !transform.any_param) {{
+    %batch, %m, %n, %k = transform.iree.match.contraction %op, lhs_type = f32, rhs_type = f32, output_type = f32,
+      indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d2)>, affine_map<(d0, d1, d2) -> (d2, d1)>,
+                       affine_map<(d0, d1, d2) -> (d0, d1)>] : !transform.any_op -> !transform.param<i64>
+    %rows = transform.get_operand %op[0] : (!transform.any_op) -> !transform.any_value
+    transform.iree.match.dim_is_multiple_of %rows[0], {rows} : !transform.any_value
+    %weights = transform.get_operand %op[1] : (!transform.any_op) -> !transform.any_value
+    transform.iree.match.dim_is_multiple_of %weights[1], {outputs} : !transform.any_value
+"""
+
+# one batch of weights [out, in] times columns [in, time] (a convolution), time a multiple of the tile
+BATCH_MATMUL = """\
+  transform.named_sequence @match_conv_matmul(%op: !transform.any_op {{transform.readonly}})
+      -> (!transform.any_op, !transform.any_param) {{
+    %batch, %m, %n, %k = transform.iree.match.contraction %op, lhs_type = f32, rhs_type = f32, output_type = f32,
+      indexing_maps = [affine_map<(d0, d1, d2, d3) -> (d0, d1, d3)>, affine_map<(d0, d1, d2, d3) -> (d0, d3, d2)>,
+                       affine_map<(d0, d1, d2, d3) -> (d0, d1, d2)>] : !transform.any_op -> !transform.param<i64>
+    %weights = transform.get_operand %op[0] : (!transform.any_op) -> !transform.any_value
+    transform.iree.match.dim_is_multiple_of %weights[1], {rows} : !transform.any_value
+    %columns = transform.get_operand %op[1] : (!transform.any_op) -> !transform.any_value
+    transform.iree.match.dim_is_multiple_of %columns[2], {columns} : !transform.any_value
+"""
+
 ENTRY = """\
   transform.named_sequence @__kernel_config(%variant: !transform.any_op {{transform.consumed}}) -> !transform.any_op
       attributes {{ iree_codegen.tuning_spec_entrypoint }} {{
@@ -104,21 +149,34 @@ def spec_text(target: Target) -> str:
     lanes = vector_outputs(target)
     step = REDUCTION_STEP.get(target.arch, 1)
     parts = [HEADER.format(), PACKED.format(block=GEMV_BLOCK),
-             CONFIG.format(distribution=f"[1, 0, {GEMV_BLOCK}, 0]", vector=f"[1, 1, {lanes}, 0]",
+             CONFIG.format(cache="", distribution=f"[1, 0, {GEMV_BLOCK}, 0]", vector=f"[1, 1, {lanes}, 0]",
                            reduction=f"[0, 0, 0, {step}]")]
     widths = [lanes >> shift for shift in range(3) if lanes >> shift >= 8]
     for width in widths:
         parts += [ROW.format(lanes=width),
-                  CONFIG.format(distribution=f"[0, {width}, 0]", vector=f"[1, {width}, 0]", reduction=f"[0, 0, {step}]")]
-    matchers = ", ".join(["@match_packed -> @apply_op_config"]
-                         + [f"@match_row_{width} -> @apply_op_config" for width in widths])
-    parts.append(ENTRY.format(matchers=matchers))
+                  CONFIG.format(cache="", distribution=f"[0, {width}, 0]", vector=f"[1, {width}, 0]", reduction=f"[0, 0, {step}]")]
+    matchers = ["@match_packed -> @apply_op_config"] + [f"@match_row_{width} -> @apply_op_config" for width in widths]
+    if target.arch in MATMUL_TILE:   # after the rows: a one-row product is theirs
+        rows, outputs = MATMUL_TILE[target.arch]
+        parts += [MATMUL.format(rows=rows, outputs=outputs),
+                  CONFIG.format(cache="", distribution=f"[{MATMUL_DISTRIBUTION}, {MATMUL_DISTRIBUTION}, 0]",
+                                vector=f"[{rows}, {outputs}, 0]", reduction="[0, 0, 1]")]
+        matchers.append("@match_matmul -> @apply_op_config")
+    if target.arch in CONV_TILE:
+        rows, columns = CONV_TILE[target.arch]
+        channels, steps = CONV_DISTRIBUTION
+        parts += [BATCH_MATMUL.format(rows=rows, columns=columns),
+                  CONFIG.format(distribution=f"[0, {channels}, {steps}, 0]", vector=f"[1, {rows}, {columns}, 0]",
+                                cache=f" cache_reduction = [0, 0, 0, {CONV_CACHE_REDUCTION}],", reduction="[0, 0, 0, 1]")]
+        matchers.append("@match_conv_matmul -> @apply_op_config")
+    parts.append(ENTRY.format(matchers=", ".join(matchers)))
     return "".join(parts)
 
 
 def spec_flags(target: Target) -> list[str]:
-    """The iree-compile flags for this target's spec; the file's name is its content's digest,
-    so the compile cache (keyed by flags) tells specs apart.
+    """The iree-compile flags for this target's spec (and, for ARMv7, arm_math.py's flags, which
+    the ARMv7 matmul config relies on); the file's name is its content's digest, so the compile
+    cache (keyed by flags) tells specs apart.
 
     Threading is off with a spec: IREE 3.13 parses the spec under a lock on first use, the
     parse verifies in parallel, and a worker waiting on that verification can pick up another
@@ -133,4 +191,4 @@ def spec_flags(target: Target) -> list[str]:
         with os.fdopen(fd, "w") as f:
             f.write(text)
         os.replace(staging, path)
-    return [f"--iree-codegen-tuning-spec-path={path}", "--mlir-disable-threading"]
+    return [f"--iree-codegen-tuning-spec-path={path}", "--mlir-disable-threading"] + arm_math.flags(target)

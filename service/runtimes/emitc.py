@@ -27,9 +27,9 @@ def build_emitc_library(folder: Path, target: Target) -> Path:
     install, _ = ensure_runtime(target.name)
     module, kernels = folder / "module.c", folder / "kernels.o"
     objects = [kernels] if kernels.exists() else []   # vmvx: no kernels, the module is all there is
-    bela_fmaf = target.arch == "armv7" and bool(objects)   # the Bela kernels' multiply-add (arm_fma.py)
+    bela_fmaf = target.arch == "armv7" and bool(objects)   # the Bela kernels' NEON routines (arm_fma.py)
     key = cache.digest(module.read_bytes(), *(o.read_bytes() for o in objects), target.name, install.folder.name,
-                       arm_fma.SOURCE.read_bytes() if bela_fmaf else b"")
+                       *(source.read_bytes() for source in arm_fma.SOURCES if bela_fmaf))
     store = cache.Cache("emitc-libraries")
     entry = store.get(key)
     if entry is None:
