@@ -1,0 +1,262 @@
+"""A whole recurrent layer (one direction, every time step) as ONE IREE dispatch.
+
+Unrolled, each step of an nn.LSTM/GRU/RNN is two dispatches (h @ W_hh, then the gates), and a
+dispatch costs far more than a small step's arithmetic (lstm_amp: ~18 k instructions of runtime
+per dispatch on the Bela's Cortex-A8, for ~2.3 k multiply-adds a step). Here the time loop runs
+inside one kernel that we write in MLIR ourselves: a `stream.executable` whose function loops
+over batch and time with scf.for on vectors (the state stays in registers, h @ W_hh is H
+broadcast-FMAs of W_hh's rows), called with `flow.dispatch`. IREE's llvm-cpu codegen compiles
+it for any target (its math approximations included), and it is an ordinary dispatch for the
+VM, so EmitC takes it too. It reaches the graph as an iree-turbine CustomOp whose MLIR is this
+module's text; PyTorch (while tracing, and eagerly) runs the same cells in a Python loop.
+
+Only for float32 layers with at most MAX_HIDDEN units: h @ W_hh is unrolled over the hidden
+units in the kernel's text, and a wider layer is better served by IREE's own matmul.
+"""
+from __future__ import annotations
+
+import torch
+from iree.turbine.runtime.op_reg import CustomOp, KernelBuilder, KernelSelection, def_library, impl_helper
+
+MAX_HIDDEN = 64
+GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
+
+_LIBRARY = def_library("bela_recurrence")
+
+
+def _bindings_compat():
+    """iree-turbine 3.9 expands custom ops with `IntegerType.isinstance(t)` and the like, which the
+    MLIR Python bindings of iree-base-compiler 3.13 no longer have (types and values come back
+    downcast, so Python's isinstance answers): give those classes the method while it is missing."""
+    from iree.compiler import ir
+    for name in ("IntegerType", "IndexType", "F16Type", "F32Type", "F64Type", "RankedTensorType", "ShapedType",
+                 "MemRefType", "VectorType", "OpResult", "BlockArgument"):
+        cls = getattr(ir, name)
+        if not hasattr(cls, "isinstance"):
+            cls.isinstance = staticmethod(lambda value, cls=cls: isinstance(value, cls))
+
+
+_bindings_compat()
+
+
+def fits(cell: str, xw: torch.Tensor, hidden: int) -> bool:
+    """Can this layer be one dispatch?"""
+    return cell in GATES and xw.dtype == torch.float32 and 0 < hidden <= MAX_HIDDEN
+
+
+def reference(cell: str, reverse: bool, xw, w_hh_t, b_hh, state):
+    """The layer in PyTorch, for eager runs: what the kernel computes, step by step."""
+    from .recurrent import CELLS
+    step = CELLS[cell]
+    outputs = [None] * xw.shape[0]
+    for t in (reversed(range(xw.shape[0])) if reverse else range(xw.shape[0])):
+        state = step(xw[t], state, w_hh_t, b_hh)
+        outputs[t] = state[0]
+    return (torch.stack(outputs), *state)
+
+
+def kernel_name(cell: str, reverse: bool, steps: int, batch: int, hidden: int) -> str:
+    return f"bela_{cell}_{steps}x{batch}x{hidden}" + ("_reverse" if reverse else "")
+
+
+class _Text:
+    """Lines of MLIR, with the vector types of this layer."""
+
+    def __init__(self, hidden: int, gates: int):
+        self.lines: list[str] = []
+        self.vh, self.vg = f"vector<{hidden}xf32>", f"vector<{gates * hidden}xf32>"
+        self.count = 0
+
+    def __call__(self, line: str):
+        self.lines.append(line)
+
+    def op(self, text: str) -> str:
+        """Emits `%vN = text` and returns %vN."""
+        self.count += 1
+        name = f"%v{self.count}"
+        self.lines.append(f"        {name} = {text}")
+        return name
+
+    def sigmoid(self, x: str) -> str:
+        e = self.op(f"math.exp {self.op(f'arith.negf {x} : {self.vh}')} : {self.vh}")
+        return self.op(f"arith.divf %one, {self.op(f'arith.addf {e}, %one : {self.vh}')} : {self.vh}")
+
+    def tanh(self, x: str) -> str:
+        return self.op(f"math.tanh {x} : {self.vh}")
+
+    def binary(self, op: str, a: str, b: str) -> str:
+        return self.op(f"arith.{op} {a}, {b} : {self.vh}")
+
+    def part(self, vector: str, index: int, hidden: int) -> str:
+        return self.op(f"vector.extract_strided_slice {vector} offsets = [{index * hidden}], sizes = [{hidden}], "
+                       f"strides = [1] : {self.vg} to {self.vh}")
+
+
+def _step(text: _Text, cell: str, x: str, hh: str, h: str, c: str | None, hidden: int) -> tuple[str, str | None]:
+    """One step's gates from x (the step's input projection) and hh (h @ W_hh + b_hh), as
+    PyTorch's cells compute them; returns the new h (and c)."""
+    vg = text.vg
+    if cell.startswith("rnn"):
+        gates = text.op(f"arith.addf {x}, {hh} : {vg}")
+        if cell == "rnn_tanh":
+            return text.tanh(gates), None
+        return text.binary("maximumf", gates, "%zero_h"), None
+    if cell == "lstm":
+        gates = text.op(f"arith.addf {x}, {hh} : {vg}")
+        i, f, g, o = (text.part(gates, k, hidden) for k in range(4))
+        c_new = text.binary("addf", text.binary("mulf", text.sigmoid(f), c),
+                            text.binary("mulf", text.sigmoid(i), text.tanh(g)))
+        return text.binary("mulf", text.sigmoid(o), text.tanh(c_new)), c_new
+    xr, xz, xn = (text.part(x, k, hidden) for k in range(3))
+    hr, hz, hn = (text.part(hh, k, hidden) for k in range(3))
+    r, z = text.sigmoid(text.binary("addf", xr, hr)), text.sigmoid(text.binary("addf", xz, hz))
+    n = text.tanh(text.binary("addf", xn, text.binary("mulf", r, hn)))
+    # (1 - z) * n + z * h
+    return text.binary("addf", text.binary("mulf", text.binary("subf", "%one", z), n), text.binary("mulf", z, h)), None
+
+
+def kernel_mlir(cell: str, reverse: bool, steps: int, batch: int, hidden: int) -> str:
+    """The module the CustomOp merges into the exported program: the executable and the
+    util.func that dispatches it. Arguments: xw (steps, batch, G*H) = every step's input
+    projection, w_hh_t (H, G*H), b_hh (G*H), h0 (batch, H) [, c0]; results: the output
+    sequence (steps, batch, H), the final h [, c]."""
+    gates = GATES[cell]
+    g = gates * hidden
+    lstm = cell == "lstm"
+    name = kernel_name(cell, reverse, steps, batch, hidden)
+    text = _Text(hidden, gates)
+    vh, vg = text.vh, text.vg
+    m_x, m_w, m_b = f"memref<{steps}x{batch}x{g}xf32>", f"memref<{hidden}x{g}xf32>", f"memref<{g}xf32>"
+    m_s, m_o = f"memref<{batch}x{hidden}xf32>", f"memref<{steps}x{batch}x{hidden}xf32>"
+    t_x, t_w, t_b = (m.replace("memref", "tensor") for m in (m_x, m_w, m_b))
+    t_s, t_o = m_s.replace("memref", "tensor"), m_o.replace("memref", "tensor")
+    states = ["h0", "c0"] if lstm else ["h0"]
+    results = ["out", "hn", "cn"] if lstm else ["out", "hn"]
+    bindings = ["x", "w", "b"] + states + results
+    types = {"x": m_x, "w": m_w, "b": m_b, "h0": m_s, "c0": m_s, "out": m_o, "hn": m_s, "cn": m_s}
+
+    text(f"module {{")
+    text(f"stream.executable private @{name}_exe {{")
+    text(f"  stream.executable.export public @{name} workgroups() -> (index, index, index) {{")
+    text(f"    %c1 = arith.constant 1 : index")
+    text(f"    stream.return %c1, %c1, %c1 : index, index, index")
+    text(f"  }}")
+    text(f"  builtin.module {{")
+    text(f"    func.func @{name}({', '.join(f'%b_{b}: !stream.binding' for b in bindings)}) {{")
+    text(f"      %c0 = arith.constant 0 : index")
+    text(f"      %c1 = arith.constant 1 : index")
+    text(f"      %steps = arith.constant {steps} : index")
+    text(f"      %last = arith.constant {steps - 1} : index")
+    text(f"      %batch = arith.constant {batch} : index")
+    text(f"      %one = arith.constant dense<1.0> : {vh}")
+    text(f"      %zero_h = arith.constant dense<0.0> : {vh}")
+    for k in range(hidden):
+        text(f"      %k{k} = arith.constant {k} : index")
+    for b in bindings:
+        text(f"      %m_{b} = stream.binding.subspan %b_{b}[%c0] : !stream.binding -> {types[b]}")
+    text(f"      %bias = vector.load %m_b[%c0] : {m_b}, {vg}")
+    text(f"      scf.for %n = %c0 to %batch step %c1 {{")
+    carried = ["%h", "%c"] if lstm else ["%h"]
+    for s, st in zip(carried, states):
+        text(f"        {s}_init = vector.load %m_{st}[%n, %c0] : {m_s}, {vh}")
+    iter_args = ", ".join(f"{s} = {s}_init" for s in carried)
+    text(f"        %final:{len(carried)} = scf.for %i = %c0 to %steps step %c1 iter_args({iter_args}) "
+         f"-> ({', '.join([vh] * len(carried))}) {{")
+    t = text.op("arith.subi %last, %i : index") if reverse else "%i"
+    x = text.op(f"vector.load %m_x[{t}, %n, %c0] : {m_x}, {vg}")
+    # h @ W_hh + b_hh: one broadcast multiply-add of a W_hh row per hidden unit
+    acc = "%bias"
+    for k in range(hidden):
+        h_k = text.op(f"vector.extract %h[{k}] : f32 from {vh}")
+        row = text.op(f"vector.load %m_w[%k{k}, %c0] : {m_w}, {vg}")
+        acc = text.op(f"vector.fma {text.op(f'vector.broadcast {h_k} : f32 to {vg}')}, {row}, {acc} : {vg}")
+    h_new, c_new = _step(text, cell, x, acc, "%h", "%c" if lstm else None, hidden)
+    text(f"        vector.store {h_new}, %m_out[{t}, %n, %c0] : {m_o}, {vh}")
+    yielded = [h_new, c_new] if lstm else [h_new]
+    text(f"        scf.yield {', '.join(yielded)} : {', '.join([vh] * len(yielded))}")
+    text(f"        }}")
+    for k, r in enumerate(results[1:]):
+        text(f"        vector.store %final#{k}, %m_{r}[%n, %c0] : {m_s}, {vh}")
+    text(f"      }}")
+    text(f"      return")
+    text(f"    }}")
+    text(f"  }}")
+    text(f"}}")
+    arg_types = [t_x, t_w, t_b] + [t_s] * len(states)
+    result_types = [t_o] + [t_s] * (len(results) - 1)
+    args = ", ".join(f"%a{i}: {ty}" for i, ty in enumerate(arg_types))
+    text(f"util.func private @{name}({args}) -> ({', '.join(result_types)}) {{")
+    text(f"  %r:{len(result_types)} = flow.dispatch @{name}_exe::@{name}"
+         f"({', '.join(f'%a{i}' for i in range(len(arg_types)))}) : ({', '.join(arg_types)}) -> ({', '.join(result_types)})")
+    text(f"  util.return {', '.join(f'%r#{i}' for i in range(len(result_types)))} : {', '.join(result_types)}")
+    text(f"}}")
+    text(f"}}")
+    return "\n".join(text.lines)
+
+
+class _Loader(impl_helper.TemplateLoader):
+    def load_template(self, kb: KernelBuilder, name: str, **kwargs) -> object:
+        return self._parse_module_asm(kb, kernel_mlir(**kwargs))
+
+
+_LOADER = _Loader()
+
+
+def _select(ksel: KernelSelection, n_state: int):
+    tensors = [ksel.arg_tensor(i) for i in range(2, 5 + n_state)]
+    for tensor in tensors:
+        tensor.specialize_all_dims()
+    xw, h0 = tensors[0], tensors[3]
+    ksel.attr_str(0)
+    ksel.attr_int(1)
+    steps, batch, hidden = xw.t.shape[0], xw.t.shape[1], h0.t.shape[-1]
+    ksel.return_new_tensor([steps, batch, hidden], xw.t.dtype).specialize_all_dims()
+    for _ in range(n_state):
+        ksel.return_new_tensor([batch, hidden], xw.t.dtype).specialize_all_dims()
+
+
+def _generate(ksel: KernelSelection, kb: KernelBuilder):
+    cell, reverse = ksel.arg_descs[0].v, bool(ksel.arg_descs[1].v)
+    xw, h0 = ksel.arg_descs[2].t, ksel.arg_descs[5].t
+    shape = dict(steps=xw.shape[0], batch=xw.shape[1], hidden=h0.shape[-1])
+    function = _LOADER.inline_template_function(kb, "recurrence", kernel_name(cell, reverse, **shape),
+                                                cell=cell, reverse=reverse, **shape)
+    kb.yield_results(*impl_helper.call_function(function, *kb.arg_bindings[2:]))
+
+
+@CustomOp.register(library=_LIBRARY)
+class layer_h(CustomOp):
+    """An RNN or GRU layer, one direction: (output sequence, final h)."""
+    signature = "layer_h(str cell, int reverse, Tensor xw, Tensor w_hh_t, Tensor b_hh, Tensor h0) -> (Tensor, Tensor)"
+
+    def select(self, ksel: KernelSelection):
+        _select(ksel, 1)
+
+    def eager_execute(self, cell, reverse, xw, w_hh_t, b_hh, h0):
+        return reference(cell, bool(reverse), xw, w_hh_t, b_hh, (h0,))
+
+    def generate(self, ksel: KernelSelection, kb: KernelBuilder):
+        _generate(ksel, kb)
+
+
+@CustomOp.register(library=_LIBRARY)
+class layer_hc(CustomOp):
+    """An LSTM layer, one direction: (output sequence, final h, final c)."""
+    signature = ("layer_hc(str cell, int reverse, Tensor xw, Tensor w_hh_t, Tensor b_hh, Tensor h0, Tensor c0) "
+                 "-> (Tensor, Tensor, Tensor)")
+
+    def select(self, ksel: KernelSelection):
+        _select(ksel, 2)
+
+    def eager_execute(self, cell, reverse, xw, w_hh_t, b_hh, h0, c0):
+        return reference(cell, bool(reverse), xw, w_hh_t, b_hh, (h0, c0))
+
+    def generate(self, ksel: KernelSelection, kb: KernelBuilder):
+        _generate(ksel, kb)
+
+
+def run(cell: str, reverse: bool, xw, w_hh_t, b_hh, state: tuple):
+    """The layer as one dispatch: (output sequence, *final state)."""
+    if cell == "lstm":
+        return layer_hc(cell, int(reverse), xw, w_hh_t, b_hh, *state)
+    return layer_h(cell, int(reverse), xw, w_hh_t, b_hh, *state)
