@@ -56,7 +56,7 @@ def reference(cell: str, reverse: bool, xw, w_hh_t, b_hh, state):
 
 
 def kernel_name(cell: str, reverse: bool, steps: int, batch: int, hidden: int) -> str:
-    return f"bela_{cell}_{steps}x{batch}x{hidden}" + ("_reverse" if reverse else "")
+    return f"recurrent_{cell}_{steps}x{batch}x{hidden}" + ("_reverse" if reverse else "") + "_f32"
 
 
 class _Text:
@@ -137,12 +137,13 @@ def kernel_mlir(cell: str, reverse: bool, steps: int, batch: int, hidden: int) -
 
     text(f"module {{")
     text(f"stream.executable private @{name}_exe {{")
-    text(f"  stream.executable.export public @{name} workgroups() -> (index, index, index) {{")
+    # "layer$...": bench's per-dispatch table names a dispatch by what follows its "$"
+    text(f"  stream.executable.export public @\"layer${name}\" workgroups() -> (index, index, index) {{")
     text(f"    %c1 = arith.constant 1 : index")
     text(f"    stream.return %c1, %c1, %c1 : index, index, index")
     text(f"  }}")
     text(f"  builtin.module {{")
-    text(f"    func.func @{name}({', '.join(f'%b_{b}: !stream.binding' for b in bindings)}) {{")
+    text(f"    func.func @\"layer${name}\"({', '.join(f'%b_{b}: !stream.binding' for b in bindings)}) {{")
     text(f"      %c0 = arith.constant 0 : index")
     text(f"      %c1 = arith.constant 1 : index")
     text(f"      %steps = arith.constant {steps} : index")
@@ -186,7 +187,7 @@ def kernel_mlir(cell: str, reverse: bool, steps: int, batch: int, hidden: int) -
     result_types = [t_o] + [t_s] * (len(results) - 1)
     args = ", ".join(f"%a{i}: {ty}" for i, ty in enumerate(arg_types))
     text(f"util.func private @{name}({args}) -> ({', '.join(result_types)}) {{")
-    text(f"  %r:{len(result_types)} = flow.dispatch @{name}_exe::@{name}"
+    text(f"  %r:{len(result_types)} = flow.dispatch @{name}_exe::@\"layer${name}\""
          f"({', '.join(f'%a{i}' for i in range(len(arg_types)))}) : ({', '.join(arg_types)}) -> ({', '.join(result_types)})")
     text(f"  util.return {', '.join(f'%r#{i}' for i in range(len(result_types)))} : {', '.join(result_types)}")
     text(f"}}")
