@@ -15,6 +15,8 @@ units in the kernel's text, and a wider layer is better served by IREE's own mat
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from iree.turbine.runtime.op_reg import CustomOp, KernelBuilder, KernelSelection, def_library, impl_helper
 
@@ -78,11 +80,29 @@ class _Text:
         return name
 
     def sigmoid(self, x: str) -> str:
-        e = self.op(f"math.exp {self.op(f'arith.negf {x} : {self.vh}')} : {self.vh}")
-        return self.op(f"arith.divf %one, {self.op(f'arith.addf {e}, %one : {self.vh}')} : {self.vh}")
+        """0.5 + 0.5 tanh(x / 2)."""
+        half_x = self.op(f"arith.mulf {x}, %half : {self.vh}")
+        return self.op(f"arith.addf {self.op(f'arith.mulf {self.tanh(half_x)}, %half : {self.vh}')}, %half : {self.vh}")
 
     def tanh(self, x: str) -> str:
-        return self.op(f"math.tanh {x} : {self.vh}")
+        """tanh(x) = sign(x) (1 - 2 / (e^2|x| + 1)), with e^2|x| = 2^n e^r (n the nearest integer to
+        2|x| log2(e), |r| <= ln(2)/2, e^r by its Taylor series to r^7: relative error < 1e-8).
+        Our own, not math.tanh: IREE's approximations use math.fma, which the Cortex-A8 (NEON
+        without fused multiply-add) turns into a call of fmaf per element: 9 calls per tanh."""
+        vh, vi = self.vh, self.vh.replace("f32", "i32")
+        ax = self.op(f"arith.minimumf {self.op(f'math.absf {x} : {vh}')}, %tanh_max : {vh}")
+        y = self.op(f"arith.mulf {ax}, %two_log2e : {vh}")           # 2|x| / ln 2 >= 0
+        n = self.op(f"arith.fptosi {self.op(f'arith.addf {y}, %half : {vh}')} : {vh} to {vi}")
+        n_float = self.op(f"arith.sitofp {n} : {vi} to {vh}")
+        r = self.op(f"arith.mulf {self.op(f'arith.subf {y}, {n_float} : {vh}')}, %ln2 : {vh}")
+        p = "%inv_fact7"
+        for k in range(6, -1, -1):
+            p = self.op(f"arith.addf {self.op(f'arith.mulf {p}, {r} : {vh}')}, %inv_fact{k} : {vh}")
+        exponent = self.op(f"arith.shli {self.op(f'arith.addi {n}, %bias127 : {vi}')}, %c23v : {vi}")
+        scale = self.op(f"arith.bitcast {exponent} : {vi} to {vh}")   # 2^n, built in the exponent bits
+        e = self.op(f"arith.mulf {p}, {scale} : {vh}")
+        ratio = self.op(f"arith.divf %two, {self.op(f'arith.addf {e}, %one : {vh}')} : {vh}")
+        return self.op(f"math.copysign {self.op(f'arith.subf %one, {ratio} : {vh}')}, {x} : {vh}")
 
     def binary(self, op: str, a: str, b: str) -> str:
         return self.op(f"arith.{op} {a}, {b} : {self.vh}")
@@ -150,6 +170,16 @@ def kernel_mlir(cell: str, reverse: bool, steps: int, batch: int, hidden: int) -
     text(f"      %last = arith.constant {steps - 1} : index")
     text(f"      %batch = arith.constant {batch} : index")
     text(f"      %one = arith.constant dense<1.0> : {vh}")
+    text(f"      %half = arith.constant dense<0.5> : {vh}")
+    text(f"      %two = arith.constant dense<2.0> : {vh}")
+    text(f"      %tanh_max = arith.constant dense<10.0> : {vh}")        # tanh(10) = 1 in float32
+    text(f"      %two_log2e = arith.constant dense<{2 / math.log(2)!r}> : {vh}")
+    text(f"      %ln2 = arith.constant dense<{math.log(2)!r}> : {vh}")
+    for k in range(8):
+        text(f"      %inv_fact{k} = arith.constant dense<{1 / math.factorial(k)!r}> : {vh}")
+    vi = vh.replace("f32", "i32")
+    text(f"      %bias127 = arith.constant dense<127> : {vi}")
+    text(f"      %c23v = arith.constant dense<23> : {vi}")
     text(f"      %zero_h = arith.constant dense<0.0> : {vh}")
     for k in range(hidden):
         text(f"      %k{k} = arith.constant {k} : index")
@@ -170,7 +200,8 @@ def kernel_mlir(cell: str, reverse: bool, steps: int, batch: int, hidden: int) -
     for k in range(hidden):
         h_k = text.op(f"vector.extract %h[{k}] : f32 from {vh}")
         row = text.op(f"vector.load %m_w[%k{k}, %c0] : {m_w}, {vg}")
-        acc = text.op(f"vector.fma {text.op(f'vector.broadcast {h_k} : f32 to {vg}')}, {row}, {acc} : {vg}")
+        product = text.op(f"arith.mulf {text.op(f'vector.broadcast {h_k} : f32 to {vg}')}, {row} : {vg}")
+        acc = text.op(f"arith.addf {product}, {acc} : {vg}")
     h_new, c_new = _step(text, cell, x, acc, "%h", "%c" if lstm else None, hidden)
     text(f"        vector.store {h_new}, %m_out[{t}, %n, %c0] : {m_o}, {vh}")
     yielded = [h_new, c_new] if lstm else [h_new]
