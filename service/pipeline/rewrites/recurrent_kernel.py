@@ -97,9 +97,14 @@ class _Text:
         n = self.op(f"arith.fptosi {self.op(f'arith.addf {y}, %half : {vh}')} : {vh} to {vi}")
         n_float = self.op(f"arith.sitofp {n} : {vi} to {vh}")
         r = self.op(f"arith.mulf {self.op(f'arith.subf {y}, {n_float} : {vh}')}, %ln2 : {vh}")
-        p = "%inv_fact7"
-        for k in range(6, -1, -1):
-            p = self.op(f"arith.addf {self.op(f'arith.mulf {p}, {r} : {vh}')}, %inv_fact{k} : {vh}")
+        # e^r = sum of r^k / k!, k <= 7, by pairs (Estrin): 6 dependent steps instead of Horner's 14
+        r2 = self.op(f"arith.mulf {r}, {r} : {vh}")
+        r4 = self.op(f"arith.mulf {r2}, {r2} : {vh}")
+        pairs = [self.op(f"arith.addf {self.op(f'arith.mulf {r}, %inv_fact{k + 1} : {vh}')}, %inv_fact{k} : {vh}")
+                 for k in (0, 2, 4, 6)]
+        low = self.op(f"arith.addf {self.op(f'arith.mulf {r2}, {pairs[1]} : {vh}')}, {pairs[0]} : {vh}")
+        high = self.op(f"arith.addf {self.op(f'arith.mulf {r2}, {pairs[3]} : {vh}')}, {pairs[2]} : {vh}")
+        p = self.op(f"arith.addf {self.op(f'arith.mulf {r4}, {high} : {vh}')}, {low} : {vh}")
         exponent = self.op(f"arith.shli {self.op(f'arith.addi {n}, %bias127 : {vi}')}, %c23v : {vi}")
         scale = self.op(f"arith.bitcast {exponent} : {vi} to {vh}")   # 2^n, built in the exponent bits
         e = self.op(f"arith.mulf {p}, {scale} : {vh}")
@@ -137,6 +142,44 @@ def _step(text: _Text, cell: str, x: str, hh: str, h: str, c: str | None, hidden
     return text.binary("addf", text.binary("mulf", text.binary("subf", "%one", z), n), text.binary("mulf", z, h)), None
 
 
+def _pieces(size: int) -> list[tuple[int, int]]:
+    """(offset, width) of CHUNK-wide parts of a row, the last one split into powers of two: a
+    vector of 24 floats is loaded one float at a time on x86 (it cannot be widened to 32 there)."""
+    pieces, offset = [], 0
+    while offset < size:
+        width = min(CHUNK, 1 << ((size - offset).bit_length() - 1))
+        pieces.append((offset, width))
+        offset += width
+    return pieces
+
+
+def _load(text: _Text, memref: str, index: str, memref_type: str, size: int, zero: str) -> str:
+    """The text of an op giving vector<size> from memref[index..., 0:size], loaded in _pieces
+    into `zero` (a vector<size> of zeros)."""
+    whole = f"vector<{size}xf32>"
+    if len(_pieces(size)) == 1:
+        return f"vector.load {memref}[{index}%c0] : {memref_type}, {whole}"
+    value = zero
+    for offset, width in _pieces(size)[:-1]:
+        part = text.op(f"vector.load {memref}[{index}%c{offset}] : {memref_type}, vector<{width}xf32>")
+        value = text.op(f"vector.insert_strided_slice {part}, {value} offsets = [{offset}], strides = [1] "
+                        f": vector<{width}xf32> into {whole}")
+    offset, width = _pieces(size)[-1]
+    part = text.op(f"vector.load {memref}[{index}%c{offset}] : {memref_type}, vector<{width}xf32>")
+    return (f"vector.insert_strided_slice {part}, {value} offsets = [{offset}], strides = [1] "
+            f": vector<{width}xf32> into {whole}")
+
+
+def _store(text: _Text, value: str, memref: str, index: str, memref_type: str, size: int) -> None:
+    """memref[index..., 0:size] = value (a vector<size>), stored in _pieces."""
+    for offset, width in _pieces(size):
+        part = value
+        if width != size:
+            part = text.op(f"vector.extract_strided_slice {value} offsets = [{offset}], sizes = [{width}], "
+                           f"strides = [1] : vector<{size}xf32> to vector<{width}xf32>")
+        text(f"        vector.store {part}, {memref}[{index}%c{offset}] : {memref_type}, vector<{width}xf32>")
+
+
 def kernel_mlir(cell: str, reverse: bool, steps: int, batch: int, hidden: int) -> str:
     """The module the CustomOp merges into the exported program: the executable and the
     util.func that dispatches it. Arguments: xw (steps, batch, G*H) = every step's input
@@ -157,17 +200,17 @@ def kernel_mlir(cell: str, reverse: bool, steps: int, batch: int, hidden: int) -
     bindings = ["x", "w", "b"] + states + results
     types = {"x": m_x, "w": m_w, "b": m_b, "h0": m_s, "c0": m_s, "out": m_o, "hn": m_s, "cn": m_s}
 
-    text(f"module {{")
+    text("module {")
     text(f"stream.executable private @{name}_exe {{")
     # "layer$...": bench's per-dispatch table names a dispatch by what follows its "$"
     text(f"  stream.executable.export public @\"layer${name}\" workgroups() -> (index, index, index) {{")
-    text(f"    %c1 = arith.constant 1 : index")
-    text(f"    stream.return %c1, %c1, %c1 : index, index, index")
-    text(f"  }}")
-    text(f"  builtin.module {{")
+    text("    %c1 = arith.constant 1 : index")
+    text("    stream.return %c1, %c1, %c1 : index, index, index")
+    text("  }")
+    text("  builtin.module {")
     text(f"    func.func @\"layer${name}\"({', '.join(f'%b_{b}: !stream.binding' for b in bindings)}) {{")
-    text(f"      %c0 = arith.constant 0 : index")
-    text(f"      %c1 = arith.constant 1 : index")
+    text("      %c0 = arith.constant 0 : index")
+    text("      %c1 = arith.constant 1 : index")
     text(f"      %steps = arith.constant {steps} : index")
     text(f"      %last = arith.constant {steps - 1} : index")
     text(f"      %batch = arith.constant {batch} : index")
@@ -184,28 +227,27 @@ def kernel_mlir(cell: str, reverse: bool, steps: int, batch: int, hidden: int) -
     text(f"      %c23v = arith.constant dense<23> : {vi}")
     text(f"      %zero_h = arith.constant dense<0.0> : {vh}")
     text(f"      %hidden = arith.constant {hidden} : index")
-    for offset in range(0, g, CHUNK):
-        text(f"      %c{offset} = arith.constant {offset} : index") if offset else None
+    for offset in sorted({o for o, _ in _pieces(g) + _pieces(hidden)} - {0}):
+        text(f"      %c{offset} = arith.constant {offset} : index")
     text(f"      %zero_g = arith.constant dense<0.0> : {vg}")
     text(f"      %h_scratch = memref.alloca() : memref<{hidden}xf32>")
     for b in bindings:
         text(f"      %m_{b} = stream.binding.subspan %b_{b}[%c0] : !stream.binding -> {types[b]}")
-    text(f"      %bias = vector.load %m_b[%c0] : {m_b}, {vg}")
-    text(f"      scf.for %n = %c0 to %batch step %c1 {{")
+    text(f"      %bias = {_load(text, '%m_b', '', m_b, g, '%zero_g')}")
+    text("      scf.for %n = %c0 to %batch step %c1 {")
     carried = ["%h", "%c"] if lstm else ["%h"]
     for s, st in zip(carried, states):
-        text(f"        {s}_init = vector.load %m_{st}[%n, %c0] : {m_s}, {vh}")
+        text(f"        {s}_init = {_load(text, f'%m_{st}', '%n, ', m_s, hidden, '%zero_h')}")
     iter_args = ", ".join(f"{s} = {s}_init" for s in carried)
     text(f"        %final:{len(carried)} = scf.for %i = %c0 to %steps step %c1 iter_args({iter_args}) "
          f"-> ({', '.join([vh] * len(carried))}) {{")
     t = text.op("arith.subi %last, %i : index") if reverse else "%i"
-    x = text.op(f"vector.load %m_x[{t}, %n, %c0] : {m_x}, {vg}")
+    x = text.op(_load(text, "%m_x", f"{t}, %n, ", m_x, g, "%zero_g"))
     # h @ W_hh + b_hh, CHUNK outputs at a time: a loop over the hidden units adds h[k] times that
     # part of W_hh's row k (W_hh read in the loop, where unrolled LLVM copied it all to the stack)
-    text(f"        vector.store %h, %h_scratch[%c0] : memref<{hidden}xf32>, {vh}")
+    _store(text, "%h", "%h_scratch", "", f"memref<{hidden}xf32>", hidden)
     acc = "%zero_g"
-    for offset in range(0, g, CHUNK):
-        width = min(CHUNK, g - offset)
+    for offset, width in _pieces(g):
         vc = f"vector<{width}xf32>"
         bias = text.op(f"vector.extract_strided_slice %bias offsets = [{offset}], sizes = [{width}], strides = [1] "
                        f": {vg} to {vc}")
@@ -214,20 +256,20 @@ def kernel_mlir(cell: str, reverse: bool, steps: int, batch: int, hidden: int) -
         row = text.op(f"vector.load %m_w[%k, %c{offset}] : {m_w}, {vc}")
         product = text.op(f"arith.mulf {text.op(f'vector.broadcast {h_k} : f32 to {vc}')}, {row} : {vc}")
         text(f"          scf.yield {text.op(f'arith.addf {product}, %a : {vc}')} : {vc}")
-        text(f"        }}")
+        text("        }")
         acc = text.op(f"vector.insert_strided_slice {part}, {acc} offsets = [{offset}], strides = [1] : {vc} into {vg}")
     h_new, c_new = _step(text, cell, x, acc, "%h", "%c" if lstm else None, hidden)
-    text(f"        vector.store {h_new}, %m_out[{t}, %n, %c0] : {m_o}, {vh}")
+    _store(text, h_new, "%m_out", f"{t}, %n, ", m_o, hidden)
     yielded = [h_new, c_new] if lstm else [h_new]
     text(f"        scf.yield {', '.join(yielded)} : {', '.join([vh] * len(yielded))}")
-    text(f"        }}")
+    text("        }")
     for k, r in enumerate(results[1:]):
-        text(f"        vector.store %final#{k}, %m_{r}[%n, %c0] : {m_s}, {vh}")
-    text(f"      }}")
-    text(f"      return")
-    text(f"    }}")
-    text(f"  }}")
-    text(f"}}")
+        _store(text, f"%final#{k}", f"%m_{r}", "%n, ", m_s, hidden)
+    text("      }")
+    text("      return")
+    text("    }")
+    text("  }")
+    text("}")
     arg_types = [t_x, t_w, t_b] + [t_s] * len(states)
     result_types = [t_o] + [t_s] * (len(results) - 1)
     args = ", ".join(f"%a{i}: {ty}" for i, ty in enumerate(arg_types))
@@ -235,8 +277,8 @@ def kernel_mlir(cell: str, reverse: bool, steps: int, batch: int, hidden: int) -
     text(f"  %r:{len(result_types)} = flow.dispatch @{name}_exe::@\"layer${name}\""
          f"({', '.join(f'%a{i}' for i in range(len(arg_types)))}) : ({', '.join(arg_types)}) -> ({', '.join(result_types)})")
     text(f"  util.return {', '.join(f'%r#{i}' for i in range(len(result_types)))} : {', '.join(result_types)}")
-    text(f"}}")
-    text(f"}}")
+    text("}")
+    text("}")
     return "\n".join(text.lines)
 
 
