@@ -4,7 +4,7 @@ nn.LSTMCell, nn.GRUCell, often stepped in the user's own Python loop) as plain m
 IREE cannot lower `aten.rnn_tanh`, `lstm`, `gru`; the stock decomposition unrolls time (a
 1024-step RNN: 1.5 MB of MLIR, 72 s of compile). A layer of up to recurrent_kernel.MAX_HIDDEN
 units becomes one dispatch of our own (recurrent_kernel.py: the time loop inside one kernel,
-lstm_amp 0.18 -> 0.03 ms per block). Wider ones: time stays a loop (`torch.while_loop` ->
+lstm_amp 0.18 -> 0.026 ms per block). Wider ones: time stays a loop (`torch.while_loop` ->
 scf.while), so it compiles in ~1 s; sequences of at most UNROLL_MAX_STEPS steps (a Bela block)
 are unrolled, which runs faster and compiles in seconds. EmitC cannot express that loop (its sync wrapper would
 have to yield inside it: "callee must be an import for yieldable call", after which iree-compile
