@@ -202,13 +202,13 @@ def kernel_mlir(cell: str, reverse: bool, steps: int, batch: int, hidden: int) -
 
     text("module {")
     text(f"stream.executable private @{name}_exe {{")
-    # "layer$...": bench's per-dispatch table names a dispatch by what follows its "$"
-    text(f"  stream.executable.export public @\"layer${name}\" workgroups() -> (index, index, index) {{")
+    # "layer$dispatch_...": bench names a dispatch by what follows its "$", the kernel report reads "dispatch" symbols
+    text(f"  stream.executable.export public @\"layer$dispatch_{name}\" workgroups() -> (index, index, index) {{")
     text("    %c1 = arith.constant 1 : index")
     text("    stream.return %c1, %c1, %c1 : index, index, index")
     text("  }")
     text("  builtin.module {")
-    text(f"    func.func @\"layer${name}\"({', '.join(f'%b_{b}: !stream.binding' for b in bindings)}) {{")
+    text(f"    func.func @\"layer$dispatch_{name}\"({', '.join(f'%b_{b}: !stream.binding' for b in bindings)}) {{")
     text("      %c0 = arith.constant 0 : index")
     text("      %c1 = arith.constant 1 : index")
     text(f"      %steps = arith.constant {steps} : index")
@@ -274,7 +274,7 @@ def kernel_mlir(cell: str, reverse: bool, steps: int, batch: int, hidden: int) -
     result_types = [t_o] + [t_s] * (len(results) - 1)
     args = ", ".join(f"%a{i}: {ty}" for i, ty in enumerate(arg_types))
     text(f"util.func private @{name}({args}) -> ({', '.join(result_types)}) {{")
-    text(f"  %r:{len(result_types)} = flow.dispatch @{name}_exe::@\"layer${name}\""
+    text(f"  %r:{len(result_types)} = flow.dispatch @{name}_exe::@\"layer$dispatch_{name}\""
          f"({', '.join(f'%a{i}' for i in range(len(arg_types)))}) : ({', '.join(arg_types)}) -> ({', '.join(result_types)})")
     text(f"  util.return {', '.join(f'%r#{i}' for i in range(len(result_types)))} : {', '.join(result_types)}")
     text("}")
