@@ -4,14 +4,15 @@ Unrolled, each step of an nn.LSTM/GRU/RNN is two dispatches (h @ W_hh, then the 
 dispatch costs far more than a small step's arithmetic (lstm_amp: ~18 k instructions of runtime
 per dispatch on the Bela's Cortex-A8, for ~2.3 k multiply-adds a step). Here the time loop runs
 inside one kernel that we write in MLIR ourselves: a `stream.executable` whose function loops
-over batch and time with scf.for on vectors (the state stays in registers, h @ W_hh is H
-broadcast-FMAs of W_hh's rows), called with `flow.dispatch`. IREE's llvm-cpu codegen compiles
-it for any target (its math approximations included), and it is an ordinary dispatch for the
-VM, so EmitC takes it too. It reaches the graph as an iree-turbine CustomOp whose MLIR is this
-module's text; PyTorch (while tracing, and eagerly) runs the same cells in a Python loop.
+over batch and time with scf.for on vectors (the state is carried as vectors; h @ W_hh is a loop
+over the hidden units adding h[k] times W_hh's row k, CHUNK outputs at a time; tanh and sigmoid
+from multiply-adds), called with `flow.dispatch`. IREE's llvm-cpu codegen compiles it for any
+target, and it is an ordinary dispatch for the VM, so EmitC takes it too. It reaches the graph
+as an iree-turbine CustomOp whose MLIR is this module's text; PyTorch (while tracing, and
+eagerly) runs the same cells in a Python loop.
 
-Only for float32 layers with at most MAX_HIDDEN units: h @ W_hh is unrolled over the hidden
-units in the kernel's text, and a wider layer is better served by IREE's own matmul.
+Only for float32 layers with at most MAX_HIDDEN units: each step's gates are whole vectors of
+G*H floats (256 at 64 LSTM units), and a wider layer is better served by IREE's own matmuls.
 """
 from __future__ import annotations
 
