@@ -1,14 +1,17 @@
-"""recurrent.py: recurrent layers as time loops (unrolled if short), exact."""
+"""recurrent.py: recurrent layers as one dispatch (recurrent_kernel.py: up to MAX_HIDDEN units), or
+wider as time loops (unrolled if short), exact."""
 
 from .cases import case_tests
 
 CASES = {
-    "rnn_two_layers_bidirectional": ("torch.nn.RNN(3, 16, num_layers=2, bidirectional=True, batch_first=True)",
-                                     "lambda m, x: m(x)[0]", "torch.randn(2, 130, 3)"),  # > UNROLL_MAX_STEPS: a loop
-    "rnn_relu_final_state": ("torch.nn.RNN(3, 16, nonlinearity='relu')", "lambda m, x: m(x)[1]", "torch.randn(9, 1, 3)"),  # short: unrolled
+    "rnn_two_layers_bidirectional": ("torch.nn.RNN(3, 16, num_layers=2, bidirectional=True, batch_first=True, "
+                                     "nonlinearity='relu')", "lambda m, x: m(x)[0]", "torch.randn(2, 130, 3)"),  # one reversed
     "lstm_two_layers": ("torch.nn.LSTM(3, 16, num_layers=2, batch_first=True)",
-                        "lambda m, x: m(x)[1][1]", "torch.randn(1, 136, 3)"),  # a loop
-    "gru": ("torch.nn.GRU(4, 8)", "lambda m, x: m(x)[0]", "torch.randn(132, 2, 4)"),  # a loop
+                        "lambda m, x: m(x)[1][1]", "torch.randn(1, 136, 3)"),
+    "gru": ("torch.nn.GRU(4, 8)", "lambda m, x: m(x)[0]", "torch.randn(132, 2, 4)"),  # a batch of 2 in the kernel
+    # wider than MAX_HIDDEN: IREE's own matmuls, as a time loop (> UNROLL_MAX_STEPS steps) or unrolled
+    "lstm_wide_loop": ("torch.nn.LSTM(2, 72)", "lambda m, x: m(x)[0]", "torch.randn(130, 1, 2)"),
+    "rnn_wide_unrolled_final_state": ("torch.nn.RNN(3, 72)", "lambda m, x: m(x)[1]", "torch.randn(9, 1, 3)"),
 }
 
 

@@ -2,7 +2,9 @@
 nn.LSTMCell, nn.GRUCell, often stepped in the user's own Python loop) as plain math.
 
 IREE cannot lower `aten.rnn_tanh`, `lstm`, `gru`; the stock decomposition unrolls time (a
-1024-step RNN: 1.5 MB of MLIR, 72 s of compile). Here time stays a loop (`torch.while_loop` ->
+1024-step RNN: 1.5 MB of MLIR, 72 s of compile). A layer of up to recurrent_kernel.MAX_HIDDEN
+units becomes one dispatch of our own (recurrent_kernel.py: the time loop inside one kernel,
+lstm_amp 0.18 -> 0.026 ms per block). Wider ones: time stays a loop (`torch.while_loop` ->
 scf.while), so it compiles in ~1 s; sequences of at most UNROLL_MAX_STEPS steps (a Bela block)
 are unrolled, which runs faster and compiles in seconds. EmitC cannot express that loop (its sync wrapper would
 have to yield inside it: "callee must be an import for yieldable call", after which iree-compile
@@ -19,6 +21,7 @@ import operator
 import torch
 from torch._higher_order_ops.while_loop import while_loop
 
+from . import recurrent_kernel
 from .core import OpRule
 
 aten = torch.ops.aten
@@ -58,6 +61,9 @@ def _cell_gru(xw, state, w_hh_t, b_hh):
     return ((1 - z) * n + z * h,)
 
 
+CELLS = {"rnn_tanh": _cell_rnn(torch.tanh), "rnn_relu": _cell_rnn(torch.relu), "lstm": _cell_lstm, "gru": _cell_gru}
+
+
 def _run_direction(cell, seq, state, weights, reverse, keep_outputs=True, w_hh_t=None, unroll=False):
     """One layer, one direction, over seq (time, batch, features) as a while loop.
 
@@ -73,6 +79,10 @@ def _run_direction(cell, seq, state, weights, reverse, keep_outputs=True, w_hh_t
     # stored transposed (see RecurrentAsLoop.lay_out): transposed here, IREE would fold the
     # transpose back into the product and reduce across vector lanes on every step
     weights = (w_hh.t().contiguous() if w_hh_t is None else w_hh_t, b_hh)
+    if recurrent_kernel.fits(cell, seq, state[0].shape[-1]):
+        out, *state = recurrent_kernel.run(cell, reverse, seq, *weights, state)
+        return out, tuple(state)
+    cell = CELLS[cell]
     if unroll or steps <= UNROLL_MAX_STEPS:
         outputs = [None] * steps
         for t in (reversed(range(steps)) if reverse else range(steps)):
@@ -154,8 +164,8 @@ def _stored_w_hh(node: torch.fx.Node) -> dict[int, str]:
 class RecurrentAsLoop(OpRule):
     """Every recurrent op, each with its cell: (cell, how many state tensors it carries)."""
     why = "recurrent layer as a time loop (unrolled if short)"
-    cells = {aten.rnn_tanh.input: (_cell_rnn(torch.tanh), 1), aten.rnn_relu.input: (_cell_rnn(torch.relu), 1),
-             aten.lstm.input: (_cell_lstm, 2), aten.gru.input: (_cell_gru, 1)}
+    cells = {aten.rnn_tanh.input: ("rnn_tanh", 1), aten.rnn_relu.input: ("rnn_relu", 1),
+             aten.lstm.input: ("lstm", 2), aten.gru.input: ("gru", 1)}
     targets = RECURRENT_OPS
 
     def lay_out(self, node, layout):
@@ -175,8 +185,8 @@ class CellAsMath(OpRule):
     transposed in the graph, not laid out once: a cell stepped in a Python loop is one node per
     step, and laying out per node would store one copy of the weights per step."""
     why = "recurrent cell as matmuls and activations"
-    cells = {aten.rnn_tanh_cell.default: _cell_rnn(torch.tanh), aten.rnn_relu_cell.default: _cell_rnn(torch.relu),
-             aten.lstm_cell.default: _cell_lstm, aten.gru_cell.default: _cell_gru}
+    cells = {aten.rnn_tanh_cell.default: CELLS["rnn_tanh"], aten.rnn_relu_cell.default: CELLS["rnn_relu"],
+             aten.lstm_cell.default: CELLS["lstm"], aten.gru_cell.default: CELLS["gru"]}
     targets = CELL_OPS
 
     def replace(self, call):
