@@ -60,13 +60,3 @@ def flags(target: Target) -> list[str]:
             "--iree-flow-inline-constants-max-byte-length=0",
             f"--iree-hal-preprocess-executables-with={MATH_TRANSFORM}",
             f"--iree-hal-preprocess-executables-with={rewrite_command()}"]
-
-
-def tuning_key_parts(target: Target) -> list[str]:
-    """What the tuning tables' cache keys add for ARMv7: these flags and the tuning spec change
-    every variant's code there, so counts made without them must not be reused (nothing for
-    other targets, whose keys stay as they were)."""
-    if target.arch != "armv7":
-        return []
-    from .tuning_spec import spec_text   # tuning_spec imports this module
-    return [spec_text(target), *flags(target)]

@@ -192,3 +192,12 @@ def spec_flags(target: Target) -> list[str]:
             f.write(text)
         os.replace(staging, path)
     return [f"--iree-codegen-tuning-spec-path={path}", "--mlir-disable-threading"] + arm_math.flags(target)
+
+
+def tuning_key_parts(target: Target) -> list[str]:
+    """What the tuning tables' cache keys add for ARMv7: the spec and arm_math.py's flags change
+    every variant's code there, so counts made without them must not be reused (nothing for
+    other targets, whose keys stay as they were)."""
+    if target.arch != "armv7":
+        return []
+    return [spec_text(target), *arm_math.flags(target)]

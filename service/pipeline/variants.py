@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import arm_math, cache
+from . import cache, tuning_spec
 from .targets import Target
 
 # data tiling packs large operands into vectors and stack buffers beyond IREE's default
@@ -28,7 +28,7 @@ METHOD = 5  # bump when the way variants are measured changes: older tables are 
 
 def table_path(export_dir: Path, target: Target, backend: str) -> Path:
     key = cache.digest((export_dir / "model.mlirbc").read_bytes(), target.name, backend, cache.iree_version(),
-                       json.dumps({"variants": VARIANTS, "method": METHOD}), *arm_math.tuning_key_parts(target))
+                       json.dumps({"variants": VARIANTS, "method": METHOD}), *tuning_spec.tuning_key_parts(target))
     return cache.cache_root() / "tuning" / f"{key}.json"
 
 

@@ -21,6 +21,8 @@ import math
 import torch
 from iree.turbine.runtime.op_reg import CustomOp, KernelBuilder, KernelSelection, def_library, impl_helper
 
+from .recurrent_cells import CELLS
+
 MAX_HIDDEN = 64
 # outputs of h @ W_hh accumulated together: 8 NEON registers on the Cortex-A8 (of 16), 2 AVX-512
 CHUNK = 32
@@ -51,7 +53,6 @@ def fits(cell: str, xw: torch.Tensor, hidden: int) -> bool:
 
 def reference(cell: str, reverse: bool, xw, w_hh_t, b_hh, state):
     """The layer in PyTorch, for eager runs: what the kernel computes, step by step."""
-    from .recurrent import CELLS
     step = CELLS[cell]
     outputs = [None] * xw.shape[0]
     for t in (reversed(range(xw.shape[0])) if reverse else range(xw.shape[0])):
