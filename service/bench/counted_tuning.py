@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import BelaIreeError, ToolTimeout
-from ..pipeline import arm_math, cache
+from ..pipeline import cache, tuning_spec
 from ..pipeline.compile import CompileOptions, CompileResult, compile_model, export_cached
 from ..pipeline.targets import Target
 from ..pipeline.variants import VARIANTS
@@ -35,7 +35,7 @@ def counts_here(target: Target) -> bool:
 def table_path(export_dir: Path, target: Target, backend: str) -> Path:
     key = cache.digest((export_dir / "model.mlirbc").read_bytes(), target.name, backend, cache.iree_version(),
                        json.dumps(VARIANTS), PLUGIN_SOURCE.read_bytes(), repr(BOARD_MODELS[target.name]), "rows-2",
-                       *arm_math.tuning_key_parts(target))
+                       *tuning_spec.tuning_key_parts(target))
     return cache.cache_root() / "tuning-counted" / f"{key}.json"
 
 
