@@ -68,7 +68,11 @@ def cli(*args: str, check: bool = True, timeout: float = 600) -> subprocess.Comp
 
 def cli_json(*args: str, check: bool = True) -> tuple[dict, subprocess.CompletedProcess]:
     result = cli(*args, "--json", check=check)
-    return json.loads(result.stdout), result
+    try:
+        return json.loads(result.stdout), result
+    except json.JSONDecodeError:
+        raise AssertionError(f"bela-iree {' '.join(args)} --json printed no JSON object (exit {result.returncode}):\n"
+                             f"stdout: {result.stdout[-1000:]!r}\nstderr: {result.stderr[-3000:]}") from None
 
 
 # zoo models whose EmitC form unrolls their time steps (1024 for simple_rnn: minutes per target;
