@@ -106,8 +106,8 @@ def single_core_peak_gflops() -> dict:
     torch.set_num_threads(1)
     a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
     module = matmul_module(b)
-    results = {"PyTorch": gflop / (min(peers.time_calls(peers.eager(module, a), 0.5)) / 1e3),
-               "ONNX Runtime": gflop / (min(peers.time_calls(peers.onnxruntime(module, a), 0.5)) / 1e3)}
+    results = {"PyTorch": gflop / (min(peers.time_calls(peers.eager(module, (a,)), 0.5)) / 1e3),
+               "ONNX Runtime": gflop / (min(peers.time_calls(peers.onnxruntime(module, (a,)), 0.5)) / 1e3)}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "matmul.mlir").write_text(MATMUL_1024)
