@@ -61,9 +61,7 @@ def test_every_board_library_links_against_the_oldest_bela_glibc(runtime, compil
     assert np.abs(output - expected).max() <= tolerance(expected)
 
 
-# the recurrent models' EmitC forms unroll their time steps (1024 for simple_rnn: minutes to build
-# for the board; 128 per-sample steps for lstm_amp and gru_knobs): test_streaming.py runs a
-# stateful recurrent model's EmitC module on emulated Cortex-A8 instead
+# simple_rnn's EmitC form unrolls its 1024 steps (minutes to build for the board)
 EMITC_MODELS = [m for m in zoo.names() if m not in UNROLLED]
 
 
