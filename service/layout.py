@@ -20,6 +20,15 @@ MODEL_DIR = f"{GENERATED}/model"
 HISTORY = f"{GENERATED}/history.sqlite"
 BOARD_SYNC_STATE = f"{GENERATED}/board-sync.json"
 
+# The running program swaps these in live (docs/design.md, "Live model swap"): a rebuild that
+# changes only them reaches the sound without a restart; any other deployed change needs a run.
+MODULE_FILE = "model.vmfb"         # in MODEL_DIR
+BUILD_RECORD = "build.json"        # in MODEL_DIR: {"build", "sha256"} of the module beside it
+LIVE_SWAP_FILES = (MODULE_FILE, BUILD_RECORD)
+# What the running program plays, kept by its auxiliary task in the project folder (JSON, see
+# docs/design.md "The board's status file"); `board status` and the panel read it.
+STATUS_FILE = "bela-iree-status.json"
+
 BOARD_ROOT = "~/Bela"
 BOARD_HOME = "/root"              # what `~` is on a Bela: make flags need absolute paths
 RUNTIME_SUBDIR = "libraries/iree"  # BOARD_ROOT/RUNTIME_SUBDIR: include/ lib/ bin/ manifest.json
