@@ -96,3 +96,58 @@ def test_matrix_products_take_at_most_075_instructions_per_multiply_add_on_corte
     spec stepping 16 inputs at a time on ARMv7 (tuning_spec.py), no libm call (arm_fma.py)."""
     folder = compiled(model, "bela").folder
     assert count_per_call(folder, get_target("bela"), BELA_CACHE).instructions <= 0.75 * macs
+
+
+STARTER = (ROOT / "project_templates/project/starter_model.py").read_text()
+
+
+def starter_at(folder, frames: int):
+    """The project template's starter model (a per-sample waveshaper) at `frames` per block."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model = folder / "model.py"
+    model.write_text(STARTER.replace("BLOCK_SIZE = 1024", f"BLOCK_SIZE = {frames}"))
+    return model
+
+
+def test_a_call_splits_into_the_kernels_and_the_runtime(tmp_path):
+    """The estimate says how much of a call is IREE's runtime: the kernels' share grows with the
+    block, the runtime's stays put; the dispatch table carries each dispatch's counted work."""
+    runs = {}
+    for frames in (16, 64):
+        data, result = cli_json("bench", str(starter_at(tmp_path / str(frames), frames)), "--target", "gem", "--no-tune",
+                                "--seconds", "0.2", "--out", str(tmp_path / f"out{frames}"))
+        runs[frames] = data
+        e = data["estimate"]
+        assert e["kernel_instructions"] + e["runtime_instructions"] == e["instructions"]
+        assert e["kernel_instructions"] > 0 and e["runtime_instructions"] > 0
+        assert e["dispatches"] == len(data["dispatches"]) == sum(k["runs"] for k in e["per_dispatch"])
+        assert sum(d["instructions"] for d in data["dispatches"]) == e["kernel_instructions"]
+        assert all(d["runtime_instructions"] > 0 and d["estimate_ms"] > 0 for d in data["dispatches"])
+        assert "in IREE's runtime" in result.stdout + result.stderr
+    small, large = runs[16]["estimate"], runs[64]["estimate"]
+    assert large["kernel_instructions"] > 2.5 * small["kernel_instructions"]
+    assert abs(large["runtime_instructions"] - small["runtime_instructions"]) < 0.1 * small["runtime_instructions"]
+
+
+def test_without_a_board_the_estimate_is_the_headline():
+    from service.bench.bench import fit_verdict, verdict
+    estimate = {"ms": 0.03, "deadline_ms": 0.363, "headroom": 1 - 0.03 / 0.363, "instructions": 35000,
+                "kernel_instructions": 3000, "runtime_instructions": 32000, "dispatches": 2,
+                "model": {"board": "PocketBeagle 2 (Bela Gem)"}}
+    result = {"ran_on": "emulator", "emulated_cpu": "cortex-a53", "latency_ms": {"median": 0.5}, "deadline_ms": 0.363,
+              "headroom": 1 - 0.5 / 0.363, "estimate": estimate}
+    assert fit_verdict(result).startswith("estimated on PocketBeagle 2 (Bela Gem): fits: 0.03 ms")
+    lines = verdict(result).splitlines()
+    assert lines[0] == fit_verdict(result) and "32,000 in IREE's runtime" in lines[1]
+    assert lines[2].startswith("emulator wall time: 0.5 ms") and "not a board timing" in lines[2]
+    on_board = {**result, "ran_on": "board"}
+    assert fit_verdict(on_board).startswith("does not fit: 0.5 ms")
+
+
+def test_kernel_functions_are_named_by_the_one_load_offset_that_fits_them_all():
+    from service.bench.instruction_count import name_entries
+    symbols = {0x100: "main_dispatch_0_matmul", 0x200: "main_dispatch_1_add", 0x80: "iree_hal_executable_library_query"}
+    assert name_entries([0x5000100, 0x5000200], symbols) == {0x5000100: "main_dispatch_0_matmul",
+                                                             0x5000200: "main_dispatch_1_add"}
+    assert name_entries([0x5000100, 0x5000300], symbols) == {}     # no offset puts both on a dispatch
+    assert name_entries([0x5000100], {0x80: "iree_hal_executable_library_query"}) == {}

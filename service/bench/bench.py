@@ -175,22 +175,48 @@ def measure_peers_beside(compiled: CompileResult, target: Target, model_file: Pa
         return measure_peers(model_file, seconds, ours)
 
 
+def headline_is_estimate(result: dict) -> bool:
+    """For a board target with no board attached, the estimate from counted work is the figure
+    that says whether the model fits; the emulator's wall time is not the board's."""
+    return result.get("ran_on") == "emulator" and "ms" in result.get("estimate", {})
+
+
 def fit_verdict(result: dict) -> str:
     """Does the model fit in the audio block? The one place this is decided and worded: the
     command line prints it (`verdict`), the panel shows it (the builder puts it in each bench
-    message as "verdict") and adds what was measured and where."""
+    message as "verdict") and adds what was measured and where. Without a board, from the
+    estimate (and says so)."""
+    if headline_is_estimate(result):
+        return estimate_verdict(result["estimate"])
     median, deadline = result["latency_ms"]["median"], result["deadline_ms"]
     if median <= deadline:
         return f"fits: {median:.3g} ms of {deadline:.3g} ms ({100 * result['headroom']:.1f} % headroom)"
     return f"does not fit: {median:.3g} ms for a {deadline:.3g} ms block ({median / deadline:.1f}x over)"
 
 
+def emulator_line(result: dict) -> str:
+    """The emulator's wall time, said for what it is."""
+    return (f"emulator wall time: {result['latency_ms']['median']:.3g} ms median under qemu-user on this machine "
+            f"({result.get('emulated_cpu', 'emulated')}; not a board timing, not the verdict)")
+
+
 def verdict(result: dict) -> str:
-    """The command line's verdict line."""
-    where = " (emulated: not a board timing)" if result["ran_on"] == "emulator" else ""
+    """The command line's verdict line: the estimate first for a board without a board attached."""
     estimate = result.get("estimate", {})
+    if headline_is_estimate(result):
+        split = runtime_split_line(estimate)
+        return f"{fit_verdict(result)}{split}\n{emulator_line(result)}{streaming_verdict(result.get('streaming'))}"
+    where = " (emulated: not a board timing)" if result["ran_on"] == "emulator" else ""
     beside = f"\n{estimate_verdict(estimate)}" if "ms" in estimate else ""
     return f"{fit_verdict(result)}{where}{beside}{streaming_verdict(result.get('streaming'))}"
+
+
+def runtime_split_line(estimate: dict) -> str:
+    """How a call's counted instructions split between the kernels and IREE's runtime."""
+    if "runtime_instructions" not in estimate:
+        return ""
+    return (f"\n{estimate['instructions']:,} instructions per call: {estimate['kernel_instructions']:,} in the "
+            f"kernels, {estimate['runtime_instructions']:,} in IREE's runtime ({estimate['dispatches']} dispatches)")
 
 
 def streaming_verdict(stream: dict | None) -> str:

@@ -22,6 +22,7 @@ from ..runtimes.build import RUNTIME_LIBRARY, ensure_runtime
 from ..runtimes.emitc import LIBRARY, build_emitc_library, library_query_name
 from ..runtimes.toolchain import toolchain_for
 from .instruction_count import Cache, Counts, cached_counts, count_program, second_call
+from .kernel_symbols import dispatch_range
 from .measure import Measurement, repetitions_for
 from .run import output_sizes
 from .runtime_tools import emulator
@@ -92,10 +93,11 @@ def count_emitc_per_call(folder: Path, target: Target, board_cache: Cache) -> Co
     with tempfile.TemporaryDirectory(prefix="bela-iree-emitc-count-") as tmp:
         work = Path(tmp)
         program = emitc_program(folder, target, work)
+        kernels, names = dispatch_range(program)
         return cached_counts(
             [program.read_bytes(), (folder / "inputs.npz").read_bytes(), target.name, target.core, repr(board_cache)],
             lambda: count_program(work, program, lambda calls: program_arguments(folder, work, calls, timed=False),
-                                  target, board_cache, steady=second_call))
+                                  target, board_cache, steady=second_call, static_kernels=kernels, symbols=names))
 
 
 def measure_emitc(compiled: CompileResult, target: Target, seconds: float = 2.0,

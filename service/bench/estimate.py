@@ -15,6 +15,7 @@ so each board attached checks the model.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -86,6 +87,50 @@ def estimate_call(artifact_dir: Path, target: Target, deadline_ms: float | None 
     return estimate_from_counts(counts, model, deadline_ms)
 
 
+_ORDINAL = re.compile(r"dispatch_(\d+)")
+
+
+def _ordinal(name: str | None) -> int | None:
+    found = _ORDINAL.search(name or "")
+    return int(found.group(1)) if found else None
+
+
+def counted_dispatches(rows: list[dict], estimate: dict) -> list[dict]:
+    """The dispatch table with each dispatch's counted work on the board's core: its kernel's
+    instructions per call ("instructions"), its share of the runtime's own ("runtime_instructions":
+    the runtime's instructions of a call spread evenly over its dispatches) and the estimate of the
+    two ("estimate_ms"), sorted by that. Rows are matched by the dispatch's ordinal in its name; a
+    kernel library without symbols has its functions in ordinal order, so address order stands in.
+    With no timed rows (EmitC) the counted kernels are the table."""
+    kernels = [dict(k) for k in estimate.get("per_dispatch", ())]
+    if not kernels:
+        return rows
+    if any(k.get("name") is None for k in kernels):
+        ordinals = sorted({o for o in (_ordinal(r["name"]) for r in rows) if o is not None})
+        if len(ordinals) == len(kernels):
+            for kernel, ordinal in zip(sorted(kernels, key=lambda k: k["entry"]), ordinals):
+                kernel["ordinal"] = ordinal
+    by_ordinal = {k.get("ordinal", _ordinal(k.get("name"))): k for k in kernels}
+    runtime_each = estimate["runtime_instructions"] / max(estimate["dispatches"], 1)
+    per_ms = 1 / (estimate["model"]["ipc"] * estimate["model"]["clock_ghz"] * 1e6)
+    table = [dict(r) for r in rows] or [{"name": k.get("name") or f"kernel at {k['entry']:#x}", "ms": None,
+                                          "percent": None, "calls": k["runs"]} for k in kernels]
+    for row in table:
+        kernel = by_ordinal.get(_ordinal(row["name"])) if rows else next(
+            k for k in kernels if (k.get("name") or f"kernel at {k['entry']:#x}") == row["name"])
+        if kernel is None:
+            continue
+        row["instructions"] = kernel["instructions"]
+        row["workgroups"] = kernel["calls"]
+        row["runtime_instructions"] = round(runtime_each * kernel["runs"])
+        row["estimate_ms"] = float(f"{(kernel['instructions'] + row['runtime_instructions']) * per_ms:.3g}")
+    total = sum(r.get("instructions", 0) + r.get("runtime_instructions", 0) for r in table) or 1
+    for row in table:
+        if "instructions" in row:
+            row["estimate_percent"] = 100 * (row["instructions"] + row["runtime_instructions"]) / total
+    return sorted(table, key=lambda r: -(r.get("instructions", 0) + r.get("runtime_instructions", 0)))
+
+
 def estimate_verdict(estimate: dict) -> str:
     """One line, always saying it is an estimate."""
     where = f"on {estimate['model']['board']}"
@@ -110,5 +155,7 @@ def add_estimate(result: dict, artifact_dir: Path, target: Target) -> dict:
     if result.get("ran_on") == "board":
         estimate["measured_ms"] = result["latency_ms"]["median"]
         estimate["measured_over_estimated"] = result["latency_ms"]["median"] / estimate["ms"]
+    else:   # no board: the counted work is what says where the time goes
+        result["dispatches"] = counted_dispatches(result.get("dispatches") or [], estimate)
     result["estimate"] = estimate
     return result

@@ -14,6 +14,13 @@ between mark j and mark j + p are one call's whenever both marks fall in the sec
 of a whole run are not used: how often start-up and teardown wait for the tool's helper threads
 depends on the host's timing, the calls do not. Instructions, bytes and DRAM bytes are the same
 for the same artifact on every run.
+
+The plugin also splits a call's instructions into the kernels' (the compiled dispatch functions
+and what they call, e.g. memcpy) and the runtime's own (the VM, the HAL, the command buffer, the
+tool): kernel code is the library the loader maps after start-up, or, for a program with the
+kernels linked in (EmitC), the address range of its dispatch symbols. Each kernel function's
+instructions, calls (workgroups) and runs (dispatches) are kept apart, and named here from the
+library's symbols (kernel_symbols.py).
 """
 from __future__ import annotations
 
@@ -27,6 +34,7 @@ from ..pipeline import cache
 from ..pipeline.targets import Target
 from ..pipeline.tools import run_tool, system_tool
 from ..runtimes.toolchain import toolchain_for
+from .kernel_symbols import vmfb_kernel_names
 from .run import input_files
 from .runtime_tools import emulator, tool_command
 
@@ -35,7 +43,8 @@ PLUGIN_SOURCE, CLOCK_SOURCE = SOURCES / "insn_count.c", SOURCES / "fixed_clock.c
 MARKER = 48666        # the system call fixed_clock.c makes on each clock read (no Linux has it)
 TOOL, MODULE, CLOCK_LIBRARY = "iree-benchmark-module", "model.vmfb", "fixed_clock.so"
 GUEST_ENVIRONMENT = {"PATH": "/usr/bin:/bin", "LC_ALL": "C"}   # qemu-user passes its environment on
-FIELDS = ("instructions", "loaded_bytes", "stored_bytes", "cache_misses", "cache_writebacks")
+FIELDS = ("instructions", "loaded_bytes", "stored_bytes", "cache_misses", "cache_writebacks", "kernel_instructions",
+          "kernel_calls", "kernel_runs")
 COUNT_TIMEOUT = 1800.0
 BUILD_TIMEOUT = 300.0
 
@@ -56,14 +65,25 @@ class Counts:
     stored_bytes: int
     dram_bytes: int         # simulated cache misses and write-backs, times the line size
     calls: int              # calls of the counted run; the figures are its last call's
+    kernel_instructions: int = 0   # in the dispatch functions and their callees; the rest is the runtime's
+    dispatches: int = 0            # runs of calls to one kernel function (a dispatch's workgroups)
+    workgroups: int = 0            # calls of kernel functions
+    kernels: tuple = ()            # per kernel function: {"entry", "name", "instructions", "calls", "runs"}
 
     @property
     def bytes(self) -> int:
         return self.loaded_bytes + self.stored_bytes
 
+    @property
+    def runtime_instructions(self) -> int:
+        return self.instructions - self.kernel_instructions
+
     def to_json(self) -> dict:
         return {"instructions": self.instructions, "bytes": self.bytes, "loaded_bytes": self.loaded_bytes,
-                "stored_bytes": self.stored_bytes, "dram_bytes": self.dram_bytes, "calls": self.calls}
+                "stored_bytes": self.stored_bytes, "dram_bytes": self.dram_bytes, "calls": self.calls,
+                "kernel_instructions": self.kernel_instructions, "runtime_instructions": self.runtime_instructions,
+                "dispatches": self.dispatches, "workgroups": self.workgroups,
+                "per_dispatch": [dict(k) for k in self.kernels]}
 
 
 def _built(source: Path, name: str, key_parts: list[str], argv_for) -> Path:
@@ -100,28 +120,37 @@ def fixed_clock_library(target: Target) -> Path:
     return _built(CLOCK_SOURCE, "fixed_clock.so", [target.arch, toolchain.describe()], argv)
 
 
-def counting_options(target: Target, board_cache: Cache, out: Path, *, iree_tool: bool = True) -> list[str]:
+def counting_options(target: Target, board_cache: Cache, out: Path, *, iree_tool: bool = True,
+                     static_kernels: tuple[int, int] | None = None) -> list[str]:
     """The qemu options that load the plugin (counts written to `out`) and, for an IREE tool,
-    preload the clock whose reads mark the calls (count_run puts it in the working folder)."""
+    preload the clock whose reads mark the calls (count_run puts it in the working folder).
+    static_kernels: the link-time address range of kernels linked into the program (EmitC)."""
     plugin = f"{plugin_library()},out={out},cache_kb={board_cache.kb},ways={board_cache.ways},line={board_cache.line}"
     if not iree_tool:
         return ["-plugin", plugin]
+    if static_kernels:
+        plugin += f",static={static_kernels[0]:x}-{static_kernels[1]:x}"
     return ["-plugin", f"{plugin},marker={MARKER}", "-E", f"LD_PRELOAD=./{CLOCK_LIBRARY}"]
 
 
 def parse_counts(text: str) -> dict:
-    """The plugin's totals ({name: int}) and, under "marks", the counts (FIELDS) at each mark."""
-    values: dict = {"marks": []}
+    """The plugin's totals ({name: int}); under "marks", the counts (FIELDS) at each mark; under
+    "functions", per mark, {entry address: (instructions, calls, runs)} of each kernel function."""
+    values: dict = {"marks": [], "functions": {}}
     for line in text.splitlines():
         name, _, value = line.partition(" ")
         if name == "mark":
             values["marks"].append(tuple(int(v) for v in value.split()[1:]))
+        elif name == "function":
+            mark, entry, *numbers = value.split()
+            values["functions"].setdefault(int(mark), {})[int(entry, 16)] = tuple(map(int, numbers))
         else:
             values[name] = int(value)
     return values
 
 
-def count_run(work: Path, program: Path, arguments: list[str], target: Target, board_cache: Cache, out: Path) -> dict:
+def count_run(work: Path, program: Path, arguments: list[str], target: Target, board_cache: Cache, out: Path,
+              static_kernels: tuple[int, int] | None = None) -> dict:
     """The plugin's counts for one emulated run of `program` with `arguments`, in `work`.
 
     The guest sees the same command line and environment on every run: the program and the
@@ -133,7 +162,8 @@ def count_run(work: Path, program: Path, arguments: list[str], target: Target, b
     for name, source in ((program.name, program), (CLOCK_LIBRARY, fixed_clock_library(target))):
         if not (work / name).exists():
             (work / name).symlink_to(source)
-    argv = [*emulator(target, counting_options(target, board_cache, out)), f"./{program.name}", *arguments]
+    argv = [*emulator(target, counting_options(target, board_cache, out, static_kernels=static_kernels)),
+            f"./{program.name}", *arguments]
     result = run_tool(argv, timeout=COUNT_TIMEOUT, stage="benchmarking", cwd=work, env=GUEST_ENVIRONMENT)
     if result.returncode != 0 or not out.exists():
         lines = [l for l in result.stderr.strip().splitlines() if l.strip()]
@@ -143,14 +173,16 @@ def count_run(work: Path, program: Path, arguments: list[str], target: Target, b
 
 
 def count_program(work: Path, program: Path, arguments_for, target: Target, board_cache: Cache,
-                  steady=None) -> Counts:
+                  steady=None, static_kernels: tuple[int, int] | None = None, symbols: dict | None = None) -> Counts:
     """One steady-state call's work of a program that calls a model N times when run with
     arguments_for(N) (the same length for 1 and 3): a 1-call and a 3-call run, see the module's
     docstring. Any program whose calls read the clock the same number of times can be counted;
-    `steady` picks the call from the two runs' marks (steady_call unless said)."""
-    one = count_run(work, program, arguments_for(1), target, board_cache, work / "counts-1.txt")["marks"]
-    three = count_run(work, program, arguments_for(3), target, board_cache, work / "counts-3.txt")["marks"]
-    return (steady or steady_call)(one, three, board_cache)
+    `steady` picks the call (two mark indices) from the two runs' marks (steady_call unless said).
+    symbols ({address: name} of the kernel library or program) name the kernel functions."""
+    one = count_run(work, program, arguments_for(1), target, board_cache, work / "counts-1.txt", static_kernels)
+    three = count_run(work, program, arguments_for(3), target, board_cache, work / "counts-3.txt", static_kernels)
+    start, end = (steady or steady_call)(one["marks"], three["marks"])
+    return call_counts(three, start, end, board_cache, symbols or {})
 
 
 def cached_counts(key_parts: list, count) -> Counts:
@@ -159,7 +191,8 @@ def cached_counts(key_parts: list, count) -> Counts:
     key = cache.digest(*key_parts, PLUGIN_SOURCE.read_bytes(), CLOCK_SOURCE.read_bytes())
     stored = cache.cache_root() / "counts" / f"{key}.json"
     if stored.exists():
-        return Counts(**json.loads(stored.read_text()))
+        values = json.loads(stored.read_text())
+        return Counts(**{**values, "kernels": tuple(values.get("kernels", ()))})
     counts = count()
     stored.parent.mkdir(parents=True, exist_ok=True)
     stored.write_text(json.dumps(asdict(counts)))
@@ -184,7 +217,8 @@ def count_uncached(artifact_dir: Path, target: Target, board_cache: Cache) -> Co
         def arguments(calls: int) -> list[str]:
             return [f"--module={MODULE}", "--device=local-sync", "--function=main", *[f"--input=@{p}" for p in inputs],
                     f"--benchmark_min_time={calls}x", "--benchmark_repetitions=1", "--benchmark_min_warmup_time=0"]
-        return count_program(work, Path(tool_command(target, TOOL)[0][-1]), arguments, target, board_cache)
+        return count_program(work, Path(tool_command(target, TOOL)[0][-1]), arguments, target, board_cache,
+                             symbols=vmfb_kernel_names(artifact_dir / MODULE))
 
 
 def marks_per_call(one: list[tuple], three: list[tuple]) -> int:
@@ -195,24 +229,52 @@ def marks_per_call(one: list[tuple], three: list[tuple]) -> int:
     return period
 
 
-def second_call(one: list[tuple], three: list[tuple], board_cache: Cache) -> Counts:
+def second_call(one: list[tuple], three: list[tuple]) -> tuple[int, int]:
     """For a program that reads the clock only as each call starts and ends (runtime/'s test
     program, around bela_iree_model_run): the second call's start to the third's. Its calls are
     steady within a few hundred instructions, not exactly (the C library's copies and the
     program's own bookkeeping between calls vary with the addresses), so no run of equal calls
     is looked for; the same artifact still gives the same count."""
     period = marks_per_call(one, three)
-    return _counts(tuple(b - a for a, b in zip(three[period], three[2 * period])), board_cache)
+    return period, 2 * period
 
 
-def _counts(window: tuple, board_cache: Cache) -> Counts:
-    per = dict(zip(FIELDS, window))
+def call_counts(run: dict, start: int, end: int, board_cache: Cache, symbols: dict) -> Counts:
+    """The counts between marks start and end of a run (parse_counts), kernel functions named."""
+    marks = run["marks"]
+    per = dict(zip(FIELDS, (b - a for a, b in zip(marks[start], marks[end]))))
+    before, after = run["functions"].get(start, {}), run["functions"].get(end, {})
+    kernels = []
+    for entry, numbers in after.items():
+        delta = [b - a for a, b in zip(before.get(entry, (0, 0, 0)), numbers)]
+        if any(delta):
+            kernels.append({"entry": entry, "instructions": delta[0], "calls": delta[1], "runs": delta[2]})
+    names = name_entries([k["entry"] for k in kernels], symbols)
+    for kernel in kernels:
+        kernel["name"] = names.get(kernel["entry"])   # None: unnamed (bench matches it to the dispatch table)
     return Counts(instructions=per["instructions"], loaded_bytes=per["loaded_bytes"], stored_bytes=per["stored_bytes"],
-                  dram_bytes=(per["cache_misses"] + per["cache_writebacks"]) * board_cache.line, calls=3)
+                  dram_bytes=(per["cache_misses"] + per["cache_writebacks"]) * board_cache.line, calls=3,
+                  kernel_instructions=per.get("kernel_instructions", 0), dispatches=per.get("kernel_runs", 0),
+                  workgroups=per.get("kernel_calls", 0),
+                  kernels=tuple(sorted(kernels, key=lambda k: k["entry"])))
 
 
-def steady_call(one: list[tuple], three: list[tuple], board_cache: Cache) -> Counts:
-    """One call's counts from the marks of a 1-call and a 3-call run of an IREE tool."""
+def name_entries(entries: list[int], symbols: dict) -> dict:
+    """{entry address: symbol name}: the run-time addresses are the dispatch symbols' moved by one
+    load offset (the library's base), the offset that puts every entry on one. {} when no offset
+    does (a library without its dispatch symbols: bench names those by the dispatch table)."""
+    by_address = {address & ~1: name for address, name in symbols.items() if "dispatch" in name}
+    if not entries or not by_address:
+        return {}
+    for address in by_address:
+        offset = entries[0] - address
+        if all((e - offset) in by_address for e in entries):
+            return {e: by_address[e - offset] for e in entries}
+    return {}
+
+
+def steady_call(one: list[tuple], three: list[tuple]) -> tuple[int, int]:
+    """One call's marks (start, end) from the marks of a 1-call and a 3-call run of an IREE tool."""
     period = marks_per_call(one, three)
     windows = [tuple(b - a for a, b in zip(three[j], three[j + period])) for j in range(len(three) - period)]
     # runs of equal windows: p of them in a row are p windows each spanning one whole call from
@@ -227,4 +289,4 @@ def steady_call(one: list[tuple], three: list[tuple], board_cache: Cache) -> Cou
     if not whole:
         raise BenchError("counting instructions failed: no call was marked the same way twice",
                          hint="a model whose calls differ (state, data-dependent loops) cannot be counted this way")
-    return _counts(windows[whole[-1]], board_cache)
+    return whole[-1], whole[-1] + period

@@ -9,11 +9,17 @@ from ..pipeline.variants import describe
 
 def bench_table(result: dict) -> Group:
     latency = result["latency_ms"]
+    estimate = result.get("estimate")
     summary = Table(title=f"{result['model']} on {result['target']} (ran on {result['ran_on']})", show_header=False)
-    summary.add_row("latency per block", f"min {latency['min']:.4g} · median {latency['median']:.4g} · "
+    headline = result.get("ran_on") == "emulator" and estimate and "ms" in estimate
+    if headline:   # no board: the estimate is the figure; the emulator's wall time is not the board's
+        _estimate_rows(summary, estimate)
+    timed = "emulator wall time (not the board's)" if result.get("ran_on") == "emulator" else "latency per block"
+    summary.add_row(timed, f"min {latency['min']:.4g} · median {latency['median']:.4g} · "
                     f"p99 {latency['p99']:.4g} · max {latency['max']:.4g} ms ({result['samples']} calls)")
     summary.add_row("deadline", f"{result['deadline_ms']:.4g} ms ({result['block_size']} frames at {result['sample_rate']} Hz)")
-    summary.add_row("headroom", f"{100 * result['headroom']:.1f} %")
+    if not headline:
+        summary.add_row("headroom", f"{100 * result['headroom']:.1f} %")
     accuracy = result["accuracy"]
     summary.add_row("accuracy", f"max abs error {accuracy['max_abs_err']:.3g} vs PyTorch "
                     f"({'within' if accuracy['within_tolerance'] else '[red]outside[/]'} {accuracy['tolerance']:.2g})")
@@ -31,24 +37,15 @@ def bench_table(result: dict) -> Group:
     if result.get("tuning"):
         how = "chosen by" if result["tuning"].get("basis") == "counted" else "measured:"
         summary.add_row("IREE flags", f"{result['variant']} ({how} {describe(result['tuning'])})")
-    estimate = result.get("estimate")
-    if estimate and "ms" in estimate:
-        summary.add_row("[bold]estimate[/] on the board", f"{estimate['ms']:.3g} ms per call "
-                        f"({estimate['instructions'] / 1e6:.3g} M instructions, {estimate['dram_bytes'] / 1e6:.3g} MB "
-                        f"from DRAM) - an estimate, not a measurement")
-        summary.add_row("board model", estimate["model"]["description"])
-        if "measured_over_estimated" in estimate:
-            summary.add_row("measured / estimated", f"{estimate['measured_over_estimated']:.2f}")
-    elif estimate:
+    if estimate and "ms" in estimate and not headline:
+        _estimate_rows(summary, estimate)
+    elif estimate and "ms" not in estimate:
         summary.add_row("estimate", f"[red]not made[/]: {estimate['error']}")
     if result.get("note"):
         summary.add_row("note", result["note"])
     parts = [summary]
     if result["dispatches"]:
-        dispatches = Table("dispatch", "ms", "%", title="where the time goes")
-        for d in result["dispatches"][:10]:
-            dispatches.add_row(d["name"], f"{d['ms']:.4g}", f"{d['percent'] or 0:.1f}")
-        parts.append(dispatches)
+        parts.append(_dispatch_table(result["dispatches"]))
     if "peers" in result:
         peers = Table("runtime", "median ms", "ours is", title="peers (1 thread, same input, timed in turns)")
         peers.add_row("bela-iree (IREE)", f"{result.get('side_by_side_ms', latency['median']):.4g}", "")
@@ -60,3 +57,34 @@ def bench_table(result: dict) -> Group:
                 peers.add_row(name, "[red]failed[/]", figures["error"][:80])
         parts.append(peers)
     return Group(*parts)
+
+
+def _estimate_rows(summary: Table, estimate: dict) -> None:
+    summary.add_row("[bold]estimate[/] on the board", f"{estimate['ms']:.3g} ms per call "
+                    f"({estimate['instructions'] / 1e6:.3g} M instructions, {estimate['dram_bytes'] / 1e6:.3g} MB "
+                    f"from DRAM) - an estimate, not a measurement")
+    if "deadline_ms" in estimate:
+        summary.add_row("estimated headroom", f"{100 * estimate['headroom']:.1f} %")
+    if "runtime_instructions" in estimate:
+        summary.add_row("instructions per call", f"{estimate['kernel_instructions']:,} in the kernels, "
+                        f"{estimate['runtime_instructions']:,} in IREE's runtime ({estimate['dispatches']} dispatches, "
+                        f"{estimate.get('workgroups', 0)} workgroups)")
+    summary.add_row("board model", estimate["model"]["description"])
+    if "measured_over_estimated" in estimate:
+        summary.add_row("measured / estimated", f"{estimate['measured_over_estimated']:.2f}")
+
+
+def _dispatch_table(rows: list[dict]) -> Table:
+    """Counted on the board's emulated core when there is no board (estimate.counted_dispatches),
+    timed otherwise."""
+    if any("instructions" in d for d in rows):
+        table = Table("dispatch", "kernel instr.", "runtime instr.", "est. ms", "%",
+                      title="where the time goes (instructions counted on the emulated core)")
+        for d in rows[:10]:
+            table.add_row(d["name"], f"{d.get('instructions', 0):,}", f"{d.get('runtime_instructions', 0):,}",
+                          f"{d.get('estimate_ms', 0):.3g}", f"{d.get('estimate_percent', 0):.1f}")
+        return table
+    table = Table("dispatch", "ms", "%", title="where the time goes")
+    for d in rows[:10]:
+        table.add_row(d["name"], f"{d['ms']:.4g}", f"{d['percent'] or 0:.1f}")
+    return table

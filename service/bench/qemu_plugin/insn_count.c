@@ -12,8 +12,20 @@
  *             number of times per call: two marks that many apart enclose exactly one call.
  *   cache_kb  size of the simulated cache (0: no simulation, bytes are still counted)
  *   ways      associativity (LRU), line: line size in bytes
+ *   static    LO-HI (hex, the program's link-time addresses): code of the kernels linked into
+ *             the program itself (EmitC); moved by the program's load bias, which fixed_clock.c
+ *             reports (system call MARKER + 1) from its constructor, before main.
  * Counting is deterministic: instructions by a callback per translation block, memory by a
  * callback per access, both on the guest's first thread only.
+ *
+ * Kernels and the runtime: instructions executed in kernel code are counted apart. Kernel code
+ * is every executable mapping the guest makes after fixed_clock.c's constructor (the kernel
+ * library a loader maps: dlopen's mmap, the embedded ELF loader's mprotect), plus `static`. A
+ * kernel function is entered from outside kernel code (the runtime calls it once per workgroup);
+ * what a kernel calls outside kernel code (memcpy, expf) counts for the kernel when it returns to
+ * the instruction after the call. Everything else in a call is the runtime's own. Each distinct
+ * entry address is one kernel function, with its instructions, its calls (workgroups) and its
+ * runs (a run of calls to it with no other kernel between: one dispatch).
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -51,6 +63,12 @@ void qemu_plugin_register_vcpu_mem_cb(struct qemu_plugin_insn *insn, mem_cb cb, 
 unsigned int qemu_plugin_mem_size_shift(qemu_plugin_meminfo_t info);
 bool qemu_plugin_mem_is_store(qemu_plugin_meminfo_t info);
 void qemu_plugin_register_vcpu_syscall_cb(qemu_plugin_id_t id, syscall_cb cb);
+typedef void (*syscall_ret_cb)(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, int64_t ret);
+void qemu_plugin_register_vcpu_syscall_ret_cb(qemu_plugin_id_t id, syscall_ret_cb cb);
+uint64_t qemu_plugin_tb_vaddr(const struct qemu_plugin_tb *tb);
+uint64_t qemu_plugin_insn_vaddr(const struct qemu_plugin_insn *insn);
+size_t qemu_plugin_insn_size(const struct qemu_plugin_insn *insn);
+char *qemu_plugin_insn_disas(const struct qemu_plugin_insn *insn);
 void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, exit_cb cb, void *data);
 
 __attribute__((visibility("default"))) int qemu_plugin_version = 1;
@@ -63,7 +81,8 @@ static char out_path[4096];
  * tool's start-up and teardown wait for its helper threads, which the host's timing decides;
  * the counts between two marks inside the calls do not. */
 static int64_t marker = -1;
-static uint64_t (*marks)[5];
+#define MARK_FIELDS 8   /* instructions loaded stored misses writebacks kernel_instructions kernel_calls kernel_runs */
+static uint64_t (*marks)[MARK_FIELDS];
 static size_t n_marks, marks_capacity;
 
 /* The cache: sets of `ways` tags kept in LRU order (most recent first); tag 0 = empty. */
@@ -94,10 +113,92 @@ static void touch(uint64_t vaddr, bool store) {
     d[0] = was_dirty | store;
 }
 
+/* --- kernels ------------------------------------------------------------------------------ */
+#define MAX_REGIONS 64
+#define MAX_FUNCTIONS 1024
+static struct { uint64_t lo, hi; } regions[MAX_REGIONS];
+static size_t n_regions;
+static bool tracking;                   /* set by the start system call: later executable maps are kernels */
+static uint64_t static_lo, static_hi;   /* the `static` range, before the load bias */
+static uint64_t load_bias;
+static uint64_t kernel_instructions, kernel_calls, kernel_runs;
+static struct function { uint64_t entry, instructions, calls, runs; } functions[MAX_FUNCTIONS];
+static size_t n_functions;
+static struct function *current, *last_entered;
+static bool in_kernel, awaiting_return;  /* awaiting_return: the last kernel block ended in a call */
+static uint64_t return_address, pending; /* pending: instructions outside kernel code since that call */
+static int64_t pending_map_prot = -1;
+static int64_t mmap_number = -1, mprotect_number = -1;   /* the guest's: set from its architecture */
+static struct function_mark { size_t n; struct function *f; } *function_marks;   /* per mark */
+static uint64_t pending_map_len;
+
+typedef struct { uint64_t vaddr, end, executed; unsigned n; bool kernel, ends_in_call; } block_t;
+
+/* profile=PATH: every translated block's address and instructions executed, for finding where
+ * the runtime's own instructions go (tools, not the estimate). */
+static char profile_path[4096];
+static block_t **blocks;
+static size_t n_blocks, blocks_capacity;
+
+static void add_region(uint64_t lo, uint64_t hi) {
+    if (n_regions < MAX_REGIONS && hi > lo) regions[n_regions].lo = lo, regions[n_regions++].hi = hi;
+}
+
+static bool in_regions(uint64_t pc) {
+    for (size_t i = 0; i < n_regions; i++)
+        if (pc >= regions[i].lo && pc < regions[i].hi) return true;
+    return false;
+}
+
+static struct function *function_at(uint64_t entry) {
+    for (size_t i = 0; i < n_functions; i++)
+        if (functions[i].entry == entry) return &functions[i];
+    if (n_functions == MAX_FUNCTIONS) return &functions[MAX_FUNCTIONS - 1];
+    functions[n_functions].entry = entry;
+    return &functions[n_functions++];
+}
+
+/* A call instruction: bl/blx (ARM), bl/blr (AArch64), as qemu's disassembler spells them. */
+static bool is_call(const char *disas) {
+    if (!disas || disas[0] != 'b' || disas[1] != 'l') return false;
+    const char *rest = disas + 2;
+    if (*rest == 'x' || *rest == 'r') rest++;
+    return *rest == ' ' || *rest == '\t' || *rest == '\0';
+}
+
+static void on_kernel_block(const block_t *b) {
+    if (!in_kernel) {
+        if (awaiting_return && b->vaddr == return_address) {
+            kernel_instructions += pending;       /* a callee of the kernel returned */
+            if (current) current->instructions += pending;
+        } else {                                  /* the runtime called a kernel function */
+            current = function_at(b->vaddr);
+            current->calls++, kernel_calls++;
+            if (current != last_entered) current->runs++, kernel_runs++;
+            last_entered = current;
+        }
+        in_kernel = true;
+    }
+    pending = 0;
+    kernel_instructions += b->n;
+    current->instructions += b->n;
+    awaiting_return = b->ends_in_call;
+    return_address = b->end;
+}
+
 /* Only the first thread (vcpu 0) is counted: the IREE tools' helper threads wait on futexes,
  * and how often they wake depends on the host's timing, not on the model. */
-static void on_block(unsigned int vcpu, void *n_insns) {
-    if (vcpu == 0) instructions += (uintptr_t)n_insns;
+static void on_block(unsigned int vcpu, void *data) {
+    const block_t *b = data;
+    if (vcpu != 0) return;
+    instructions += b->n;
+    ((block_t *)data)->executed += b->n;
+    if (b->kernel) {
+        on_kernel_block(b);
+    } else {
+        in_kernel = false;
+        if (awaiting_return) pending += b->n;
+    }
 }
 
 static void on_access(unsigned int vcpu, qemu_plugin_meminfo_t info, uint64_t vaddr, void *data) {
@@ -115,22 +216,71 @@ static void on_access(unsigned int vcpu, qemu_plugin_meminfo_t info, uint64_t va
 static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint64_t a1, uint64_t a2,
                        uint64_t a3, uint64_t a4, uint64_t a5, uint64_t a6, uint64_t a7, uint64_t a8) {
     (void)id; (void)a2; (void)a3; (void)a4; (void)a5; (void)a6; (void)a7; (void)a8;
-    (void)a1;
-    if (vcpu != 0 || num != marker) return;
+    if (vcpu != 0) return;
+    if (tracking && (num == mmap_number || num == mprotect_number)) {
+        if (!(a3 & 4 /* PROT_EXEC */)) return;
+        if (num == mprotect_number) add_region(a1, a1 + a2);
+        else pending_map_prot = (int64_t)a3, pending_map_len = a2;
+        return;
+    }
+    if (marker >= 0 && num == marker + 1) {   /* fixed_clock.c's constructor: a1 is the load bias */
+        tracking = true;
+        load_bias = a1;
+        if (static_hi > static_lo) add_region(static_lo + a1, static_hi + a1);
+        return;
+    }
+    if (num != marker) return;
     if (n_marks == marks_capacity) {
         size_t capacity = marks_capacity ? 2 * marks_capacity : 1024;
         void *grown = realloc(marks, capacity * sizeof *marks);
         if (!grown) return;
         marks = grown, marks_capacity = capacity;
+        grown = realloc(function_marks, capacity * sizeof *function_marks);
+        if (!grown) return;
+        function_marks = grown;
     }
-    uint64_t now[5] = {instructions, loaded, stored, misses, writebacks};
+    function_marks[n_marks].n = 0, function_marks[n_marks].f = NULL;
+    if (n_functions && (function_marks[n_marks].f = malloc(n_functions * sizeof *functions))) {
+        memcpy(function_marks[n_marks].f, functions, n_functions * sizeof *functions);
+        function_marks[n_marks].n = n_functions;
+    }
+    if (!in_kernel && awaiting_return) awaiting_return = false, pending = 0;  /* a clock read is the runtime's */
+    uint64_t now[MARK_FIELDS] = {instructions, loaded, stored, misses, writebacks, kernel_instructions, kernel_calls,
+                                 kernel_runs};
     memcpy(marks[n_marks++], now, sizeof now);
+}
+
+static void on_map_return(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, int64_t ret) {
+    (void)id;
+    if (vcpu != 0 || num != mmap_number || pending_map_prot < 0) return;
+    if (ret > 0 || ret < -4096) add_region((uint64_t)ret, (uint64_t)ret + pending_map_len);
+    pending_map_prot = -1;
 }
 
 static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {
     (void)id;
     size_t n = qemu_plugin_tb_n_insns(tb);
-    qemu_plugin_register_vcpu_tb_exec_cb(tb, on_block, QEMU_PLUGIN_CB_NO_REGS, (void *)(uintptr_t)n);
+    block_t *b = calloc(1, sizeof *b);   /* lives as long as the translation; few are made */
+    if (!b) return;
+    b->vaddr = qemu_plugin_tb_vaddr(tb);
+    b->n = (unsigned)n;
+    b->kernel = n_regions && in_regions(b->vaddr);
+    if (b->kernel && n) {
+        struct qemu_plugin_insn *last = qemu_plugin_tb_get_insn(tb, n - 1);
+        b->end = qemu_plugin_insn_vaddr(last) + qemu_plugin_insn_size(last);
+        char *disas = qemu_plugin_insn_disas(last);
+        b->ends_in_call = is_call(disas);
+        free(disas);
+    }
+    if (profile_path[0]) {
+        if (n_blocks == blocks_capacity) {
+            size_t capacity = blocks_capacity ? 2 * blocks_capacity : 4096;
+            void *grown = realloc(blocks, capacity * sizeof *blocks);
+            if (grown) blocks = grown, blocks_capacity = capacity;
+        }
+        if (n_blocks < blocks_capacity) blocks[n_blocks++] = b;
+    }
+    qemu_plugin_register_vcpu_tb_exec_cb(tb, on_block, QEMU_PLUGIN_CB_NO_REGS, b);
     for (size_t i = 0; i < n; i++)
         qemu_plugin_register_vcpu_mem_cb(qemu_plugin_tb_get_insn(tb, i), on_access, QEMU_PLUGIN_CB_NO_REGS,
                                          QEMU_PLUGIN_MEM_RW, NULL);
@@ -145,11 +295,25 @@ static void write_counts(qemu_plugin_id_t id, void *data) {
     if (tags)
         fprintf(f, "cache_misses %llu\ncache_writebacks %llu\ncache_line_bytes %u\n", (unsigned long long)misses,
                 (unsigned long long)writebacks, 1u << line_shift);
-    for (size_t i = 0; i < n_marks; i++)
-        fprintf(f, "mark %zu %llu %llu %llu %llu %llu\n", i, (unsigned long long)marks[i][0],
-                (unsigned long long)marks[i][1], (unsigned long long)marks[i][2], (unsigned long long)marks[i][3],
-                (unsigned long long)marks[i][4]);
+    fprintf(f, "load_bias %llu\n", (unsigned long long)load_bias);
+    fprintf(f, "kernel_instructions %llu\nkernel_calls %llu\nkernel_runs %llu\n",
+            (unsigned long long)kernel_instructions, (unsigned long long)kernel_calls, (unsigned long long)kernel_runs);
+    for (size_t i = 0; i < n_marks; i++) {
+        fprintf(f, "mark %zu", i);
+        for (int k = 0; k < MARK_FIELDS; k++) fprintf(f, " %llu", (unsigned long long)marks[i][k]);
+        fputc('\n', f);
+    }
+    for (size_t i = 0; i < n_marks && function_marks; i++)
+        for (size_t j = 0; j < function_marks[i].n; j++)
+            fprintf(f, "function %zu %llx %llu %llu %llu\n", i, (unsigned long long)function_marks[i].f[j].entry,
+                    (unsigned long long)function_marks[i].f[j].instructions,
+                    (unsigned long long)function_marks[i].f[j].calls, (unsigned long long)function_marks[i].f[j].runs);
     if (f != stderr) fclose(f);
+    FILE *p = profile_path[0] ? fopen(profile_path, "w") : NULL;
+    for (size_t i = 0; p && i < n_blocks; i++)
+        if (blocks[i]->executed) fprintf(p, "%llx %llu\n", (unsigned long long)blocks[i]->vaddr,
+                                         (unsigned long long)blocks[i]->executed);
+    if (p) fclose(p);
 }
 
 static unsigned log2_exact(unsigned long v) {
@@ -160,7 +324,8 @@ static unsigned log2_exact(unsigned long v) {
 
 __attribute__((visibility("default")))
 int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, char **argv) {
-    (void)info;
+    if (!strcmp(info->target_name, "arm")) mmap_number = 192, mprotect_number = 125;          /* mmap2 */
+    else if (!strcmp(info->target_name, "aarch64")) mmap_number = 222, mprotect_number = 226;
     unsigned long cache_kb = 0, n_ways = 8, line = 64;
     for (int i = 0; i < argc; i++) {
         const char *eq = strchr(argv[i], '=');
@@ -171,6 +336,12 @@ int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, 
         else if (name == 4 && !strncmp(argv[i], "ways", 4)) n_ways = strtoul(eq + 1, NULL, 10);
         else if (name == 4 && !strncmp(argv[i], "line", 4)) line = strtoul(eq + 1, NULL, 10);
         else if (name == 6 && !strncmp(argv[i], "marker", 6)) marker = strtoll(eq + 1, NULL, 10);
+        else if (name == 7 && !strncmp(argv[i], "profile", 7)) snprintf(profile_path, sizeof profile_path, "%s", eq + 1);
+        else if (name == 6 && !strncmp(argv[i], "static", 6)) {
+            char *dash = NULL;
+            static_lo = strtoull(eq + 1, &dash, 16);
+            static_hi = dash && *dash == '-' ? strtoull(dash + 1, NULL, 16) : 0;
+        }
         else { fprintf(stderr, "insn_count: unknown argument %s\n", argv[i]); return -1; }
     }
     if (cache_kb) {
@@ -187,7 +358,10 @@ int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, 
         if (!tags || !dirty) return -1;
     }
     qemu_plugin_register_vcpu_tb_trans_cb(id, on_translate);
-    if (marker >= 0) qemu_plugin_register_vcpu_syscall_cb(id, on_syscall);
+    if (marker >= 0) {
+        qemu_plugin_register_vcpu_syscall_cb(id, on_syscall);
+        qemu_plugin_register_vcpu_syscall_ret_cb(id, on_map_return);
+    }
     qemu_plugin_register_atexit_cb(id, write_counts, NULL);
     return 0;
 }
