@@ -18,6 +18,8 @@
 #include "iree/base/threading/numa.h"
 #include "iree/hal/drivers/local_sync/sync_device.h"
 #include "iree/hal/utils/caching_allocator.h"
+#include "iree/modules/hal/inline/module.h"
+#include "iree/modules/hal/loader/module.h"
 #include "iree/modules/hal/types.h"
 #include "iree/runtime/api.h"
 
@@ -170,6 +172,37 @@ static iree_status_t create_device(bela_iree_model_t* model, const bela_iree_mod
 	return status;
 }
 
+// The inline HAL's modules, for a .vmfb compiled with --iree-execution-model=inline-dynamic
+// (bela-iree's board builds, service/pipeline/inline_hal.py): `hal_inline` (buffers and views,
+// from the device's caching allocator) and `hal_loader` (the kernel library, whose dispatches
+// become plain calls). A module that does not import them (the async HAL of host builds) never
+// calls them; registering them costs only here.
+static iree_status_t append_inline_modules(bela_iree_model_t* model, const bela_iree_model_options_t* options) {
+	iree_vm_instance_t* instance = iree_runtime_instance_vm_instance(model->instance);
+	iree_vm_module_t* module = NULL;
+	IREE_RETURN_IF_ERROR(iree_hal_module_register_inline_types(instance));
+	IREE_RETURN_IF_ERROR(iree_hal_module_register_loader_types(instance));
+	IREE_RETURN_IF_ERROR(iree_hal_inline_module_create(instance, IREE_HAL_INLINE_MODULE_FLAG_NONE,
+	                                                   iree_hal_module_debug_sink_null(),
+	                                                   iree_hal_device_allocator(model->device), model->host, &module));
+	iree_status_t status = iree_runtime_session_append_module(model->session, module);
+	iree_vm_module_release(module);
+	IREE_RETURN_IF_ERROR(status);
+	iree_hal_executable_loader_t* loaders[BELA_IREE_MAX_LOADERS] = {0};
+	iree_host_size_t loader_count = 0;
+	status = create_loaders(model, options, loaders, &loader_count);
+	module = NULL;
+	if (iree_status_is_ok(status))
+		status = iree_hal_loader_module_create(instance, IREE_HAL_LOADER_MODULE_FLAG_NONE, loader_count, loaders,
+		                                       model->host, &module);
+	for (iree_host_size_t i = 0; i < loader_count; ++i)
+		iree_hal_executable_loader_release(loaders[i]);   // the module retains them
+	if (iree_status_is_ok(status))
+		status = iree_runtime_session_append_module(model->session, module);
+	iree_vm_module_release(module);
+	return status;
+}
+
 static iree_status_t append_module(bela_iree_model_t* model, const bela_iree_model_options_t* options) {
 	if (options->emitc_module_create) {
 		iree_vm_module_t* module = NULL;
@@ -179,6 +212,7 @@ static iree_status_t append_module(bela_iree_model_t* model, const bela_iree_mod
 		iree_vm_module_release(module);
 		return status;
 	}
+	IREE_RETURN_IF_ERROR(append_inline_modules(model, options));
 	return iree_runtime_session_append_bytecode_module_from_file(model->session, options->vmfb_path);
 }
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..pipeline.compile import CompileOptions, CompileResult, compile_model
+from ..pipeline.inline_hal import INLINE_FLAGS
 from ..pipeline.kernel_report import REPORT_FILE as KERNEL_REPORT
 from ..pipeline.targets import TARGETS, Target
 from ..pipeline.tools import run_tool
@@ -63,9 +64,16 @@ def bench_compiled(compiled: CompileResult, target: Target, *, block_size: int |
         if repetitions is None:
             probe = run_benchmark(prefix + benchmark_argv(module, inputs, 3, dispatches=False))
             repetitions = repetitions_for(probe.summary()["median"], seconds)
-        measured = run_benchmark(prefix + benchmark_argv(module, inputs, repetitions))
+        # the inline HAL has no device to time dispatches on: the counted table takes their place
+        measured = run_benchmark(prefix + benchmark_argv(module, inputs, repetitions,
+                                                         dispatches=not is_inline(compiled)))
     result = with_streaming(bench_result(compiled, ran_on, output, measured, block_size, sample_rate), compiled, target)
     return add_estimate(result, folder, target) if estimate else result
+
+
+def is_inline(compiled: CompileResult) -> bool:
+    """Compiled for IREE's inline HAL (pipeline/inline_hal.py)."""
+    return INLINE_FLAGS[-1] in compiled.flags
 
 
 def with_streaming(result: dict, compiled: CompileResult, target: Target) -> dict:

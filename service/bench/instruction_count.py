@@ -34,7 +34,7 @@ from ..pipeline import cache
 from ..pipeline.targets import Target
 from ..pipeline.tools import run_tool, system_tool
 from ..runtimes.toolchain import toolchain_for
-from .kernel_symbols import vmfb_kernel_names
+from .kernel_symbols import vmfb_dispatch_names, vmfb_kernel_names
 from .run import input_files
 from .runtime_tools import emulator, tool_command
 
@@ -181,8 +181,38 @@ def count_program(work: Path, program: Path, arguments_for, target: Target, boar
     symbols ({address: name} of the kernel library or program) name the kernel functions."""
     one = count_run(work, program, arguments_for(1), target, board_cache, work / "counts-1.txt", static_kernels)
     three = count_run(work, program, arguments_for(3), target, board_cache, work / "counts-3.txt", static_kernels)
+    if len(one["marks"]) == len(three["marks"]) and one["marks"]:
+        return batch_call_counts(one, three, board_cache, symbols or {})
     start, end = (steady or steady_call)(one["marks"], three["marks"])
     return call_counts(three, start, end, board_cache, symbols or {})
+
+
+def batch_call_counts(one: dict, three: dict, board_cache: Cache, symbols: dict) -> Counts:
+    """For a tool that reads the clock only around its whole batch of calls (iree-benchmark-module
+    with an inline-HAL module: no device, so no clock read inside a call): the two runs read it
+    the same number of times, and the window between two reads that grew holds the calls; half
+    of what it grew by is one call (the second and third, both steady)."""
+    def window(run: dict, j: int) -> dict:
+        return {**run, "marks": [run["marks"][j], run["marks"][j + 1]],
+                "functions": {0: run["functions"].get(j, {}), 1: run["functions"].get(j + 1, {})}}
+    grew = max(range(len(three["marks"]) - 1),
+               key=lambda j: (three["marks"][j + 1][0] - three["marks"][j][0]) - (one["marks"][j + 1][0] - one["marks"][j][0]))
+    a = call_counts(window(one, grew), 0, 1, board_cache, symbols)
+    b = call_counts(window(three, grew), 0, 1, board_cache, symbols)
+    kernels = {k["entry"]: dict(k) for k in b.kernels}
+    for k in a.kernels:
+        if k["entry"] in kernels:
+            for field in ("instructions", "calls", "runs"):
+                kernels[k["entry"]][field] -= k[field]
+    for k in kernels.values():
+        for field in ("instructions", "calls", "runs"):
+            k[field] //= 2
+    half = lambda name: (getattr(b, name) - getattr(a, name)) // 2
+    return Counts(instructions=half("instructions"), loaded_bytes=half("loaded_bytes"),
+                  stored_bytes=half("stored_bytes"), dram_bytes=half("dram_bytes"), calls=3,
+                  kernel_instructions=half("kernel_instructions"), dispatches=half("dispatches"),
+                  workgroups=half("workgroups"),
+                  kernels=tuple(k for k in sorted(kernels.values(), key=lambda k: k["entry"]) if k["instructions"]))
 
 
 def cached_counts(key_parts: list, count) -> Counts:
@@ -218,7 +248,8 @@ def count_uncached(artifact_dir: Path, target: Target, board_cache: Cache) -> Co
             return [f"--module={MODULE}", "--device=local-sync", "--function=main", *[f"--input=@{p}" for p in inputs],
                     f"--benchmark_min_time={calls}x", "--benchmark_repetitions=1", "--benchmark_min_warmup_time=0"]
         return count_program(work, Path(tool_command(target, TOOL)[0][-1]), arguments, target, board_cache,
-                             symbols=vmfb_kernel_names(artifact_dir / MODULE))
+                             symbols={**vmfb_kernel_names(artifact_dir / MODULE),
+                                      "ordered": vmfb_dispatch_names(artifact_dir / MODULE)})
 
 
 def marks_per_call(one: list[tuple], three: list[tuple]) -> int:
@@ -250,6 +281,9 @@ def call_counts(run: dict, start: int, end: int, board_cache: Cache, symbols: di
         if any(delta):
             kernels.append({"entry": entry, "instructions": delta[0], "calls": delta[1], "runs": delta[2]})
     names = name_entries([k["entry"] for k in kernels], symbols)
+    ordered = symbols.get("ordered", [])
+    if not names and len(ordered) == len(kernels):   # a library without symbols lays them out in ordinal order
+        names = dict(zip(sorted(k["entry"] for k in kernels), ordered))
     for kernel in kernels:
         kernel["name"] = names.get(kernel["entry"])   # None: unnamed (bench matches it to the dispatch table)
     return Counts(instructions=per["instructions"], loaded_bytes=per["loaded_bytes"], stored_bytes=per["stored_bytes"],
@@ -263,7 +297,7 @@ def name_entries(entries: list[int], symbols: dict) -> dict:
     """{entry address: symbol name}: the run-time addresses are the dispatch symbols' moved by one
     load offset (the library's base), the offset that puts every entry on one. {} when no offset
     does (a library without its dispatch symbols: bench names those by the dispatch table)."""
-    by_address = {address & ~1: name for address, name in symbols.items() if "dispatch" in name}
+    by_address = {address & ~1: name for address, name in symbols.items() if isinstance(address, int) and "dispatch" in name}
     if not entries or not by_address:
         return {}
     for address in by_address:

@@ -40,6 +40,25 @@ def vmfb_kernel_names(vmfb: Path) -> dict[int, str]:
         return {address: name for address, (name, _) in function_symbols(library).items()}
 
 
+_DISPATCH_NAME = re.compile(rb"[A-Za-z0-9_$]+\$?dispatch_[A-Za-z0-9_]+")
+
+
+def vmfb_dispatch_names(vmfb: Path) -> list[str]:
+    """The dispatch functions the kernel library inside a .vmfb exports, in the order its export
+    table lists them (the order LLVM lays the functions out in): names for a library whose
+    symbols were stripped."""
+    try:
+        data = embedded_elf(vmfb)
+    except ValueError:
+        return []
+    names: list[str] = []
+    for m in _DISPATCH_NAME.finditer(data):
+        name = m.group(0).decode()
+        if name not in names:
+            names.append(name)
+    return names
+
+
 def dispatch_range(program: Path) -> tuple[tuple[int, int] | None, dict[int, str]]:
     """The link-time address range of a program's dispatch functions (the EmitC kernels linked
     in), and the names of every function in the program."""

@@ -22,6 +22,7 @@ from .compile_errors import compile_error
 from .elf_check import inspect_armv7_kernels
 from .kernel_report import check_bela_kernels
 from .emitc_fix import EMITC_FIX, fix_import_layout
+from .inline_hal import FIX_VERSION as INLINE_FIX, INLINE_FLAGS, keep_constants, phase_argvs as inline_phases
 from .targets import Target
 from .tools import iree_compile, run_tool
 from .variants import VARIANTS, fastest, measured_table
@@ -132,6 +133,8 @@ def compile_flags(target: Target, fmt: str, backend: str, extra: tuple[str, ...]
         flags += tuning_spec.spec_flags(target)
     if fmt == "emitc":
         return flags + target.emitc_flags(backend, Path(KERNELS_PLACEHOLDER))
+    if backend == "llvm-cpu" and target.inline_hal:   # a dispatch is a call (inline_hal.py)
+        flags += list(INLINE_FLAGS)
     return flags + (target.vmfb_link_flags() if backend == "llvm-cpu" else [])
 
 
@@ -146,7 +149,9 @@ def compile_exported(export_dir: Path, info: dict, target: Target, fmt: str, bac
     flags = compile_flags(target, fmt, backend, extra_flags)
     mlir = export_dir / "model.mlirbc"
     store = cache.Cache("compile")
-    key = cache.compile_key(mlir.read_bytes(), flags + ([EMITC_FIX] if fmt == "emitc" else []))
+    inline = fmt == "vmfb" and INLINE_FLAGS[-1] in flags
+    key = cache.compile_key(mlir.read_bytes(), flags + ([EMITC_FIX] if fmt == "emitc" else [])
+                            + ([INLINE_FIX] if inline else []))
     hit = store.get(key)
     if hit:
         return hit, flags, True
@@ -155,9 +160,12 @@ def compile_exported(export_dir: Path, info: dict, target: Target, fmt: str, bac
         names = artifact_names(fmt, backend)
         argv = [iree_compile(), str(mlir), *[f.replace(KERNELS_PLACEHOLDER, str(work / "kernels.o")) for f in flags],
                 "-o", str(work / names[0])]
-        result = run_tool(argv, timeout=timeout, log=work / "compile.log", stage="compile")
-        if result.returncode != 0:
-            raise compile_error(result.stderr, Path(info["model_file"]))
+        if inline:
+            _compile_inline(flags, mlir, work, names[0], timeout, info)
+        else:
+            result = run_tool(argv, timeout=timeout, log=work / "compile.log", stage="compile")
+            if result.returncode != 0:
+                raise compile_error(result.stderr, Path(info["model_file"]))
         if target.arch == "armv7" and fmt == "vmfb" and backend == "llvm-cpu":
             _check_armv7(work / names[0], work)
         if fmt == "emitc":   # IREE 3.13 lays out import calls for 64-bit only (emitc_fix.py)
@@ -191,6 +199,19 @@ def compile_model(model_file: Path, options: CompileOptions, out_dir: Path,
         flags=tuple(f.replace(KERNELS_PLACEHOLDER, str(out_dir / "kernels.o")) for f in flags),
         seconds={"export": round(exported - started, 3), "compile": round(time.perf_counter() - exported, 3)},
         cached=export_cached_hit and compile_cached_hit, export=info, variant=variant, tuning=table))
+
+
+def _compile_inline(flags: list[str], mlir: Path, work: Path, name: str, timeout: float, info: dict) -> None:
+    """iree-compile to the stream phase, the constants kept (inline_hal.py), then on to the vmfb."""
+    stream = work / "stream.mlir"
+    to_stream, from_stream = inline_phases(iree_compile(), mlir, flags, stream, work / name)
+    for argv in (to_stream, from_stream):
+        result = run_tool(argv, timeout=timeout, log=work / "compile.log", stage="compile")
+        if result.returncode != 0:
+            raise compile_error(result.stderr, Path(info["model_file"]))
+        if argv is to_stream:
+            stream.write_text(keep_constants(stream.read_text())[0])
+    stream.unlink()
 
 
 def _check_armv7(vmfb: Path, work: Path) -> None:

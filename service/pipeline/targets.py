@@ -24,6 +24,12 @@ class Target:
     core: str = "host"        # the board's core, as qemu names it (-cpu)
     features: str | None = None
 
+    @property
+    def inline_hal(self) -> bool:
+        """A .vmfb for a board runs on IREE's inline HAL (inline_hal.py): a dispatch is a call.
+        The host keeps the async HAL, whose figures zoo_vs_peers measured."""
+        return self.arch != "x86_64"
+
     def flags(self, backend: str) -> list[str]:
         flags = ["--iree-hal-target-device=local", f"--iree-hal-local-target-device-backends={backend}"]
         if backend != "llvm-cpu":

@@ -37,7 +37,9 @@ MANIFEST = "manifest.json"
 TOOLS = ("iree-run-module", "iree-benchmark-module")
 HOST_TOOLS = ("iree-flatcc-cli", "iree-c-embed-data")   # what a cross build runs on this computer
 LIBRARIES = ("iree_runtime_unified", "flatcc_parsing", "iree_hal_local_loaders_static_library_loader",
-             "iree_hal_utils_caching_allocator")
+             "iree_hal_utils_caching_allocator",
+             # the inline HAL the boards' .vmfb use (pipeline/inline_hal.py, runtime/src/model.c)
+             "iree_modules_hal_inline_inline", "iree_modules_hal_loader_loader")
 # Only the runtime: the local-sync driver (Bela has one core), the loaders our targets use
 # (system library for Bela's vmfb kernels, embedded ELF for aarch64 and x86, static for EmitC).
 CMAKE_OPTIONS = [
@@ -52,7 +54,7 @@ CMAKE_OPTIONS = [
     "-DIREE_ENABLE_WERROR_FLAG=OFF"]
 # Raise LAYOUT when what an install holds changes (this file, or runtime/Makefile's library
 # rules): cached installs are keyed by it and are then rebuilt.
-LAYOUT = 2
+LAYOUT = 3
 CONFIGURE_TIMEOUT = 1800.0
 BUILD_TIMEOUT = 3600.0
 
