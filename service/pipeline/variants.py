@@ -22,6 +22,10 @@ VARIANTS = {
     "data-tiling": DATA_TILING,
     "ukernels": ("--iree-llvmcpu-enable-ukernels=all",),
     "data-tiling+ukernels": DATA_TILING + ("--iree-llvmcpu-enable-ukernels=all",),
+    # IREE's -O3 fuses more (the starter's two matmuls become one dispatch): fewer dispatches,
+    # so less of the runtime's cost per call (19.4 k -> 14.4 k instructions for the starter at 16
+    # frames on Gem); some kernels get slower (lstm_amp 62.5 k -> 64.9 k), hence a variant
+    "O3": ("--iree-opt-level=O3",),
 }
 METHOD = 5  # bump when the way variants are measured changes: older tables are measured again
 

@@ -25,7 +25,10 @@
  * what a kernel calls outside kernel code (memcpy, expf) counts for the kernel when it returns to
  * the instruction after the call. Everything else in a call is the runtime's own. Each distinct
  * entry address is one kernel function, with its instructions, its calls (workgroups) and its
- * runs (a run of calls to it with no other kernel between: one dispatch).
+ * runs (dispatches): a call starts a new run unless the previous kernel call was to the same
+ * function and fewer than RUN_GAP runtime instructions ago (the runtime's loop over a
+ * dispatch's workgroups takes tens of instructions a workgroup; getting from one dispatch to the
+ * next, through the VM and the HAL, takes hundreds at the least).
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -125,6 +128,8 @@ static uint64_t kernel_instructions, kernel_calls, kernel_runs;
 static struct function { uint64_t entry, instructions, calls, runs; } functions[MAX_FUNCTIONS];
 static size_t n_functions;
 static struct function *current, *last_entered;
+#define RUN_GAP 400
+static uint64_t left_kernel_at;          /* instructions when the last kernel call returned */
 static bool in_kernel, awaiting_return;  /* awaiting_return: the last kernel block ended in a call */
 static uint64_t return_address, pending; /* pending: instructions outside kernel code since that call */
 static int64_t pending_map_prot = -1;
@@ -174,7 +179,7 @@ static void on_kernel_block(const block_t *b) {
         } else {                                  /* the runtime called a kernel function */
             current = function_at(b->vaddr);
             current->calls++, kernel_calls++;
-            if (current != last_entered) current->runs++, kernel_runs++;
+            if (current != last_entered || instructions - b->n - left_kernel_at >= RUN_GAP) current->runs++, kernel_runs++;
             last_entered = current;
         }
         in_kernel = true;
@@ -196,6 +201,7 @@ static void on_block(unsigned int vcpu, void *data) {
     if (b->kernel) {
         on_kernel_block(b);
     } else {
+        if (in_kernel) left_kernel_at = instructions - b->n;
         in_kernel = false;
         if (awaiting_return) pending += b->n;
     }
