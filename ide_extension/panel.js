@@ -98,8 +98,11 @@
           || `${formatMs(message.latency_ms.median)} ms for a ${formatMs(message.deadline_ms)} ms block`;
         const flags = message.variant && message.variant !== "default" ? `, IREE flags: ${message.variant}` : "";
         const what = `${message.format || "vmfb"}${flags}`;   // the format measured: vmfb or emitc
-        const where = message.ran_on === "emulator"
-          ? ` (${what}, emulated ${message.emulated_cpu || ""}, not a board timing)`
+        // no board: the verdict is the estimate from counted work (bench.py fit_verdict); the
+        // emulator's wall time is said apart, on the estimate's line
+        const estimated = isEstimateHeadline(message);
+        const where = estimated ? ` (${what}, counted on an emulated ${message.emulated_cpu || "core"})`
+          : message.ran_on === "emulator" ? ` (${what}, emulated ${message.emulated_cpu || ""}, not a board timing)`
           : ` (${what}, on ${message.ran_on})`;
         // what the glue adds (buffering plus the model's block) and, for a stateful model, its
         // streaming check: K blocks in a row against PyTorch with its state carried
@@ -108,11 +111,25 @@
           ? `; ${message.streaming.blocks} blocks streamed, max error ${message.streaming.max_abs_err.toPrecision(2)}`
           : "";
         verdict.textContent = `${text}${where}${latency}${stream}`;
-        estimate.textContent = estimateText(message.estimate);
-        if (message.verdict) verdict.dataset.fits = String(message.verdict.startsWith("fits:"));
+        estimate.textContent = estimated ? emulatedText(message) : estimateText(message.estimate);
+        if (message.verdict) verdict.dataset.fits = String(/^(estimated on [^:]*: )?fits:/.test(message.verdict));
         else delete verdict.dataset.fits;
       },
     };
+  }
+
+  // A board target with no board: the estimate is the figure that counts (bench.py headline_is_estimate).
+  function isEstimateHeadline(message) {
+    return message.ran_on === "emulator" && !!message.estimate && message.estimate.ms !== undefined;
+  }
+
+  // Beside an estimate headline: how the counted call splits, and the emulator's wall time for what it is.
+  function emulatedText(message) {
+    const e = message.estimate;
+    const split = e.runtime_instructions !== undefined
+      ? `${e.instructions.toLocaleString("en")} instructions per call: ${e.kernel_instructions.toLocaleString("en")} in the kernels, ${e.runtime_instructions.toLocaleString("en")} in IREE's runtime (${e.dispatches} dispatches). `
+      : "";
+    return `${split}Emulator wall time ${formatMs(message.latency_ms.median)} ms (qemu on this machine, not a board timing, not the verdict)`;
   }
 
   // The board estimate (bench/estimate.py): always worded as an estimate, never as a timing;
@@ -140,11 +157,18 @@
     function data() {
       const ids = [...builds.keys()].sort((a, b) => a - b).slice(-MAX_BUILDS);
       return [ids, ids.map((id) => builds.get(id).median), ids.map((id) => builds.get(id).p99),
-        ids.map((id) => builds.get(id).deadline), ids.map((id) => builds.get(id).estimate)];
+        ids.map((id) => builds.get(id).deadline), ids.map((id) => builds.get(id).estimate),
+        ids.map((id) => builds.get(id).emulated)];
     }
+    // With no board the estimate is the headline series ("per call"); the emulator's wall time
+    // is kept apart as hollow marks. With a board (or on the host) the measured median is.
     function point(bench) {
       const e = bench.estimate && bench.estimate.ms !== undefined ? bench.estimate.ms : null;
-      return { median: bench.latency_ms.median, p99: bench.latency_ms.p99, deadline: bench.deadline_ms, estimate: e };
+      if (isEstimateHeadline(bench)) {
+        return { median: e, p99: null, deadline: bench.deadline_ms, estimate: e, emulated: bench.latency_ms.median };
+      }
+      return { median: bench.latency_ms.median, p99: bench.latency_ms.p99, deadline: bench.deadline_ms, estimate: e,
+        emulated: null };
     }
     function draw() {
       if (typeof uPlot === "undefined") return;
@@ -155,12 +179,16 @@
           scales: { x: { time: false }, y: { distr: 3 } },
           axes: [{ label: "build", incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] }, {}],
           series: [{ label: "build" },
-            { label: "median", stroke: "#2a7ae2", width: 2, points: { show: true } },
+            { label: "per call (median; board estimate without a board)", stroke: "#2a7ae2", width: 2,
+              points: { show: true } },
             { label: "p99", stroke: "#e2a72a", width: 1, points: { show: true } },
             { label: "deadline", stroke: "#d33", width: 1, dash: [6, 4], points: { show: false } },
             // an estimate, not a measurement: hollow rings, no line joining them
             { label: "board estimate", stroke: "#1a9a6a", width: 0, paths: () => null,
-              points: { show: true, size: 10, width: 2, fill: "#fff", stroke: "#1a9a6a" } }],
+              points: { show: true, size: 10, width: 2, fill: "#fff", stroke: "#1a9a6a" } },
+            // qemu's wall time on this machine: shown for what it is, never the figure
+            { label: "emulator wall time", stroke: "#999", width: 0, paths: () => null,
+              points: { show: true, size: 6, width: 1, fill: "#fff", stroke: "#999" } }],
         }, data(), holder);
       } else {
         plot.setData(data());
@@ -249,21 +277,30 @@
 
   function dispatchesView(root) {
     const box = element("section", "bi-dispatches");
-    box.append(element("h3", null, "where the time goes"));
+    const title = element("h3", null, "where the time goes");
+    box.append(title);
     const table = element("table");
     const peers = element("table", "bi-peers");
     box.append(table, peers);
     root.append(box);
     return {
       bench(message) {
+        // without a board, each dispatch's instructions counted on the emulated core (its
+        // kernel's, and its share of IREE's runtime) and their estimate (bench/estimate.py)
+        const counted = (message.dispatches || []).some((d) => d.instructions !== undefined);
+        title.textContent = counted ? "where the time goes (instructions counted on the emulated core)" : "where the time goes";
         table.replaceChildren(...(message.dispatches || []).slice(0, 12).map((d) => {
           const row = element("tr");
+          const percent = counted ? d.estimate_percent : d.percent;
           const bar = element("div", "bi-share");
-          bar.style.width = `${Math.min(100, d.percent || 0)}%`;
+          bar.style.width = `${Math.min(100, percent || 0)}%`;
           const share = element("td", "bi-share-cell");
           share.append(bar);
-          row.append(element("td", "bi-dispatch", d.name), element("td", null, `${formatMs(d.ms)} ms`), share,
-            element("td", null, `${(d.percent || 0).toFixed(1)} %`));
+          const figure = counted
+            ? `${(d.instructions || 0).toLocaleString("en")} kernel + ${(d.runtime_instructions || 0).toLocaleString("en")} runtime instructions, ${formatMs(d.estimate_ms)} ms est.`
+            : `${formatMs(d.ms)} ms`;
+          row.append(element("td", "bi-dispatch", d.name), element("td", null, figure), share,
+            element("td", null, `${(percent || 0).toFixed(1)} %`));
           return row;
         }));
         const entries = Object.entries(message.peers || {});

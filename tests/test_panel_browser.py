@@ -172,3 +172,41 @@ async def test_board_estimate_is_its_own_mark_and_worded_as_an_estimate(browser,
         assert not problems, problems
     finally:
         service.stop()
+
+
+async def test_without_a_board_the_estimate_is_the_headline_and_dispatches_are_counted(browser, tmp_path):
+    """A board target with no board: the verdict and the latency chart's main series are the
+    estimate, the emulator's wall time is its own grey series and said for what it is, and "where
+    the time goes" lists each dispatch's counted instructions (kernel and runtime share)."""
+    project = tmp_path / "counted"
+    cli("new", str(project), "--target", "host")
+    service = Service(project)
+    try:
+        page, problems = await open_panel(browser, service.url)
+        await wait_state(page, "done")
+        estimate = {"ms": 0.0177, "instructions": 19427, "kernel_instructions": 3126, "runtime_instructions": 16301,
+                    "dispatches": 2, "deadline_ms": 0.363, "headroom": 0.951,
+                    "model": {"board": "PocketBeagle 2 (Bela Gem)", "core": "Cortex-A53"}}
+        message = {"type": "bench", "build_id": 2000, "ran_on": "emulator", "emulated_cpu": "cortex-a53",
+                   "format": "vmfb", "latency_ms": {"min": 0.07, "median": 0.0733, "p99": 0.09, "max": 0.1},
+                   "deadline_ms": 0.363, "estimate": estimate,
+                   "verdict": "estimated on PocketBeagle 2 (Bela Gem): fits: 0.0177 ms of 0.363 ms (95.1 % headroom) "
+                              "(an estimate from counted work, not a measurement)",
+                   "dispatches": [{"name": "main_dispatch_0_matmul_16x16x1_f32", "ms": None, "percent": None,
+                                   "instructions": 2568, "runtime_instructions": 8150, "estimate_ms": 0.00957,
+                                   "estimate_percent": 55.2}]}
+        await page.evaluate(f"belaIreePanel.receive({json.dumps(message)})")
+        verdict = await page.text_content(".bi-verdict")
+        assert verdict.startswith("estimated on PocketBeagle 2 (Bela Gem): fits: 0.0177 ms") and "counted on an emulated" in verdict
+        assert await page.get_attribute(".bi-verdict", "data-fits") == "true"
+        beside = await page.text_content(".bi-estimate")
+        assert "16,301 in IREE's runtime" in beside and "Emulator wall time 0.073 ms" in beside and "not the verdict" in beside
+        legend = await page.text_content(".bi-latency")
+        assert "emulator wall time" in legend and "board estimate without a board" in legend
+        dispatches = await page.text_content(".bi-dispatches")
+        assert "instructions counted on the emulated core" in dispatches
+        assert "2,568 kernel + 8,150 runtime instructions" in dispatches
+        await page.screenshot(path=shot("panel-counted"))
+        assert not problems, problems
+    finally:
+        service.stop()
