@@ -5,6 +5,7 @@ each one was a crash before.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +28,9 @@ class Target:
     @property
     def inline_hal(self) -> bool:
         """A .vmfb for a board runs on IREE's inline HAL (inline_hal.py): a dispatch is a call.
-        The host keeps the async HAL, whose figures zoo_vs_peers measured."""
-        return self.arch != "x86_64"
+        The host keeps the async HAL, whose figures zoo_vs_peers measured. BELA_IREE_INLINE_HAL=0
+        builds the boards' async form again (to compare, or should a model need it)."""
+        return self.arch != "x86_64" and os.environ.get("BELA_IREE_INLINE_HAL", "1") != "0"
 
     def flags(self, backend: str) -> list[str]:
         flags = ["--iree-hal-target-device=local", f"--iree-hal-local-target-device-backends={backend}"]
