@@ -23,6 +23,12 @@
 #include "iree/modules/hal/types.h"
 #include "iree/runtime/api.h"
 
+// From iree/vm/bytecode/module.h, whose includes need flatcc's headers (not in the install).
+IREE_API_EXPORT iree_status_t iree_vm_bytecode_module_create(iree_vm_instance_t* instance, uint32_t flags,
+                                                             iree_const_byte_span_t archive_contents,
+                                                             iree_allocator_t archive_allocator,
+                                                             iree_allocator_t allocator, iree_vm_module_t** out_module);
+
 #if defined(BELA_IREE_LOADER_SYSTEM)
 #include "iree/hal/local/loaders/system_library_loader.h"
 #endif
@@ -203,6 +209,42 @@ static iree_status_t append_inline_modules(bela_iree_model_t* model, const bela_
 	return status;
 }
 
+// The .vmfb read into memory aligned as its constants are (64 bytes). On the inline HAL the
+// kernels read the module's constants where they lie, with NEON loads that require 16-byte
+// alignment on 32-bit ARM: IREE's own file read (malloc, 8-byte aligned there) made them fault
+// (SIGBUS). Read into the heap, not mapped, so no page of it is ever dropped and faulted back in.
+static iree_status_t read_aligned(const char* path, iree_const_byte_span_t* out) {
+	FILE* file = fopen(path, "rb");
+	if (!file)
+		return iree_make_status(IREE_STATUS_NOT_FOUND, "cannot open %s", path);
+	void* data = NULL;
+	long size = fseek(file, 0, SEEK_END) == 0 ? ftell(file) : -1;
+	iree_status_t status = iree_ok_status();
+	if (size <= 0 || fseek(file, 0, SEEK_SET) != 0)
+		status = iree_make_status(IREE_STATUS_DATA_LOSS, "cannot read %s", path);
+	else if (posix_memalign(&data, 64, (size_t)size) != 0)
+		status = iree_make_status(IREE_STATUS_RESOURCE_EXHAUSTED, "%ld bytes for %s", size, path);
+	else if (fread(data, 1, (size_t)size, file) != (size_t)size)
+		status = iree_make_status(IREE_STATUS_DATA_LOSS, "short read of %s", path);
+	fclose(file);
+	if (!iree_status_is_ok(status)) {
+		free(data);
+		return status;
+	}
+	*out = iree_make_const_byte_span(data, (iree_host_size_t)size);
+	return status;
+}
+
+// Frees what read_aligned read, when the bytecode module lets go of it.
+static iree_status_t free_ctl(void* self, iree_allocator_command_t command, const void* params, void** inout_ptr) {
+	(void)self;
+	(void)params;
+	if (command != IREE_ALLOCATOR_COMMAND_FREE)
+		return iree_make_status(IREE_STATUS_UNIMPLEMENTED, "this allocator only frees");
+	free(*inout_ptr);
+	return iree_ok_status();
+}
+
 static iree_status_t append_module(bela_iree_model_t* model, const bela_iree_model_options_t* options) {
 	if (options->emitc_module_create) {
 		iree_vm_module_t* module = NULL;
@@ -213,7 +255,20 @@ static iree_status_t append_module(bela_iree_model_t* model, const bela_iree_mod
 		return status;
 	}
 	IREE_RETURN_IF_ERROR(append_inline_modules(model, options));
-	return iree_runtime_session_append_bytecode_module_from_file(model->session, options->vmfb_path);
+	iree_const_byte_span_t contents = iree_const_byte_span_empty();
+	IREE_RETURN_IF_ERROR(read_aligned(options->vmfb_path, &contents));
+	iree_vm_module_t* module = NULL;
+	iree_allocator_t release = {NULL, free_ctl};   // the module frees the contents with it
+	iree_status_t status = iree_vm_bytecode_module_create(iree_runtime_instance_vm_instance(model->instance),
+	                                                      0 /* no flags */, contents, release,
+	                                                      model->host, &module);
+	if (!iree_status_is_ok(status)) {
+		free((void*)contents.data);
+		return status;
+	}
+	status = iree_runtime_session_append_module(model->session, module);
+	iree_vm_module_release(module);
+	return status;
 }
 
 // One input: a device buffer and its view, made once. The buffer stays mapped for the model's

@@ -64,6 +64,12 @@ def aarch64_tools_dir() -> Path:
     return folder
 
 
+# IREE's tools map the .vmfb (page-aligned) rather than read it into malloc'd memory (8-byte aligned
+# on 32-bit ARM): on the inline HAL the kernels read the module's constants in place, with NEON
+# loads that fault there unless 16-byte aligned (runtime/src/model.c reads it aligned itself)
+MODULE_MODE = "--module_mode=mmap"
+
+
 def tool_command(target: Target, name: str, qemu_options: list[str] = ()) -> tuple[list[str], str]:
     """The argv prefix running IREE tool `name` for target, and where it runs (host|emulator).
     qemu_options go to the emulator (instruction_count.py loads its plugin with them)."""

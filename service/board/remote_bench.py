@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import shlex
 
-from ..bench.bench import bench_result
+from ..bench.bench import bench_result, is_inline
 from ..bench.estimate import add_estimate
 from ..bench.measure import BENCH_TIMEOUT, Measurement, benchmark_argv, parse_benchmark, repetitions_for
 from ..bench.streaming import is_stateful
@@ -40,7 +40,9 @@ async def bench_on_board(board: Board, compiled: CompileResult, seconds: float =
         output, names = await run_on_board(board, folder, work)
         module = f"{work}/model.vmfb"
         probe = await benchmark_on_board(board, module, names, 3, False)
-        measured = await benchmark_on_board(board, module, names, repetitions_for(probe.summary()["median"], seconds), True)
+        # the inline HAL has no device to time dispatches on (bench.is_inline)
+        measured = await benchmark_on_board(board, module, names, repetitions_for(probe.summary()["median"], seconds),
+                                            not is_inline(compiled))
         streaming = await streaming_on_board(board, compiled, work) if is_stateful(compiled) else None
     finally:
         if board.online:

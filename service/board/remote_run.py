@@ -28,7 +28,7 @@ async def run_on_board(board: Board, folder: Path, work: str) -> tuple[np.ndarra
         names = await upload_inputs(board, folder, work, Path(tmp))
         await board.put_atomic(folder / "model.vmfb", f"{work}/model.vmfb")
         prefix = " ".join(q(p) for p in board.tools_prefix)
-        run = f"{prefix} {q(board.tools)}/iree-run-module --module={work}/model.vmfb --device=local-sync " \
+        run = f"{prefix} {q(board.tools)}/iree-run-module --module_mode=mmap --module={work}/model.vmfb --device=local-sync " \
               f"--function=main {' '.join('--input=@' + n for n in names)} --output=@{work}/output.npy"
         await board.run(run.strip())
         await board.get(f"{work}/output.npy", Path(tmp) / "output.npy")
