@@ -22,9 +22,10 @@ from .compile_errors import compile_error
 from .elf_check import inspect_armv7_kernels
 from .kernel_report import check_bela_kernels
 from .emitc_fix import EMITC_FIX, fix_import_layout
-from .inline_hal import FIX_VERSION as INLINE_FIX, INLINE_FLAGS, keep_constants, phase_argvs as inline_phases
+from .inline_hal import FIX_VERSION as INLINE_FIX, INLINE_FLAGS, keep_constants, phase_argvs as inline_phases, \
+    preprocess_argv
 from .targets import Target
-from .tools import iree_compile, run_tool
+from .tools import iree_compile, iree_opt, run_tool
 from .variants import VARIANTS, fastest, measured_table
 
 EXPORT_TIMEOUT = 300.0
@@ -153,16 +154,20 @@ def compile_exported(export_dir: Path, info: dict, target: Target, fmt: str, bac
     key = cache.compile_key(mlir.read_bytes(), flags + ([EMITC_FIX] if fmt == "emitc" else [])
                             + ([INLINE_FIX] if inline else []))
     hit = store.get(key)
-    if hit:
-        return hit, flags, True
+    if hit:   # the flags it was built with (an inline build may have fallen back to the async HAL)
+        built = hit / BUILT_FLAGS
+        return hit, (json.loads(built.read_text()) if built.exists() else flags), True
     with tempfile.TemporaryDirectory(prefix="bela-iree-compile-") as tmp:
         work = Path(tmp)
         names = artifact_names(fmt, backend)
-        argv = [iree_compile(), str(mlir), *[f.replace(KERNELS_PLACEHOLDER, str(work / "kernels.o")) for f in flags],
-                "-o", str(work / names[0])]
         if inline:
             _compile_inline(flags, mlir, work, names[0], timeout, info)
-        else:
+            if target.arch == "armv7" and needs_preprocessing(work / names[0]):
+                flags = [f for f in flags if f not in INLINE_FLAGS]
+                inline = False
+        argv = [iree_compile(), str(mlir), *[f.replace(KERNELS_PLACEHOLDER, str(work / "kernels.o")) for f in flags],
+                "-o", str(work / names[0])]
+        if not inline:
             result = run_tool(argv, timeout=timeout, log=work / "compile.log", stage="compile")
             if result.returncode != 0:
                 raise compile_error(result.stderr, Path(info["model_file"]))
@@ -173,8 +178,23 @@ def compile_exported(export_dir: Path, info: dict, target: Target, fmt: str, bac
             module.write_text(fix_import_layout(module.read_text()))
         for name in reference_files(export_dir):
             shutil.copy(export_dir / name, work / name)
+        (work / BUILT_FLAGS).write_text(json.dumps(flags))
         entry = store.put(key, work)
     return entry, flags, False
+
+
+BUILT_FLAGS = "flags.json"
+# what Bela's math rewrite replaces (arm_math.py): left in a kernel, they are C library calls per lane
+_REWRITTEN_CALLS = {"fmaf", "floorf", "fmaxf", "fminf", "expf", "tanhf", "sinf", "cosf", "logf"}
+
+
+def needs_preprocessing(vmfb: Path) -> bool:
+    """Whether an armv7 inline-HAL build lost Bela's math rewrite: IREE's inline pipeline runs no
+    `--iree-hal-preprocess-executables-with` step, so a model with transcendental math gets
+    IREE's scalar approximations, fmaf per lane (the starter's tanh: 3.9 k -> 19.5 k kernel
+    instructions at 16 frames). Such a model keeps the async HAL on Bela."""
+    from .kernel_report import kernel_report
+    return any(set(d["calls"]) & _REWRITTEN_CALLS for d in kernel_report(vmfb))
 
 
 def compile_model(model_file: Path, options: CompileOptions, out_dir: Path,
@@ -205,7 +225,9 @@ def _compile_inline(flags: list[str], mlir: Path, work: Path, name: str, timeout
     """iree-compile to the stream phase, the constants kept (inline_hal.py), then on to the vmfb."""
     stream = work / "stream.mlir"
     to_stream, from_stream = inline_phases(iree_compile(), mlir, flags, stream, work / name)
-    for argv in (to_stream, from_stream):
+    for argv in (to_stream, preprocess_argv(iree_opt(), flags, stream), from_stream):
+        if argv is None:
+            continue
         result = run_tool(argv, timeout=timeout, log=work / "compile.log", stage="compile")
         if result.returncode != 0:
             raise compile_error(result.stderr, Path(info["model_file"]))

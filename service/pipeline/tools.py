@@ -39,6 +39,15 @@ def iree_compile() -> str:
         return venv_tool("iree-compile")
 
 
+def iree_opt() -> str:
+    """iree-opt, beside iree-compile (the inline HAL's executable preprocessing, inline_hal.py)."""
+    try:
+        from iree.compiler.tools.binaries import find_tool
+        return str(Path(find_tool("iree-opt")).resolve())
+    except Exception:
+        return venv_tool("iree-opt")
+
+
 def venv_tool(name: str) -> str:
     """A console tool installed beside this Python."""
     candidate = Path(sys.executable).parent / name
