@@ -7,6 +7,7 @@ and its errors are cut down to the op and the model line.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -23,7 +24,7 @@ from .elf_check import inspect_armv7_kernels
 from .kernel_report import check_bela_kernels
 from .emitc_fix import EMITC_FIX, fix_import_layout
 from .inline_hal import FIX_VERSION as INLINE_FIX, INLINE_FLAGS, keep_constants, phase_argvs as inline_phases, \
-    preprocess_argv
+    preprocess_argv, CONFIGURED as INLINE_CONFIGURED
 from .targets import Target
 from .tools import iree_compile, iree_opt, run_tool
 from .variants import VARIANTS, fastest, measured_table
@@ -225,7 +226,8 @@ def _compile_inline(flags: list[str], mlir: Path, work: Path, name: str, timeout
     """iree-compile to the stream phase, the constants kept (inline_hal.py), then on to the vmfb."""
     stream = work / "stream.mlir"
     to_stream, from_stream = inline_phases(iree_compile(), mlir, flags, stream, work / name)
-    for argv in (to_stream, preprocess_argv(iree_opt(), flags, stream), from_stream):
+    preprocess = preprocess_argv(iree_opt(), flags, stream)
+    for argv in (to_stream, preprocess, from_stream):
         if argv is None:
             continue
         result = run_tool(argv, timeout=timeout, log=work / "compile.log", stage="compile")
@@ -233,6 +235,8 @@ def _compile_inline(flags: list[str], mlir: Path, work: Path, name: str, timeout
             raise compile_error(result.stderr, Path(info["model_file"]))
         if argv is to_stream:
             stream.write_text(keep_constants(stream.read_text())[0])
+        elif argv is preprocess:
+            os.replace(work / INLINE_CONFIGURED, stream)
     stream.unlink()
 
 

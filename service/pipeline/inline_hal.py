@@ -29,7 +29,7 @@ import re
 from pathlib import Path
 
 INLINE_FLAGS = ("--iree-torch-emit-async-entry-points=false", "--iree-execution-model=inline-dynamic")
-FIX_VERSION = "inline-constants-3"   # in the compile cache key: bump when keep_constants changes
+FIX_VERSION = "inline-constants-4"   # in the compile cache key: bump when keep_constants changes
 
 _FALLBACK = re.compile(r"cf\.cond_br (%did_map\w*), (\^bb\d+)\(([^)]*)\), (\^bb\d+)\n\s*\4:.*\n(?:.*\n)*?\s*cf\.br \2\([^)]*\)\n")
 _TRY_MAP = re.compile(r"^(\s*)(%\S+, %\S+ = stream\.resource\.try_map on\([^)]*\) )(%\w+)\[", re.M)
@@ -60,8 +60,9 @@ def phase_argvs(compiler: str, mlir: Path, flags: list[str], stream: Path, out: 
 
 def preprocess_argv(opt: str, flags: list[str], stream: Path) -> list[str] | None:
     """iree-opt assigning devices, configuring executables and running each of the flags'
-    `--iree-hal-preprocess-executables-with` steps on the stream-phase IR, in place; None when
-    the flags have none."""
+    `--iree-hal-preprocess-executables-with` steps on the stream-phase IR, written beside it
+    (CONFIGURED: iree-opt truncates its output before it has read its input); None when the
+    flags have none."""
     steps = []
     for value in (f[len(PREPROCESS):] for f in flags if f.startswith(PREPROCESS)):
         if value.startswith("builtin.module("):   # a pass pipeline, else a command (as IREE decides)
@@ -73,4 +74,7 @@ def preprocess_argv(opt: str, flags: list[str], stream: Path) -> list[str] | Non
     pipeline = f"builtin.module(iree-hal-device-assignment-pipeline,iree-hal-configuration-pipeline,{','.join(steps)})"
     options = [f for f in flags if f.startswith(("--iree-hal-", "--iree-llvmcpu-", "--iree-codegen-"))
                and not f.startswith(PREPROCESS)]
-    return [opt, str(stream), *options, f"--pass-pipeline={pipeline}", "-o", str(stream)]
+    return [opt, str(stream), *options, f"--pass-pipeline={pipeline}", "-o", str(stream.with_name(CONFIGURED))]
+
+
+CONFIGURED = "configured.mlir"
