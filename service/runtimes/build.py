@@ -33,6 +33,9 @@ from .source import RuntimeSource, compiler_release, resolve_source, runtime_cac
 from .toolchain import OLDEST_GLIBC, Toolchain, toolchain_for
 
 RUNTIME_LIBRARY = Path(__file__).resolve().parents[2] / "runtime"
+# Our fixes to IREE's runtime source (unified diffs, applied in name order to a copy of the
+# source tree made for each build; never to the shared unpacked source). Part of the cache key.
+PATCHES = Path(__file__).resolve().parent / "patches"
 MANIFEST = "manifest.json"
 TOOLS = ("iree-run-module", "iree-benchmark-module")
 HOST_TOOLS = ("iree-flatcc-cli", "iree-c-embed-data")   # what a cross build runs on this computer
@@ -136,6 +139,7 @@ def ensure_runtime(target_name: str, source: str | None = None, commit: str | No
 def runtime_key(source: RuntimeSource, target: str, toolchain: Toolchain) -> str:
     ours = [p.read_bytes() for p in sorted((RUNTIME_LIBRARY / "src").glob("*.c"))]
     ours.append((RUNTIME_LIBRARY / "include/bela_iree/model.h").read_bytes())
+    ours += [p.read_bytes() for p in _patches()]
     return cache.digest(source.id, target, toolchain.describe(), *CMAKE_OPTIONS, str(LAYOUT), *ours)[:16]
 
 
@@ -148,6 +152,7 @@ def _build_and_install(source: RuntimeSource, target, toolchain: Toolchain, fold
     log.unlink(missing_ok=True)
     try:
         build = work / "build"
+        source_folder = _patched_source(source.folder, work / "source", log)
         options = list(CMAKE_OPTIONS)
         if toolchain.cross:
             toolchain_file = toolchain.write(work / "toolchain")
@@ -161,7 +166,7 @@ def _build_and_install(source: RuntimeSource, target, toolchain: Toolchain, fold
                         f"-DCMAKE_C_STANDARD_LIBRARIES={compat}", f"-DCMAKE_CXX_STANDARD_LIBRARIES={compat}"]
         env = {**os.environ, "PATH": f"{Path(venv_tool('cmake')).parent}{os.pathsep}{os.environ['PATH']}"}
         reporter.stage(f"configuring the IREE runtime for {target.name} ({toolchain.describe()})")
-        _run([venv_tool("cmake"), "-G", "Ninja", "-S", str(source.folder), "-B", str(build), *options],
+        _run([venv_tool("cmake"), "-G", "Ninja", "-S", str(source_folder), "-B", str(build), *options],
              log, env, CONFIGURE_TIMEOUT, reporter, f"configuring IREE's runtime for {target.name}")
         reporter.stage(f"building the IREE runtime for {target.name}")
         targets = [*LIBRARIES, *TOOLS, *(() if toolchain.cross else HOST_TOOLS)]
@@ -181,6 +186,33 @@ def _build_and_install(source: RuntimeSource, target, toolchain: Toolchain, fold
                 raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _patches() -> list[Path]:
+    return sorted(PATCHES.glob("*.patch"))
+
+
+def _patched_source(folder: Path, copy: Path, log: Path) -> Path:
+    """The source with our patches applied: a tree of hard links to the unpacked source, in which
+    each file a patch touches is first replaced by a real copy (the shared source stays as it is)."""
+    patches = _patches()
+    if not patches:
+        return folder
+    shutil.copytree(folder, copy, copy_function=os.link, symlinks=True)
+    for patch in patches:
+        for line in patch.read_text().splitlines():
+            if line.startswith("+++ b/"):
+                target = copy / line[len("+++ b/"):].strip()
+                data = target.read_bytes()
+                target.unlink()
+                target.write_bytes(data)
+        result = run_tool(["patch", "-p1", "--forward", "--batch", "-d", str(copy), "-i", str(patch)],
+                          timeout=60, log=log, stage="setup")
+        if result.returncode != 0:
+            raise RuntimeBuildError(f"cannot apply {patch.name} to IREE's runtime source",
+                                    detail=result.stdout + result.stderr,
+                                    hint="the patch was made for another IREE version: update it")
+    return copy
 
 
 def _run(argv: list[str], log: Path, env: dict, timeout: float, reporter: Reporter, what: str) -> None:

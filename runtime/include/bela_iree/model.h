@@ -80,6 +80,11 @@ float* bela_iree_model_input(bela_iree_model_t* model, int index);
 // Runs the function once on the inputs. 0 on success; -1 on failure (see last_error).
 int bela_iree_model_run(bela_iree_model_t* model);
 
+// The same run without timing it (counters' last/max/mean stay 0): what render() calls, where a
+// clock read may be a system call. After a warm-up run and reset in setup() it must not allocate,
+// lock, make a system call or touch a new page (tests/test_realtime_guard.py checks it).
+int bela_iree_model_run_untimed(bela_iree_model_t* model);
+
 // The output of the last successful run (output_element_count floats).
 const float* bela_iree_model_output(const bela_iree_model_t* model);
 size_t bela_iree_model_output_count(const bela_iree_model_t* model);
