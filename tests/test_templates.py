@@ -300,10 +300,26 @@ def test_a_generated_bela_project_runs_on_emulated_armv7(tmp_path, runtime, armh
     project = tmp_path / "bela-project"
     new_project(project, "single_mm", fmt, "bela")
     install = runtime("bela")
-    make = make_variables(project, install.folder)
-    assert "-lbela_iree_compat" in make["LDLIBS"]   # the glibc functions the oldest Bela image lacks
-    build = tmp_path / "build"
-    build.mkdir()
+    assert "-lbela_iree_compat" in make_variables(project, install.folder)["LDLIBS"]   # glibc functions old Bela images lack
+    program = build_bela_project(project, install.folder, tmp_path / "build")
+
+    settings = json.loads((project / "settings.json").read_text())
+    period = int(settings["CLArgs"]["-p"])   # the block size the IDE runs it with
+    signal = write_test_signal(project, channels=2)
+    # the glue opens generated/model/model.vmfb relative to the project folder, as on the board
+    run = run_standin(program, ["in.f32", "out.f32", "2", str(period)], cwd=project, guard=armhf_guard,
+                      prefix=QEMU_ARM, timeout=300)
+    assert run.returncode == 0, (run.returncode, run.stderr[-3000:])
+    assert "rt_guard" not in run.stderr
+    assert_plays_the_model(project, signal, channels=2)
+
+
+def build_bela_project(project: Path, runtime_dir: Path, build: Path) -> Path:
+    """A --target bela project built as the Bela IDE builds it (settings.json's make variables, with
+    the armhf cross compilers and the bela runtime install in place of the board's), with the Bela
+    stand-in for Bela's core; the program (run it under QEMU_ARM in the project folder)."""
+    make = make_variables(project, runtime_dir)
+    build.mkdir(parents=True, exist_ok=True)
     includes = ["-I", project, "-I", bela_include_dir()]   # Bela's INCLUDES: the project, then Bela's include/
     objects = []
     c_sources = sorted(project.rglob("*.c"))
@@ -316,15 +332,6 @@ def test_a_generated_bela_project_runs_on_emulated_armv7(tmp_path, runtime, armh
     for source in [*cpp_sources, STANDIN_SOURCE]:   # the stand-in is Bela's core, built the same way
         objects.append(build / f"{source.stem}.o")
         compile_checked([ARMHF_CXX, *includes, *BELA_CPP_FLAGS, "-c", "-o", objects[-1], source, *make["CPPFLAGS"]])
-    program = build / "bela-project"
+    program = build / project.name
     compile_checked([ARMHF_CXX, *make["LDFLAGS"], "-pthread", "-o", program, *objects, *make["LDLIBS"]])
-
-    settings = json.loads((project / "settings.json").read_text())
-    period = int(settings["CLArgs"]["-p"])   # the block size the IDE runs it with
-    signal = write_test_signal(project, channels=2)
-    # the glue opens generated/model/model.vmfb relative to the project folder, as on the board
-    run = run_standin(program, ["in.f32", "out.f32", "2", str(period)], cwd=project, guard=armhf_guard,
-                      prefix=QEMU_ARM, timeout=300)
-    assert run.returncode == 0, (run.returncode, run.stderr[-3000:])
-    assert "rt_guard" not in run.stderr
-    assert_plays_the_model(project, signal, channels=2)
+    return program

@@ -173,7 +173,7 @@ int main(int argc, char** argv)
 	if(in)
 		fclose(in);
 	size_t blocks = streaming ? SIZE_MAX : input.size() / (channels * frames);
-	std::vector<float> output, audioIn(channels * frames), audioOut(channels * frames);
+	std::vector<float> audioIn(channels * frames), audioOut(channels * frames);
 
 	// zeroed storage, as Bela's (C) core allocates it: BelaContext has no constructor to call
 	alignas(BelaContext) static unsigned char storage[sizeof(BelaContext)] = {};
@@ -201,6 +201,7 @@ int main(int argc, char** argv)
 	bool guarded = guardEnter && guardLeave;
 	sem_init(&gRunFinished, 0, 0);
 
+	FILE* out = nullptr;   // opened after the first render() has returned
 	if(!setup(context, nullptr)) {
 		fprintf(stderr, "setup() failed\n");
 		stopAuxiliaryTasks();
@@ -222,7 +223,13 @@ int main(int argc, char** argv)
 			guardLeave();
 		tInRender = false;
 		wakeTasksScheduledInRender();
-		output.insert(output.end(), audioOut.begin(), audioOut.end());
+		// written as it comes (a long streamed run keeps no growing buffer), outside render()
+		if(!out)
+			out = fopen(argv[2], "wb");
+		if(!out || fwrite(audioOut.data(), sizeof(float), audioOut.size(), out) != audioOut.size()) {
+			fprintf(stderr, "cannot write %s\n", argv[2]);
+			return 1;
+		}
 		if(gRenderPrintsSize) {
 			fwrite(gRenderPrints, 1, gRenderPrintsSize, stdout);
 			gRenderPrintsSize = 0;
@@ -233,11 +240,11 @@ int main(int argc, char** argv)
 	waitForScheduledRuns();
 	stopAuxiliaryTasks();
 	sem_destroy(&gRunFinished);
-	FILE* out = fopen(argv[2], "wb");
-	if(!out || fwrite(output.data(), sizeof(float), output.size(), out) != output.size()) {
+	if(!out)
+		out = fopen(argv[2], "wb");
+	if(!out || fclose(out) != 0) {
 		fprintf(stderr, "cannot write %s\n", argv[2]);
 		return 1;
 	}
-	fclose(out);
 	return 0;
 }
