@@ -39,7 +39,7 @@ def render_body(render_cpp: str) -> str:
 
 def method(header: str, name: str) -> str:
     """The body of RealtimeModel's method `name` (one tab in, ends at the closing tab brace)."""
-    start = re.search(rf"^\t[^\n]*\b{name}\(", header, re.M).start()
+    start = re.search(rf"^\t[^\t\n][^\n]*\b{name}\(", header, re.M).start()
     return header[start:header.index("\n\t}\n", start)]
 
 
@@ -66,11 +66,14 @@ def test_each_routing_makes_a_real_time_safe_project(tmp_path, model):
     glue = (project / "generated/model/realtime_model.h").read_text()
     for name in ("advanceInput", "advanceOutput", "output", "input"):
         assert not FORBIDDEN_IN_AUDIO_THREAD.search(method(glue, name)), name   # render() calls these
-    assert "Bela_createAuxiliaryTask" in method(glue, "setup") and "bela_iree_model_load" in method(glue, "setup")
-    assert "bela_iree_model_reset" in method(glue, "setup")   # a stateful model starts from its starting state
-    assert "++overruns_" in method(glue, "advanceInput") and "Bela_scheduleAuxiliaryTask" in method(glue, "advanceInput")
-    assert "bela_iree_model_run" in glue[glue.index("void infer()"):]
-    assert "bela_iree_model_free" in method(glue, "cleanup")
+    assert "Bela_createAuxiliaryTask" in method(glue, "setup") and "loadModel(" in method(glue, "setup")
+    assert "bela_iree_model_load" in method(glue, "loadModel")
+    assert "bela_iree_model_reset" in method(glue, "loadModel")   # a stateful model starts from its starting state
+    assert "overruns_.fetch_add" in method(glue, "advanceInput") and "Bela_scheduleAuxiliaryTask" in method(glue, "advanceInput")
+    assert "runBlock(" in method(glue, "infer") and "bela_iree_model_run(model)" in method(glue, "runModel")
+    assert "bela_iree_model_free" in method(glue, "cleanup") and "bela_iree_model_free" in method(glue, "watch")
+    assert 'glue = "auto"' in (project / "bela-iree.toml").read_text()   # resolved to the auxiliary task
+    assert 'kBelaIreeGlue[] = "aux_task"' in glue and "bela_iree_model_free" not in method(glue, "runBlock")
     config = (project / "generated/model/model_config.h").read_text()
     # the block render() fills: the first audio or analog input (a model of knobs only has none)
     blocks = [i for i in result["inputs"] if i["role"] == "input" and i.get("source", "audio") in ("audio", "analog")]

@@ -347,6 +347,7 @@ FORWARD(int, open, (const char* path, int flags, mode_t mode), (path, flags, mod
 FORWARD(int, openat, (int directory, const char* path, int flags, mode_t mode), (directory, path, flags, mode))
 FORWARD(int, close, (int fd), (fd))
 FORWARD(int, sched_yield, (void), ())
+FORWARD(int, sched_getcpu, (void), ())
 FORWARD(int, pthread_mutex_trylock, (pthread_mutex_t* mutex), (mutex))
 FORWARD(int, pthread_rwlock_rdlock, (pthread_rwlock_t* lock), (lock))
 FORWARD(int, pthread_rwlock_wrlock, (pthread_rwlock_t* lock), (lock))
