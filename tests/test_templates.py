@@ -142,6 +142,9 @@ def test_build_never_touches_user_files_and_keeps_the_last_good_model(tmp_path):
     before = {name: hashlib.sha256((project / name).read_bytes()).hexdigest() for name in USER_FILES}
     data, _ = cli_json("build", str(project))
     assert data["artifacts"] == [str(project / "generated/model/model.vmfb")]
+    # the build record the running program's watcher swaps modules in by (no build id outside serve)
+    record = json.loads((project / "generated/model/build.json").read_text())
+    assert record == {"build": None, "sha256": hashlib.sha256((project / "generated/model/model.vmfb").read_bytes()).hexdigest()}
     after = {name: hashlib.sha256((project / name).read_bytes()).hexdigest() for name in USER_FILES}
     assert before == after
     good = (project / "generated/model/model.vmfb").read_bytes()
@@ -338,3 +341,19 @@ def build_bela_project(project: Path, runtime_dir: Path, build: Path) -> Path:
     program = build / project.name
     compile_checked([ARMHF_CXX, *make["LDFLAGS"], "-pthread", "-o", program, *objects, *make["LDLIBS"]])
     return program
+
+
+def test_render_glue_needs_the_model_block_to_be_the_period(tmp_path):
+    """glue = "render" calls the model once per Bela block: a build whose model block is not the
+    period is refused, saying both numbers and the ways out; glue = "aux_task" takes any block."""
+    from service.errors import UsageError
+    from service.project import build_project
+    project = tmp_path / "mlp"
+    new_project(project, "single_mm", "vmfb", "host", period=16, glue="aux_task")
+    config = project / "bela-iree.toml"
+    config.write_text(config.read_text().replace('glue = "aux_task"', 'glue = "render"'))
+    with pytest.raises(UsageError) as refused:
+        build_project(project)
+    block = json.loads((project / "generated/model/build.json").read_text())   # the last good build stays
+    assert "runs the model once per Bela block" in str(refused.value) and "period = 16" in str(refused.value)
+    assert 'glue = "aux_task"' in refused.value.hint and block["sha256"]
