@@ -23,9 +23,9 @@ class HostSteps:
     def __init__(self, tune: bool = True):
         self.tuning = tune   # measure flag variants once per model (bench/tuning.py)
 
-    async def build(self, run, project: Path, options: CompileOptions, on_stage) -> CompileResult:
+    async def build(self, run, project: Path, options: CompileOptions, on_stage, build_id: int | None = None) -> CompileResult:
         from .project import build_project
-        return await run(build_project, project, options, on_stage)
+        return await run(build_project, project, options, on_stage, build_id)
 
     async def bench(self, run, compiled: CompileResult, quick: bool) -> dict | None:
         """The quick figure, or the fuller one (None: this step has none)."""

@@ -141,7 +141,7 @@ class Builder:
         self.publish(events.log(build_id, f"build {build_id} for {target}: {reason}"))
         try:
             options = self.config.compile_options(target, exporter=self.exporter.export, **self.limits)
-            compiled = await self.steps.build(self._in_thread, self.project, options, enter)
+            compiled = await self.steps.build(self._in_thread, self.project, options, enter, build_id)
             self.history.update(build_id, flags=list(compiled.flags))
             for warning in compiled.warnings:
                 self.publish(events.log(build_id, f"warning: {warning}"))

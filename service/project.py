@@ -8,6 +8,8 @@ also keeps what must survive builds (the history database).
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -22,8 +24,8 @@ import jinja2
 from . import __version__
 from .errors import ModelFileError, UsageError
 from .glue_routing import routing_context
-from .layout import (BOARD_ROOT, CONFIG, GENERATED, MODEL_DIR, MODEL_FILE, absolute_on_board,
-                     board_project_dir, board_runtime_dir)
+from .layout import (BOARD_ROOT, BUILD_RECORD, CONFIG, GENERATED, MODEL_DIR, MODEL_FILE, MODULE_FILE, STATUS_FILE,
+                     absolute_on_board, board_project_dir, board_runtime_dir)
 from .pipeline import cache
 from .pipeline.compile import CompileOptions, CompileResult, compile_model, export_cached
 from .pipeline.targets import BACKENDS, FORMATS, TARGETS, get_target
@@ -46,13 +48,15 @@ class ProjectConfig:
     period: int = 128
     input: str = "audio"
     output: str = "audio"
+    glue: str = "auto"             # where the model runs: render (inside render()) | aux_task | auto
     iree_runtime_dir: str = absolute_on_board(board_runtime_dir(BOARD_ROOT))
     board_root: str = BOARD_ROOT   # the Bela folder on the board
     board_tools: str = ""          # IREE runtime tools on the board (default: BOARD_ROOT/libraries/iree/bin)
     board_prefix: str = ""         # a command prefix for them (an emulator, for a stand-in board)
 
     CHOICES = {"target": tuple(TARGETS), "format": FORMATS, "backend": BACKENDS,
-               "input": ("audio", "analog"), "output": ("audio", "analog", "control")}
+               "input": ("audio", "analog"), "output": ("audio", "analog", "control"),
+               "glue": ("auto", "render", "aux_task")}
 
     @classmethod
     def load(cls, project: Path) -> "ProjectConfig":
@@ -95,6 +99,27 @@ def _layout(shape: list[int]) -> tuple[int, int]:
     return 1, prod(dims)
 
 
+# What glue = "auto" becomes until the board estimate decides (the blocks work's
+# service/glue_choice.choose_glue): the auxiliary task, which fits every model.
+AUTO_GLUE = "aux_task"
+
+
+def resolve_glue(config: ProjectConfig, info: dict) -> str:
+    """The glue a build generates: "render" (the model runs inside render(), once per Bela block,
+    adding no latency) or "aux_task" (an auxiliary task runs it: two model blocks of latency).
+    The project's choice, or for "auto" AUTO_GLUE: the one place "auto" is decided."""
+    return AUTO_GLUE if config.glue == "auto" else config.glue
+
+
+def check_render_glue(config: ProjectConfig, input_frames: int) -> None:
+    """glue = "render" calls the model once per Bela block: its block must be Bela's period."""
+    if input_frames != config.period:
+        raise UsageError(f'{CONFIG}: glue = "render" runs the model once per Bela block, but the model\'s block '
+                         f"is {input_frames} frames and period = {config.period}",
+                         hint=f"export the model at {config.period} frames (model.py's block), set period = "
+                              f'{input_frames}, or use glue = "aux_task"')
+
+
 def glue_context(project: Path, config: ProjectConfig, compiled: CompileResult) -> dict:
     info = compiled.export
     routing = routing_context(info)
@@ -113,6 +138,8 @@ def glue_context(project: Path, config: ProjectConfig, compiled: CompileResult) 
         "output_is_audio": config.output == "audio",
         "sample_rate": info["sample_rate"], "deadline_ms": 1000.0 * in_frames / info["sample_rate"],
         "inputs": info["inputs"],
+        "glue": resolve_glue(config, info), "model_input": config.input, "status_file": STATUS_FILE,
+        "build_record": f"{MODEL_DIR}/{BUILD_RECORD}", "input_sizes": [prod(i["shape"]) for i in info["inputs"]],
     }
 
 
@@ -138,11 +165,14 @@ def options_setup(context: dict, config: ProjectConfig) -> str:
 def render_glue(folder: Path, project: Path, config: ProjectConfig, compiled: CompileResult) -> None:
     env = _environment()
     context = glue_context(project, config, compiled)
+    if context["glue"] == "render":
+        check_render_glue(config, context["input_frames"])
     if config.format == "emitc":
         context["library_query"] = library_query_name(folder / "kernels.h")
     context["options_setup"] = options_setup(context, config)
     (folder / "model_config.h").write_text(env.get_template("generated/model_config.h.j2").render(context))
-    (folder / "realtime_model.h").write_text(env.get_template("generated/realtime_model.h.j2").render(context))
+    for header in ("realtime_model.h", "model_watch.h"):
+        (folder / header).write_text(env.get_template(f"generated/{header}.j2").render(context))
     (folder / "bela_iree").mkdir(exist_ok=True)
     shutil.copy(RUNTIME / "include" / "bela_iree" / "model.h", folder / "bela_iree" / "model.h")
     shutil.copy(RUNTIME / "src" / "model.c", folder / "bela_iree_model.c")
@@ -160,6 +190,17 @@ def project_artifacts(compiled: CompileResult) -> list[str]:
     return [p.name for p in compiled.artifacts]
 
 
+def write_build_record(folder: Path, build_id: int | None) -> None:
+    """generated/model/build.json: which build the module beside it is (`serve`'s history id; null
+    for `bela-iree build`) and its sha256. The running program's watcher swaps a module in when
+    this changes (docs/design.md, "Live model swap"); it is written last, after the module."""
+    module = folder / MODULE_FILE
+    if not module.exists():
+        module = folder / EMITC_LIBRARY   # EmitC: the module is compiled into the program
+    sha256 = hashlib.sha256(module.read_bytes()).hexdigest() if module.exists() else None
+    (folder / BUILD_RECORD).write_text(json.dumps({"build": build_id, "sha256": sha256}) + "\n")
+
+
 def swap_in(staging: Path, destination: Path) -> None:
     """Replace destination by staging with two renames; the old folder is removed after."""
     old = destination.with_name(f".{destination.name}.old-{os.getpid()}-{time.monotonic_ns()}")
@@ -169,9 +210,11 @@ def swap_in(staging: Path, destination: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def build_project(project: Path, options: CompileOptions | None = None, on_stage=lambda stage: None) -> CompileResult:
+def build_project(project: Path, options: CompileOptions | None = None, on_stage=lambda stage: None,
+                  build_id: int | None = None) -> CompileResult:
     """One rebuild of generated/model from model.py and bela-iree.toml (options: the project's
-    own, unless given); never touches user files. The result's artifacts are in generated/model."""
+    own, unless given); never touches user files. The result's artifacts are in generated/model,
+    with build.json naming build_id (serve's history id)."""
     project = project.resolve()
     model_file = project / MODEL_FILE
     if not model_file.exists():
@@ -186,6 +229,7 @@ def build_project(project: Path, options: CompileOptions | None = None, on_stage
         compiled = compile_model(model_file, options, staging, on_stage)
         generate_started = time.perf_counter()
         render_glue(staging, project, config, compiled)
+        write_build_record(staging, build_id)
         swap_in(staging, project / MODEL_DIR)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -211,13 +255,19 @@ def default_routing(info: dict) -> tuple[str, str]:
 
 
 def new_project(project: Path, model: str | None = None, fmt: str = "vmfb", target: str = "bela",
-                period: int = 128) -> dict:
+                period: int = 128, glue: str = "auto", model_file: Path | None = None) -> dict:
+    """A new project from the starter model, a zoo model (`model`) or a model file of one's own
+    (`model_file`), built once."""
     project = project.resolve()
     if project.exists() and any(project.iterdir()):
         raise UsageError(f"{project} already exists and is not empty",
                          hint="bela-iree never overwrites a project: choose a new folder")
     target_info = get_target(target)
-    if model:
+    if glue not in ProjectConfig.CHOICES["glue"]:
+        raise UsageError(f"glue = {glue!r}", hint=f"use one of: {', '.join(ProjectConfig.CHOICES['glue'])}")
+    if model_file:
+        source = Path(model_file)
+    elif model:
         from zoo import model_path, names
         if model not in names():
             raise UsageError(f"unknown zoo model {model!r}", hint=f"use one of: {', '.join(names())}")
@@ -228,7 +278,7 @@ def new_project(project: Path, model: str | None = None, fmt: str = "vmfb", targ
     shutil.copy(source, project / MODEL_FILE)
     _, info, _ = export_cached(project / MODEL_FILE, unroll_loops=fmt == "emitc")
     model_input, model_output = default_routing(info)
-    config = ProjectConfig(target=target, format=fmt, period=period, input=model_input, output=model_output)
+    config = ProjectConfig(target=target, format=fmt, period=period, input=model_input, output=model_output, glue=glue)
     include = f"{config.iree_runtime_dir}/include"
     on_board = absolute_on_board(board_project_dir(config.board_root, project.name))
     emitc_library = f"{on_board}/{MODEL_DIR}/{EMITC_LIBRARY}"   # the Bela IDE links from its own folder
@@ -243,7 +293,8 @@ def new_project(project: Path, model: str | None = None, fmt: str = "vmfb", targ
             f"{IREE_LIBRARIES}"]
     routing = routing_context(info)
     block = info["inputs"][routing["block_input"]]["shape"] if routing["block_input"] >= 0 else [info["block_size"]]
-    context = {**asdict(config), **routing, "project": project.name, "board": target_info.board,
+    context = {**asdict(config), **routing, "glue_setting": config.glue, "glue": resolve_glue(config, info),
+               "project": project.name, "board": target_info.board,
                "iree_version": cache.iree_version(), "make": ";".join(make), "model_block": _layout(block)[1]}
     env = _environment()
     for name in ("render.cpp", "settings.json", CONFIG, "README.md"):

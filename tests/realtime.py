@@ -46,19 +46,21 @@ def build_standin(cxx: str, sources: list[Path], program: Path, flags: list[str]
 
 
 def run_standin(program: Path, args: list[str], *, cwd: Path, guard: Path | None, prefix: list[str] = [],
-                timeout: float = 60) -> subprocess.CompletedProcess:
+                timeout: float = 60, guard_options: dict[str, str] = {}) -> subprocess.CompletedProcess:
     """Run a stand-in program (through an emulator `prefix` such as QEMU_ARM), with the rt_guard
     library `guard` preloaded when given. Natively LD_PRELOAD is set in the program's environment;
     under qemu-user it must reach the guest's loader and not qemu's own, so it goes through
-    qemu's -E option (the same as QEMU_SET_ENV=LD_PRELOAD=...)."""
+    qemu's -E option (the same as QEMU_SET_ENV=LD_PRELOAD=...), and so do guard_options
+    (RT_GUARD_PAGE_FAULTS, RT_GUARD_MARKERS: see rt_guard.c)."""
     env = {key: value for key, value in os.environ.items() if key != "LD_PRELOAD"}
     command = [*prefix, str(program), *args]
     if guard is not None:
         guard = Path(guard).resolve()
         if prefix and Path(prefix[0]).name.startswith("qemu-"):
-            command = [prefix[0], "-E", f"LD_PRELOAD={guard}", *prefix[1:], str(program), *args]
+            options = [item for name, value in guard_options.items() for item in ("-E", f"{name}={value}")]
+            command = [prefix[0], "-E", f"LD_PRELOAD={guard}", *options, *prefix[1:], str(program), *args]
         elif prefix:
             raise ValueError(f"no known way to preload a library through {prefix[0]}")
         else:
-            env["LD_PRELOAD"] = str(guard)
+            env.update(guard_options, LD_PRELOAD=str(guard))
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

@@ -45,7 +45,7 @@ class Steps:
         with self.lock:
             self.log.append((what, n))
 
-    async def build(self, run, project, options, on_stage):
+    async def build(self, run, project, options, on_stage, build_id=None):
         self.builds += 1
         n = self.builds
 

@@ -3,8 +3,13 @@ tests/rt_guard's interposer. render() that allocates, locks, sleeps or prints is
 and auxiliary tasks (their own threads) may do all of that. Natively and for armhf under qemu-arm."""
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
 
 from .realtime import QEMU_ARM, RT_GUARD_EXIT, build_rt_guard, build_standin, run_standin
 
@@ -181,3 +186,74 @@ def test_guard_on_armhf_under_qemu(tmp_path, armhf_guard):
     run = run_standin(program, ARGS, cwd=unsafe, guard=armhf_guard, prefix=QEMU_ARM)
     assert run.returncode == RT_GUARD_EXIT, (run.returncode, run.stderr)
     assert run.stderr.splitlines() == ["rt_guard: operator new called inside render()"]
+
+
+# ---- glue = "render": the model itself runs inside render() ----------------------------------
+
+RENDER_GLUE_BLOCKS = 1100   # more than 1000 blocks of Bela's 16-frame period, the first included
+RENDER_GLUE_MODELS = {"starter": "project_templates/project/starter_model.py", "lstm_amp": "zoo/models/lstm_amp.py"}
+
+
+def at_bela_period(source: Path, folder: Path, frames: int = 16) -> Path:
+    """A copy of a model file exported at `frames` per block, audio in and audio out."""
+    text = re.sub(r"^BLOCK_SIZE = \d+$", f"BLOCK_SIZE = {frames}", source.read_text(), count=1, flags=re.M)
+    if "\nINPUTS" not in text:
+        text += '\nINPUTS = ("audio",)\nOUTPUTS = ("audio",)\n'
+    path = folder / f"{source.stem}_{frames}.py"
+    path.write_text(text)
+    return path
+
+
+def syscalls_inside_render(strace: str) -> tuple[int, list[str]]:
+    """(render() calls seen, system calls made inside them), from qemu-arm -strace with rt_guard's
+    RT_GUARD_MARKERS: a getppid() just before and just after each render()."""
+    windows, inside, calls = 0, False, []
+    for line in strace.splitlines():
+        match = re.match(r"^\d+ (\w+)\(", line)
+        if not match:
+            continue
+        if match.group(1) == "getppid":
+            inside = not inside
+            windows += inside
+        elif inside:
+            calls.append(line[:200])
+    return windows, calls
+
+
+@pytest.mark.parametrize("model", list(RENDER_GLUE_MODELS))
+def test_render_glue_runs_the_model_in_render_with_no_allocation_lock_syscall_or_page_fault(
+        tmp_path, runtime, armhf_guard, model):
+    """glue = "render" on an emulated Cortex-A8: over 1100 blocks of 16 frames, the first included,
+    render() (which runs the model) allocates, frees, locks, sleeps and prints nothing (rt_guard),
+    touches no new page (RT_GUARD_PAGE_FAULTS) and makes no system call at all (qemu-arm -strace,
+    cut at rt_guard's markers). The output is PyTorch's for the same signal with no delay."""
+    from service.modelfile import load_model
+    from service.project import new_project
+
+    from .realtime import QEMU_ARM
+    from .test_templates import build_bela_project
+
+    project = tmp_path / model
+    source = at_bela_period(Path(__file__).resolve().parents[1] / RENDER_GLUE_MODELS[model], tmp_path)
+    new_project(project, target="bela", period=16, glue="render", model_file=source)
+    header = (project / "generated/model/realtime_model.h").read_text()
+    assert 'glue "render"' in header and "latency_samples 0" in header
+    program = build_bela_project(project, runtime("bela").folder, tmp_path / "build")
+    t = np.arange(RENDER_GLUE_BLOCKS * 16)
+    signal = (0.5 * np.sin(2 * np.pi * 220 * t / 44100)).astype(np.float32)
+    signal.tofile(project / "in.f32")
+    run = run_standin(program, ["in.f32", "out.f32", "1", "16"], cwd=project, guard=armhf_guard,
+                      prefix=[*QEMU_ARM, "-strace"], timeout=600,
+                      guard_options={"RT_GUARD_PAGE_FAULTS": "1", "RT_GUARD_MARKERS": "1"})
+    assert run.returncode == 0, (run.returncode, [line for line in run.stderr.splitlines() if "rt_guard" in line],
+                                 run.stderr[-2000:])
+    windows, calls = syscalls_inside_render(run.stderr)
+    assert windows == RENDER_GLUE_BLOCKS and calls == [], calls[:20]
+    status = json.loads((project / "bela-iree-status.json").read_text())
+    assert status["glue"] == "render" and status["latency_samples"] == 0 and status["running"] is False
+    played = np.fromfile(project / "out.f32", dtype=np.float32)
+    with torch.no_grad():
+        module = load_model(project / "model.py").module
+        reference = np.concatenate([module(torch.from_numpy(signal[b * 16:(b + 1) * 16]).reshape(1, 16)).numpy().ravel()
+                                    for b in range(RENDER_GLUE_BLOCKS)])
+    assert np.abs(played - reference).max() <= 1e-4 + 1e-4 * np.abs(reference).max()   # no delay at all

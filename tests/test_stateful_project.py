@@ -26,7 +26,7 @@ def sine_sweep(frames: int, sample_rate: int = 44100) -> np.ndarray:
 def test_stateful_project_plays_a_sine_sweep_as_the_whole_signal_reference(tmp_path, runtime):
     project = tmp_path / "amp"
     new_project(project, "lstm_amp", "vmfb", "host")
-    assert "bela_iree_model_reset(model_)" in (project / "generated/model/realtime_model.h").read_text()
+    assert "bela_iree_model_reset(model)" in (project / "generated/model/realtime_model.h").read_text()
     program = build_host_project(project, "vmfb", str(runtime("host").folder), str(bela_include_dir()))
     sweep = sine_sweep(BLOCK * BLOCKS)
     sweep.tofile(project / "in.f32")

@@ -39,7 +39,7 @@ def render_body(render_cpp: str) -> str:
 
 def method(header: str, name: str) -> str:
     """The body of RealtimeModel's method `name` (one tab in, ends at the closing tab brace)."""
-    start = re.search(rf"^\t[^\n]*\b{name}\(", header, re.M).start()
+    start = re.search(rf"^\t[^\t\n][^\n]*\b{name}\(", header, re.M).start()
     return header[start:header.index("\n\t}\n", start)]
 
 
@@ -66,11 +66,14 @@ def test_each_routing_makes_a_real_time_safe_project(tmp_path, model):
     glue = (project / "generated/model/realtime_model.h").read_text()
     for name in ("advanceInput", "advanceOutput", "output", "input"):
         assert not FORBIDDEN_IN_AUDIO_THREAD.search(method(glue, name)), name   # render() calls these
-    assert "Bela_createAuxiliaryTask" in method(glue, "setup") and "bela_iree_model_load" in method(glue, "setup")
-    assert "bela_iree_model_reset" in method(glue, "setup")   # a stateful model starts from its starting state
-    assert "++overruns_" in method(glue, "advanceInput") and "Bela_scheduleAuxiliaryTask" in method(glue, "advanceInput")
-    assert "bela_iree_model_run" in glue[glue.index("void infer()"):]
-    assert "bela_iree_model_free" in method(glue, "cleanup")
+    assert "Bela_createAuxiliaryTask" in method(glue, "setup") and "loadModel(" in method(glue, "setup")
+    assert "bela_iree_model_load" in method(glue, "loadModel")
+    assert "bela_iree_model_reset" in method(glue, "loadModel")   # a stateful model starts from its starting state
+    assert "overruns_.fetch_add" in method(glue, "advanceInput") and "Bela_scheduleAuxiliaryTask" in method(glue, "advanceInput")
+    assert "runBlock(" in method(glue, "infer") and "bela_iree_model_run(model)" in method(glue, "runModel")
+    assert "bela_iree_model_free" in method(glue, "cleanup") and "bela_iree_model_free" in method(glue, "watch")
+    assert 'glue = "auto"' in (project / "bela-iree.toml").read_text()   # resolved to the auxiliary task
+    assert 'kBelaIreeGlue[] = "aux_task"' in glue and "bela_iree_model_free" not in method(glue, "runBlock")
     config = (project / "generated/model/model_config.h").read_text()
     # the block render() fills: the first audio or analog input (a model of knobs only has none)
     blocks = [i for i in result["inputs"] if i["role"] == "input" and i.get("source", "audio") in ("audio", "analog")]
@@ -139,6 +142,9 @@ def test_build_never_touches_user_files_and_keeps_the_last_good_model(tmp_path):
     before = {name: hashlib.sha256((project / name).read_bytes()).hexdigest() for name in USER_FILES}
     data, _ = cli_json("build", str(project))
     assert data["artifacts"] == [str(project / "generated/model/model.vmfb")]
+    # the build record the running program's watcher swaps modules in by (no build id outside serve)
+    record = json.loads((project / "generated/model/build.json").read_text())
+    assert record == {"build": None, "sha256": hashlib.sha256((project / "generated/model/model.vmfb").read_bytes()).hexdigest()}
     after = {name: hashlib.sha256((project / name).read_bytes()).hexdigest() for name in USER_FILES}
     assert before == after
     good = (project / "generated/model/model.vmfb").read_bytes()
@@ -300,10 +306,26 @@ def test_a_generated_bela_project_runs_on_emulated_armv7(tmp_path, runtime, armh
     project = tmp_path / "bela-project"
     new_project(project, "single_mm", fmt, "bela")
     install = runtime("bela")
-    make = make_variables(project, install.folder)
-    assert "-lbela_iree_compat" in make["LDLIBS"]   # the glibc functions the oldest Bela image lacks
-    build = tmp_path / "build"
-    build.mkdir()
+    assert "-lbela_iree_compat" in make_variables(project, install.folder)["LDLIBS"]   # glibc functions old Bela images lack
+    program = build_bela_project(project, install.folder, tmp_path / "build")
+
+    settings = json.loads((project / "settings.json").read_text())
+    period = int(settings["CLArgs"]["-p"])   # the block size the IDE runs it with
+    signal = write_test_signal(project, channels=2)
+    # the glue opens generated/model/model.vmfb relative to the project folder, as on the board
+    run = run_standin(program, ["in.f32", "out.f32", "2", str(period)], cwd=project, guard=armhf_guard,
+                      prefix=QEMU_ARM, timeout=300)
+    assert run.returncode == 0, (run.returncode, run.stderr[-3000:])
+    assert "rt_guard" not in run.stderr
+    assert_plays_the_model(project, signal, channels=2)
+
+
+def build_bela_project(project: Path, runtime_dir: Path, build: Path) -> Path:
+    """A --target bela project built as the Bela IDE builds it (settings.json's make variables, with
+    the armhf cross compilers and the bela runtime install in place of the board's), with the Bela
+    stand-in for Bela's core; the program (run it under QEMU_ARM in the project folder)."""
+    make = make_variables(project, runtime_dir)
+    build.mkdir(parents=True, exist_ok=True)
     includes = ["-I", project, "-I", bela_include_dir()]   # Bela's INCLUDES: the project, then Bela's include/
     objects = []
     c_sources = sorted(project.rglob("*.c"))
@@ -316,15 +338,22 @@ def test_a_generated_bela_project_runs_on_emulated_armv7(tmp_path, runtime, armh
     for source in [*cpp_sources, STANDIN_SOURCE]:   # the stand-in is Bela's core, built the same way
         objects.append(build / f"{source.stem}.o")
         compile_checked([ARMHF_CXX, *includes, *BELA_CPP_FLAGS, "-c", "-o", objects[-1], source, *make["CPPFLAGS"]])
-    program = build / "bela-project"
+    program = build / project.name
     compile_checked([ARMHF_CXX, *make["LDFLAGS"], "-pthread", "-o", program, *objects, *make["LDLIBS"]])
+    return program
 
-    settings = json.loads((project / "settings.json").read_text())
-    period = int(settings["CLArgs"]["-p"])   # the block size the IDE runs it with
-    signal = write_test_signal(project, channels=2)
-    # the glue opens generated/model/model.vmfb relative to the project folder, as on the board
-    run = run_standin(program, ["in.f32", "out.f32", "2", str(period)], cwd=project, guard=armhf_guard,
-                      prefix=QEMU_ARM, timeout=300)
-    assert run.returncode == 0, (run.returncode, run.stderr[-3000:])
-    assert "rt_guard" not in run.stderr
-    assert_plays_the_model(project, signal, channels=2)
+
+def test_render_glue_needs_the_model_block_to_be_the_period(tmp_path):
+    """glue = "render" calls the model once per Bela block: a build whose model block is not the
+    period is refused, saying both numbers and the ways out; glue = "aux_task" takes any block."""
+    from service.errors import UsageError
+    from service.project import build_project
+    project = tmp_path / "mlp"
+    new_project(project, "single_mm", "vmfb", "host", period=16, glue="aux_task")
+    config = project / "bela-iree.toml"
+    config.write_text(config.read_text().replace('glue = "aux_task"', 'glue = "render"'))
+    with pytest.raises(UsageError) as refused:
+        build_project(project)
+    block = json.loads((project / "generated/model/build.json").read_text())   # the last good build stays
+    assert "runs the model once per Bela block" in str(refused.value) and "period = 16" in str(refused.value)
+    assert 'glue = "aux_task"' in refused.value.hint and block["sha256"]

@@ -8,6 +8,8 @@ from torch import nn
 
 BLOCK_SIZE = 1024
 SAMPLE_RATE = 44100
+INPUTS = ("audio",)    # audio in and audio out, whatever the block size
+OUTPUTS = ("audio",)
 
 
 class Waveshaper(nn.Module):

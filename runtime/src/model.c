@@ -44,6 +44,90 @@ IREE_API_EXPORT iree_status_t iree_vm_bytecode_module_create(iree_vm_instance_t*
 
 #define BELA_IREE_MAX_LOADERS 4
 
+// ---- The model's host allocator: every block IREE frees is kept for its next allocation ----
+// IREE still allocates small objects on every call (a bytecode module creates a semaphore and
+// fences per call: iree_hal_module_fence_create) and frees them after. Everything a model
+// allocates goes through this allocator, which keeps freed blocks in free lists by size class
+// (powers of two) and hands them out again: once the model has run once (setup()'s warm-up run),
+// a run takes its memory from blocks already allocated and touched, so it calls neither malloc
+// nor free and touches no new page. The blocks go back to libc when the model is freed. One model
+// is used by one thread at a time (handing it to another thread is the caller's release/acquire),
+// so nothing here locks.
+
+#define POOL_CLASSES 40                 // blocks of 2^4 .. 2^43 bytes
+typedef union pool_block {
+	struct {
+		union pool_block* next;         // in its class's free list
+		uint32_t size_class;
+	} header;
+	max_align_t align;                  // what follows the header is aligned as malloc's is
+	char pad[16];
+} pool_block_t;
+
+typedef struct {
+	pool_block_t* free_lists[POOL_CLASSES];
+} pool_t;
+
+static int pool_class(iree_host_size_t bytes) {
+	int size_class = 0;
+	while (size_class < POOL_CLASSES - 1 && ((uint64_t)16 << size_class) < (uint64_t)bytes)
+		++size_class;
+	return size_class;
+}
+
+static void* pool_take(pool_t* pool, iree_host_size_t bytes) {
+	int size_class = pool_class(bytes);
+	pool_block_t* block = pool->free_lists[size_class];
+	if (block) {
+		pool->free_lists[size_class] = block->header.next;
+	} else {
+		block = (pool_block_t*)malloc(sizeof(pool_block_t) + ((size_t)16 << size_class));
+		if (!block)
+			return NULL;
+		block->header.size_class = (uint32_t)size_class;
+	}
+	return block + 1;
+}
+
+static void pool_give_back(pool_t* pool, void* pointer) {
+	if (!pointer)
+		return;
+	pool_block_t* block = (pool_block_t*)pointer - 1;
+	block->header.next = pool->free_lists[block->header.size_class];
+	pool->free_lists[block->header.size_class] = block;
+}
+
+static void pool_release(pool_t* pool) {
+	for (int c = 0; c < POOL_CLASSES; ++c)
+		while (pool->free_lists[c]) {
+			pool_block_t* block = pool->free_lists[c];
+			pool->free_lists[c] = block->header.next;
+			free(block);
+		}
+}
+
+static iree_status_t pool_ctl(void* self, iree_allocator_command_t command, const void* params, void** inout_ptr) {
+	pool_t* pool = (pool_t*)self;
+	if (command == IREE_ALLOCATOR_COMMAND_FREE) {
+		pool_give_back(pool, *inout_ptr);
+		return iree_ok_status();
+	}
+	iree_host_size_t bytes = ((const iree_allocator_alloc_params_t*)params)->byte_length;
+	void* pointer = pool_take(pool, bytes);
+	if (!pointer)
+		return iree_make_status(IREE_STATUS_RESOURCE_EXHAUSTED, "out of memory (%" PRIu64 " bytes)", (uint64_t)bytes);
+	if (command == IREE_ALLOCATOR_COMMAND_CALLOC) {
+		memset(pointer, 0, bytes);
+	} else if (command == IREE_ALLOCATOR_COMMAND_REALLOC && *inout_ptr) {
+		pool_block_t* old = (pool_block_t*)*inout_ptr - 1;
+		size_t old_bytes = (size_t)16 << old->header.size_class;
+		memcpy(pointer, *inout_ptr, old_bytes < bytes ? old_bytes : bytes);
+		pool_give_back(pool, *inout_ptr);
+	}
+	*inout_ptr = pointer;
+	return iree_ok_status();
+}
+
 typedef struct {
 	iree_hal_buffer_view_t* view;        // what the function receives, made once
 	iree_hal_buffer_mapping_t mapping;   // persistent mapping of the view's buffer: the caller's input
@@ -83,6 +167,7 @@ struct bela_iree_model {
 	bela_iree_counters_t counters;
 	double total_us;
 	char last_error[256];
+	pool_t pool;                                  // behind `host` (see pool_ctl)
 };
 
 // Writes status's message to out (if any) and frees the status.
@@ -424,7 +509,7 @@ bela_iree_model_t* bela_iree_model_load(const bela_iree_model_options_t* options
 			snprintf(error, error_size, "out of memory");
 		return NULL;
 	}
-	model->host = iree_allocator_system();
+	model->host = (iree_allocator_t){.self = &model->pool, .ctl = pool_ctl};
 	iree_status_t status = load(model, options);
 	if (!iree_status_is_ok(status)) {
 		describe(status, model->host, error, error_size);
@@ -570,5 +655,6 @@ void bela_iree_model_free(bela_iree_model_t* model) {
 	iree_runtime_session_release(model->session);
 	iree_hal_device_release(model->device);
 	iree_runtime_instance_release(model->instance);
+	pool_release(&model->pool);
 	free(model);
 }

@@ -2,17 +2,22 @@
 // on a computer: interleaved audio from a raw float32 file through render(), block by block,
 // into another.
 //
-// As on Bela, each auxiliary task has its own thread, woken by a semaphore that
-// Bela_scheduleAuxiliaryTask() posts (sem_post is real-time safe). To keep results deterministic,
-// after each render() returns the main loop waits until every scheduled run has finished before
-// it feeds the next block: a CPU fast enough for the task, so the output is what running the task
-// inline gave.
+// As on Bela, each auxiliary task has its own thread, woken by a semaphore. A task scheduled from
+// render() is woken when render() returns, as on a Bela's single core, where the audio thread's
+// priority keeps every task waiting until render() is done (so render() itself makes no system
+// call to schedule it); scheduled from elsewhere, it is woken at once. To keep results
+// deterministic, after each render() returns the main loop waits until every scheduled run has
+// finished before it feeds the next block: a CPU fast enough for the task, so the output is what
+// running the task inline gave.
 //
 // With tests/rt_guard's library preloaded (LD_PRELOAD), render() runs between rt_guard_enter()
 // and rt_guard_leave(): an allocation, lock, sleep, blocking call or printf in it ends the
 // program (exit code 86). Without it, those hooks are not found and nothing is checked.
 //
 //   bela_standin IN.f32 OUT.f32 CHANNELS FRAMES_PER_BLOCK [ANALOG_IN.f32 ANALOG_CHANNELS]
+//
+// IN.f32 "-" reads the input from stdin a block at a time, as it comes (a test paces the program
+// by what it writes, e.g. to change files between blocks), until stdin ends.
 //
 // With ANALOG_IN.f32 (interleaved float32 frames of ANALOG_CHANNELS analog inputs, one analog frame
 // per audio frame), render() also sees analog inputs; otherwise it has none (analogFrames 0).
@@ -21,6 +26,7 @@
 #include <Bela.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <atomic>
 #include <cstdarg>
 #include <cstddef>
@@ -64,12 +70,27 @@ AuxiliaryTask Bela_createAuxiliaryTask(void (*callback)(void*), int, const char*
 	return task;
 }
 
-// Real-time safe: an atomic increment and a sem_post. Every call gives one run (in order).
+static thread_local bool tInRender = false;
+static StandinTask* gWakeAfterRender[64];   // tasks render() scheduled, woken when it returns
+static unsigned int gWakeAfterRenderCount = 0;
+
+// Real-time safe: an atomic increment, and from render() a store (the wake-up waits for render()
+// to return), from elsewhere a sem_post. Every call gives one run (in order).
 int Bela_scheduleAuxiliaryTask(AuxiliaryTask task)
 {
 	gPendingRuns.fetch_add(1);
-	sem_post(&static_cast<StandinTask*>(task)->wake);
+	if(tInRender && gWakeAfterRenderCount < sizeof(gWakeAfterRender) / sizeof(gWakeAfterRender[0]))
+		gWakeAfterRender[gWakeAfterRenderCount++] = static_cast<StandinTask*>(task);
+	else
+		sem_post(&static_cast<StandinTask*>(task)->wake);
 	return 0;
+}
+
+static void wakeTasksScheduledInRender()
+{
+	for(unsigned int i = 0; i < gWakeAfterRenderCount; ++i)
+		sem_post(&gWakeAfterRender[i]->wake);
+	gWakeAfterRenderCount = 0;
 }
 
 AuxiliaryTask Bela_runAuxiliaryTask(void (*callback)(void*), int priority, void* arg)
@@ -103,7 +124,6 @@ static void stopAuxiliaryTasks()
 // Here, called from render() it formats with vsnprintf (no allocation, no lock, not guarded) into
 // a fixed buffer that the main loop prints once render() has returned; from any other thread it
 // prints at once.
-static thread_local bool tInRender = false;
 static char gRenderPrints[16384];
 static size_t gRenderPrintsSize = 0;
 
@@ -145,14 +165,15 @@ int main(int argc, char** argv)
 			fclose(analog);
 	}
 	unsigned int channels = atoi(argv[3]), frames = atoi(argv[4]);
+	bool streaming = strcmp(argv[1], "-") == 0;
 	std::vector<float> input;
-	FILE* in = fopen(argv[1], "rb");
+	FILE* in = streaming ? nullptr : fopen(argv[1], "rb");
 	for(float sample; in && fread(&sample, sizeof(sample), 1, in) == 1;)
 		input.push_back(sample);
 	if(in)
 		fclose(in);
-	size_t blocks = input.size() / (channels * frames);
-	std::vector<float> output(blocks * channels * frames), audioIn(channels * frames), audioOut(channels * frames);
+	size_t blocks = streaming ? SIZE_MAX : input.size() / (channels * frames);
+	std::vector<float> audioIn(channels * frames), audioOut(channels * frames);
 
 	// zeroed storage, as Bela's (C) core allocates it: BelaContext has no constructor to call
 	alignas(BelaContext) static unsigned char storage[sizeof(BelaContext)] = {};
@@ -180,6 +201,7 @@ int main(int argc, char** argv)
 	bool guarded = guardEnter && guardLeave;
 	sem_init(&gRunFinished, 0, 0);
 
+	FILE* out = nullptr;   // opened after the first render() has returned
 	if(!setup(context, nullptr)) {
 		fprintf(stderr, "setup() failed\n");
 		stopAuxiliaryTasks();
@@ -187,7 +209,10 @@ int main(int argc, char** argv)
 	}
 	waitForScheduledRuns();
 	for(size_t b = 0; b < blocks; ++b) {
-		memcpy(audioIn.data(), &input[b * audioIn.size()], audioIn.size() * sizeof(float));
+		if(!streaming)
+			memcpy(audioIn.data(), &input[b * audioIn.size()], audioIn.size() * sizeof(float));
+		else if(fread(audioIn.data(), sizeof(float), audioIn.size(), stdin) != audioIn.size())
+			break;   // stdin ended
 		if(analogChannels && (b + 1) * analogIn.size() <= analogInput.size())
 			memcpy(analogIn.data(), &analogInput[b * analogIn.size()], analogIn.size() * sizeof(float));
 		tInRender = true;
@@ -197,7 +222,14 @@ int main(int argc, char** argv)
 		if(guarded)
 			guardLeave();
 		tInRender = false;
-		memcpy(&output[b * audioOut.size()], audioOut.data(), audioOut.size() * sizeof(float));
+		wakeTasksScheduledInRender();
+		// written as it comes (a long streamed run keeps no growing buffer), outside render()
+		if(!out)
+			out = fopen(argv[2], "wb");
+		if(!out || fwrite(audioOut.data(), sizeof(float), audioOut.size(), out) != audioOut.size()) {
+			fprintf(stderr, "cannot write %s\n", argv[2]);
+			return 1;
+		}
 		if(gRenderPrintsSize) {
 			fwrite(gRenderPrints, 1, gRenderPrintsSize, stdout);
 			gRenderPrintsSize = 0;
@@ -208,11 +240,11 @@ int main(int argc, char** argv)
 	waitForScheduledRuns();
 	stopAuxiliaryTasks();
 	sem_destroy(&gRunFinished);
-	FILE* out = fopen(argv[2], "wb");
-	if(!out || fwrite(output.data(), sizeof(float), output.size(), out) != output.size()) {
+	if(!out)
+		out = fopen(argv[2], "wb");
+	if(!out || fclose(out) != 0) {
 		fprintf(stderr, "cannot write %s\n", argv[2]);
 		return 1;
 	}
-	fclose(out);
 	return 0;
 }

@@ -24,6 +24,18 @@
  * (qemu-arm's -E, or QEMU_SET_ENV=LD_PRELOAD=..., sets the variable for the guest's dynamic
  * loader only; LD_PRELOAD in qemu's own environment would be read by the host's loader instead.)
  *
+ * Two more checks, each turned on by an environment variable (for the guest, through qemu's -E):
+ *
+ *   RT_GUARD_PAGE_FAULTS=1   count the minor and major page faults of the calling thread
+ *                            (getrusage(RUSAGE_THREAD)) across each render(): a first touch of a
+ *                            page inside render() is a violation ("rt_guard: page fault called
+ *                            inside render()"). Under qemu-user these are the emulator's faults
+ *                            while it runs the guest thread, which include the guest's own.
+ *   RT_GUARD_MARKERS=1       make a getppid() system call just before render() starts and just
+ *                            after it ends, so that a system call trace (qemu-arm -strace, which
+ *                            shows the guest's raw system calls, those libc makes inside its own
+ *                            functions included) can be cut into render() and the rest.
+ *
  * The allocator is forwarded to glibc's __libc_malloc & co., so that nothing here needs dlsym()
  * (which may itself allocate) to allocate. Everything else is looked up with dlsym(RTLD_NEXT)
  * the first time it is called outside the guard. free(NULL) and delete of a null pointer do
@@ -38,8 +50,12 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/select.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,8 +65,52 @@
 /* initial-exec: the library is loaded at startup, and reading the flag must never allocate */
 static __thread int in_realtime __attribute__((tls_model("initial-exec")));
 
-EXPORT void rt_guard_enter(void) { in_realtime = 1; }
-EXPORT void rt_guard_leave(void) { in_realtime = 0; }
+static void violation(const char* function);
+
+/* A system call that does not go through this file's syscall(): glibc's, found once. */
+static void raw_write(const char* text)
+{
+	static long (*real_syscall)(long, ...);
+	if(!real_syscall)
+		real_syscall = (long (*)(long, ...))dlsym(RTLD_NEXT, "syscall");
+	if(real_syscall)
+		real_syscall(SYS_write, 2, text, strlen(text));
+}
+
+static int count_faults, mark;
+static __thread long faults_before __attribute__((tls_model("initial-exec")));
+
+__attribute__((constructor)) static void rt_guard_options(void)
+{
+	const char* faults = getenv("RT_GUARD_PAGE_FAULTS");
+	const char* markers = getenv("RT_GUARD_MARKERS");
+	count_faults = faults && *faults == '1';
+	mark = markers && *markers == '1';
+}
+
+static long thread_faults(void)
+{
+	struct rusage usage;
+	return getrusage(RUSAGE_THREAD, &usage) == 0 ? usage.ru_minflt + usage.ru_majflt : 0;
+}
+
+EXPORT void rt_guard_enter(void)
+{
+	if(count_faults)
+		faults_before = thread_faults();
+	if(mark)
+		syscall(SYS_getppid);
+	in_realtime = 1;
+}
+
+EXPORT void rt_guard_leave(void)
+{
+	in_realtime = 0;
+	if(mark)
+		syscall(SYS_getppid);
+	if(count_faults && thread_faults() != faults_before)
+		violation("page fault");
+}
 
 /* One line to stderr with the raw system call (write() is interposed here), then out. */
 static void violation(const char* function)
@@ -59,7 +119,7 @@ static void violation(const char* function)
 	in_realtime = 0;
 	strncat(line, function, sizeof(line) - 40);
 	strcat(line, " called inside render()\n");
-	syscall(SYS_write, 2, line, strlen(line));
+	raw_write(line);
 	_exit(RT_GUARD_EXIT);
 }
 
@@ -76,8 +136,7 @@ static void* next(void** cache, const char* name, const char* version)
 	if(!function)
 		function = dlsym(RTLD_NEXT, name);
 	if(!function) {
-		static const char message[] = "rt_guard: cannot find the real function\n";
-		syscall(SYS_write, 2, message, sizeof(message) - 1);
+		raw_write("rt_guard: cannot find the real function\n");
 		_exit(RT_GUARD_EXIT);
 	}
 	__atomic_store_n(cache, function, __ATOMIC_RELEASE);
@@ -259,3 +318,37 @@ EXPORT int __fprintf_chk(FILE* stream, int flag, const char* format, ...)
 	va_end(args);
 	return written;
 }
+
+/* ---- system calls made through libc's wrappers (a raw one inside libc shows in qemu -strace:
+ * see RT_GUARD_MARKERS): on a Bela, a Linux system call from the audio thread switches it out of
+ * Xenomai's real-time mode. Reading the clock is one on the BeagleBone's Cortex-A8 (its kernel's
+ * vDSO has no timer to read) and under qemu-user. ---- */
+
+EXPORT long syscall(long number, ...)
+{
+	GUARD("syscall");
+	va_list args;
+	va_start(args, number);
+	long a = va_arg(args, long), b = va_arg(args, long), c = va_arg(args, long);
+	long d = va_arg(args, long), e = va_arg(args, long), f = va_arg(args, long);
+	va_end(args);
+	return REAL(long (*)(long, ...), "syscall")(number, a, b, c, d, e, f);
+}
+
+FORWARD(int, clock_gettime, (clockid_t clock, struct timespec* now), (clock, now))
+FORWARD(int, gettimeofday, (struct timeval* now, void* zone), (now, zone))
+FORWARD(time_t, time, (time_t* now), (now))
+FORWARD(void*, mmap, (void* address, size_t length, int protection, int flags, int fd, off_t offset),
+	(address, length, protection, flags, fd, offset))
+FORWARD(int, munmap, (void* address, size_t length), (address, length))
+FORWARD(int, mprotect, (void* address, size_t length, int protection), (address, length, protection))
+FORWARD(int, madvise, (void* address, size_t length, int advice), (address, length, advice))
+FORWARD(int, open, (const char* path, int flags, mode_t mode), (path, flags, mode))
+FORWARD(int, openat, (int directory, const char* path, int flags, mode_t mode), (directory, path, flags, mode))
+FORWARD(int, close, (int fd), (fd))
+FORWARD(int, sched_yield, (void), ())
+FORWARD(int, sched_getcpu, (void), ())
+FORWARD(int, pthread_mutex_trylock, (pthread_mutex_t* mutex), (mutex))
+FORWARD(int, pthread_rwlock_rdlock, (pthread_rwlock_t* lock), (lock))
+FORWARD(int, pthread_rwlock_wrlock, (pthread_rwlock_t* lock), (lock))
+FORWARD(int, pthread_spin_lock, (pthread_spinlock_t* lock), (lock))
