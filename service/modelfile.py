@@ -84,8 +84,8 @@ def _with_reads(error: BelaIreeError, reads: list[dict], path: Path) -> BelaIree
     error.reads = reads
     if reads and not error.hint:
         names = ", ".join(r["path"] + ("" if r["sha256"] else " (missing)") for r in reads)
-        error.hint = (f"{path.name} read {names} while loading: a file deleted or still being written? "
-                      f"saving it again rebuilds")
+        error.hint = (f"{path.name} read {names} while loading (deleted, or still being written? "
+                      f"saving it whole rebuilds)")
     return error
 
 
