@@ -27,6 +27,7 @@ _active: "ReadRecorder | None" = None   # the load in progress (one at a time in
 class ReadRecorder:
     def __init__(self, model_file: Path):
         self.folder = model_file.resolve().parent
+        self.folders = {str(self.folder), str(model_file.absolute().parent)}   # through a symlink or not
         self.paths: list[Path] = []
         self._libraries = tuple({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)})
 
@@ -40,16 +41,16 @@ class ReadRecorder:
             self.paths.append(path)
 
     def _inside(self, path: Path) -> bool:
-        try:
-            parts = path.relative_to(self.folder).parts
-        except ValueError:
-            return False
-        return not any(p in _IGNORED_PARTS or p.startswith(".") for p in parts[:-1])
+        for folder in self.folders:
+            if path.is_relative_to(folder):
+                parts = path.relative_to(folder).parts
+                return not any(p in _IGNORED_PARTS or p.startswith(".") for p in parts[:-1])
+        return False
 
     def _called_by_model(self) -> bool:
         frame = sys._getframe(2)
         while frame:
-            if Path(frame.f_code.co_filename).parent == self.folder:
+            if os.path.dirname(frame.f_code.co_filename) in self.folders:
                 return True
             frame = frame.f_back
         return False
