@@ -6,7 +6,8 @@ TS2EPConverter) interprets the TorchScript graph node by node into an FX graph; 
 ExportedProgram's `.module()` is an ordinary nn.Module that the rest of the pipeline exports
 like any other. It converts scripted and traced modules alike (the pybela tutorial's TCN,
 exactly); a construct it has no conversion for (a loop whose trip count is a tensor's value,
-prim::Loop) becomes an ExportError naming the construct and the line it was scripted from.
+prim::Loop) becomes an ExportError naming the construct and the line it was scripted from, and
+so does an `if` on a tensor's value (converted to torch.cond, which IREE cannot import).
 
 A TorchScript file does not record its input's shape (not even a traced one's, once saved):
 it comes from --input-shape, or a sidecar NAME.json beside NAME.jit holding
@@ -31,6 +32,8 @@ CONSTRUCTS = {
     "prim::CallMethod": "a call to a method the converter cannot inline",
     "prim::PythonOp": "a Python function called from the script",
 }
+BRANCH_HINT = ("compute both branches and choose with torch.where(condition, a, b), or give bela-iree the "
+               "nn.Module itself in model.py")
 CONVERT_HINT = ("bela-iree converts TorchScript with torch's converter, which has no conversion for this: "
                 "loop a fixed number of times (or use torch.where instead of a loop on a value), or give "
                 "bela-iree the nn.Module itself in model.py")
@@ -43,9 +46,15 @@ def convert(script, examples: tuple, model_file: Path, line: int | None = None):
     from torch._export.converter import TS2EPConverter
 
     try:
-        module = TS2EPConverter(script, examples).convert().module()
+        program = TS2EPConverter(script, examples).convert()
     except Exception as e:
         raise _not_convertible(e, script, model_file, line) from None
+    if any(node.target is torch.ops.higher_order.cond for node in program.graph.nodes):
+        # an `if` on a tensor's value becomes torch.cond, which IREE's importer cannot take
+        raise ExportError("the TorchScript model branches on a tensor's value (prim::If, converted to torch.cond, "
+                          "which IREE cannot import)" + _scripted_at(script, "prim::If", _on_a_tensor),
+                          file=str(model_file), line=line, hint=BRANCH_HINT)
+    module = program.module()
     with torch.no_grad():
         wanted, got = script(*examples), module(*examples)
     error = _max_difference(wanted, got)
@@ -82,13 +91,19 @@ def _not_convertible(error: Exception, script, model_file: Path, line: int | Non
                        detail="".join(traceback.format_exception(error)))
 
 
-def _scripted_at(script, kind: str) -> str:
-    """` at FILE:LINE: source` of the first node of this kind, from its recorded source range."""
+def _on_a_tensor(node) -> bool:
+    """A prim::If whose condition is a tensor's value (bool(tensor)), not a constant."""
+    return node.inputsAt(0).node().kind() == "aten::Bool"
+
+
+def _scripted_at(script, kind: str, which=lambda node: True) -> str:
+    """` (scripted at FILE:LINE: source)` of the first node of this kind, from its recorded
+    source range."""
     import re
     try:
         graph = script.inlined_graph if hasattr(script, "inlined_graph") else script.graph
         for node in _all_nodes(graph):
-            if node.kind() == kind:
+            if node.kind() == kind and which(node):
                 text = str(node.sourceRange())
                 found = re.search(r'File "([^"]+)", line (\d+)', text)
                 code = [line.strip() for line in text.splitlines()[1:] if line.strip() and "~" not in line]

@@ -101,24 +101,27 @@ def test_traced_tcn_becomes_a_project_that_loads_it(tmp_path):
     assert matches_the_script(Path(result["artifacts"][0]).parent, traced) <= 1e-4
 
 
-def test_script_the_converter_cannot_take_names_the_construct_and_where(tmp_path):
+@pytest.mark.parametrize("forward,construct,scripted", [
+    ("        while bool(x.abs().max() < 10.0):\n            x = x * 2\n        return x\n",
+     "prim::Loop (a loop whose trip count", "while bool(x.abs().max() < 10.0):"),
+    ("        if bool(x.sum() > 0):\n            return x * 2\n        return x - 1\n",
+     "branches on a tensor's value (prim::If", "if bool(x.sum() > 0):"),
+])
+def test_script_the_converter_cannot_take_names_the_construct_and_where(tmp_path, forward, construct, scripted):
     (tmp_path / "model.py").write_text(
         "import torch\n"
         "\n"
         "class Doubler(torch.nn.Module):\n"
         "    def forward(self, x):\n"
-        "        while bool(x.abs().max() < 10.0):\n"
-        "            x = x * 2\n"
-        "        return x\n"
+        f"{forward}"
         "\n"
         "model = torch.jit.script(Doubler())\n"
         "example_input = torch.rand(1, 64) + 0.5\n")
     result, _ = cli_json("compile", str(tmp_path / "model.py"), "--target", "host", "--no-tune", check=False)
     error = result["error"]
-    assert error["stage"] == "export"
-    assert "prim::Loop" in error["message"] and "loop whose trip count" in error["message"]
-    assert f"{tmp_path / 'model.py'}:5: `while bool(x.abs().max() < 10.0):`" in error["message"]   # where it was scripted
-    assert Path(error["file"]).name == "model.py" and error["line"] == 9
+    assert error["stage"] == "export" and construct in error["message"], error
+    assert f"(scripted at {tmp_path / 'model.py'}:5: `{scripted}`)" in error["message"], error
+    assert Path(error["file"]).name == "model.py" and error["line"] == 7 + forward.count("\n") - 1
     assert "Exporting a ScriptModule is not supported" not in json.dumps(result)
 
 
