@@ -35,6 +35,7 @@ class LoadedModel:
     example_inputs: tuple = ()               # every input, in call order (example_input first)
     namespace: dict | None = None            # what the model file defines (INPUTS, OUTPUTS...)
     reads: list = field(default_factory=list)   # files read while loading: [{"path", "sha256"}]
+    parameters: int = 0                      # counted before a TorchScript conversion (which makes them buffers)
 
     def __post_init__(self):
         self.example_inputs = self.example_inputs or (self.example_input,)
@@ -104,6 +105,7 @@ def _load(path: Path) -> LoadedModel:
         raise ModelFileError(f"`example_input` must be a tensor, a tuple of tensors or a function returning one, "
                              f"not {kinds}", file=str(path), line=_line_of(path, "example_input"))
     examples = tuple(e.detach().contiguous() for e in examples)
+    parameters = sum(p.numel() for p in module.parameters())
     if isinstance(module, torch.jit.ScriptModule):   # torch.export refuses these: convert first
         from .torchscript import convert
         module = convert(module.eval(), examples, path, _line_of(path, "model"))   # (the converted module has no .eval())
@@ -112,7 +114,8 @@ def _load(path: Path) -> LoadedModel:
     example = examples[0]
     block_size = int(namespace.get("BLOCK_SIZE", example.shape[-1] if example.dim() else 1))
     sample_rate = int(namespace.get("SAMPLE_RATE", DEFAULT_SAMPLE_RATE))
-    return LoadedModel(path, module, example, block_size, sample_rate, examples, namespace)
+    return LoadedModel(path, module, example, block_size, sample_rate, examples, namespace,
+                       parameters=parameters)
 
 
 def _execute(path: Path) -> dict:
@@ -192,5 +195,5 @@ def describe_zoo_model(name: str) -> dict:
     first = output[0] if isinstance(output, (tuple, list)) else output
     return {"name": name, "summary": zoo.summary(name), "input_shape": list(loaded.example_input.shape),
             "input_shapes": [list(e.shape) for e in loaded.example_inputs],
-            "output_shape": list(first.shape), "parameters": sum(p.numel() for p in loaded.module.parameters()),
+            "output_shape": list(first.shape), "parameters": loaded.parameters,
             "block_size": loaded.block_size, "sample_rate": loaded.sample_rate}

@@ -2,6 +2,7 @@
 model. Overwriting weights.pt under a real `serve` rebuilds, and the new artifact carries the new
 weights; a truncated or deleted weights file fails at the line that read it, with the last good
 artifact kept, and saving a whole one builds again."""
+import asyncio
 import shutil
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from service.bench.run import run_module
 from service.errors import ModelFileError
 from service.modelfile import load_model
 from service.pipeline.targets import TARGETS
+from service.watcher import ProjectWatcher
 
 from .conftest import cli
 from .service_helpers import Client, Service
@@ -142,3 +144,32 @@ def test_reads_are_recorded_inside_the_project_and_explicitly_outside(tmp_path):
         load_model(project / "model.py")
     assert failed.value.line == 6 and "weights.pt (missing)" in failed.value.hint
     assert [r["path"] for r in failed.value.reads] == [str(elsewhere / "gain.json"), "weights.pt"]
+
+
+async def test_watcher_reacts_to_a_data_file_outside_the_project(tmp_path):
+    project, runs = tmp_path / "project", tmp_path / "runs"
+    project.mkdir()
+    runs.mkdir()
+    weights_file = runs / "weights.pt"
+    weights_file.write_bytes(b"0")
+    seen, arrived = [], asyncio.Event()
+
+    def changed(path: Path) -> None:
+        seen.append(path.name)
+        arrived.set()
+    watcher = ProjectWatcher(project, changed)
+    watcher.start(asyncio.get_running_loop())
+    try:
+        watcher.watch_files([weights_file])
+        for attempt in range(40):   # until the new folder's watch is in place (it starts on its own thread)
+            (runs / "notes.txt").write_text(str(attempt))   # beside it, not read by the model: ignored
+            weights_file.write_bytes(str(attempt).encode())
+            try:
+                await asyncio.wait_for(arrived.wait(), 0.25)
+                break
+            except asyncio.TimeoutError:
+                pass
+        await asyncio.sleep(0.2)
+        assert seen and set(seen) == {"weights.pt"}
+    finally:
+        watcher.stop()

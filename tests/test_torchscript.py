@@ -85,6 +85,7 @@ def test_tutorial_tcn_jit_compiles_and_matches_the_script(tmp_path):
     folder = Path(result["artifacts"][0]).parent
     export = json.loads((folder / "export.json").read_text())
     assert export["block_size"] == WINDOW
+    assert export["parameters"] == sum(p.numel() for p in tcn().parameters())   # counted before conversion
     assert [r["path"] for r in export["reads"]] == ["model.jit"]   # the script is part of the model
     assert matches_the_script(folder, script_file) <= 1e-4
 

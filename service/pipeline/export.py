@@ -86,7 +86,7 @@ def export_model(model_file: Path, out_dir: Path, mlir_name: str = "model.mlirbc
         "rewrites": applied,
         "state": {"buffers": state.state_buffers(program), "reset": reset} if reset else None,
         "unrolled_loops": unroll_loops,
-        "parameters": sum(p.numel() for p in loaded.module.parameters()),
+        "parameters": loaded.parameters,
         "block_size": loaded.block_size,
         "sample_rate": loaded.sample_rate,
         "reads": loaded.reads,
