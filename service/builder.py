@@ -21,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import events
+from . import events, model_reads
 from .errors import BelaIreeError
 from .history import History
 from .layout import CONFIG, MODEL_DIR, MODEL_FILE
@@ -48,6 +48,8 @@ class Builder:
         self.limits = {"export_timeout": export_timeout, "compile_timeout": compile_timeout}
         self.exporter = exporter or WarmExporter()
         self.built_fingerprint: str | None = None
+        self.data_files: set[Path] = set()          # what the model file read at its last load
+        self.on_data_files = lambda paths: None     # the watcher's watch_files (server.py)
         self.processes: set = set()
         self.cancel_event = threading.Event()
         self.task: asyncio.Task | None = None
@@ -90,7 +92,7 @@ class Builder:
 
     def _settled(self, path: Path) -> None:
         started = time.perf_counter()
-        if fingerprint(self.project) == self.built_fingerprint:
+        if fingerprint(self.project, self._data_digests()) == self.built_fingerprint:
             self.publish(events.unchanged([path.name], round(time.perf_counter() - started, 4)))
             self.publish(events.log(None, f"{path.name} saved without a change to the model: no rebuild"))
             return
@@ -113,7 +115,7 @@ class Builder:
         if self.thread_done:
             await asyncio.gather(self.thread_done, return_exceptions=True)
         self.cancel_event = threading.Event()
-        self.built_fingerprint = fingerprint(self.project)
+        self.built_fingerprint = fingerprint(self.project, self._data_digests())
         target = self.target
         try:
             fmt = self.config.format
@@ -142,6 +144,7 @@ class Builder:
         try:
             options = self.config.compile_options(target, exporter=self.exporter.export, **self.limits)
             compiled = await self.steps.build(self._in_thread, self.project, options, enter, build_id)
+            self._loaded_with(compiled.export.get("reads") or [])
             self.history.update(build_id, flags=list(compiled.flags))
             for warning in compiled.warnings:
                 self.publish(events.log(build_id, f"warning: {warning}"))
@@ -169,6 +172,8 @@ class Builder:
             if finished:   # the build is done and stays good: only say why the background work stopped
                 self.publish(events.log(build_id, f"measuring after the build failed: {e}"))
                 return
+            if e.reads is not None:   # the model file loaded partly: watch what it read
+                self._loaded_with(e.reads)
             self._failed(build_id, target, stages, e.to_json())
             self.publish(events.log(build_id, f"failed ({e.stage}): {e}"))
             for line in (e.detail or "").strip().splitlines()[-30:]:
@@ -177,6 +182,18 @@ class Builder:
         except Exception as e:  # a bug of ours: report it like any failure and keep serving
             self._failed(build_id, target, stages,
                          {"stage": clock["stage"], "message": f"internal error: {type(e).__name__}: {e}"})
+
+    def _data_digests(self) -> dict[str, str | None]:
+        return {str(p): model_reads.file_sha256(p) for p in self.data_files}
+
+    def _loaded_with(self, reads: list[dict]) -> None:
+        """The files this build's model file read (as it read them): watched from now on, and part
+        of the fingerprint of what was built."""
+        digests = model_reads.absolute(reads, self.project / MODEL_FILE)
+        if set(digests) != self.data_files:
+            self.data_files = set(digests)
+            self.on_data_files(self.data_files)
+        self.built_fingerprint = fingerprint(self.project, {str(p): sha for p, sha in digests.items()})
 
     def _failed(self, build_id: int, target: str, stages: dict, error: dict) -> None:
         """A failed build, recorded and told: the error with its stage, file, line and hint."""

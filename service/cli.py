@@ -21,7 +21,8 @@ console = Console(stderr=True)
 def _add_model_args(p: argparse.ArgumentParser, targets_required: bool = True) -> None:
     from .pipeline.compile import COMPILE_TIMEOUT
     from .pipeline.targets import BACKENDS, FORMATS, TARGETS
-    p.add_argument("model", help="a zoo name, a path to a model.py, or a project directory")
+    p.add_argument("model", help="a zoo name, a path to a model.py, a project directory, or a TorchScript file (.jit, .pt)")
+    p.add_argument("--input-shape", help="a TorchScript file's input shape, e.g. 1,512,2 (else from NAME.json beside it)")
     p.add_argument("--target", required=targets_required, default="host", choices=list(TARGETS))
     p.add_argument("--format", default="vmfb", choices=FORMATS)
     p.add_argument("--backend", default="llvm-cpu", choices=BACKENDS)
@@ -79,7 +80,9 @@ def parser() -> argparse.ArgumentParser:
     _add_board_args(bench)
     new = commands.add_parser("new", help="create a Bela project that runs a model")
     new.add_argument("dir", type=Path)
-    new.add_argument("--model", help="a zoo model to start from (default: a small starter model)")
+    new.add_argument("--model", help="a zoo model, or a TorchScript file (.jit, .pt: copied into the project, with a "
+                                      "model.py that loads it) to start from (default: a small starter model)")
+    new.add_argument("--input-shape", help="a TorchScript file's input shape, e.g. 1,512,2 (else from NAME.json beside it)")
     new.add_argument("--format", default="vmfb", choices=FORMATS)
     new.add_argument("--target", default="bela", choices=list(TARGETS), help="the board (host: this computer, for trying)")
     new.add_argument("--json", action="store_true")
@@ -193,7 +196,7 @@ def _compile(args) -> int:
     from .modelfile import model_name, resolve_model
     from .pipeline.compile import compile_model
 
-    model_file = resolve_model(args.model)
+    model_file = resolve_model(args.model, args.input_shape)
     options = _options(args)
     target = options.target
     out = args.out or Path("build") / f"{model_name(model_file)}-{target.name}-{args.format}"
@@ -221,7 +224,7 @@ def _bench(args) -> int:
     from .bench.report import bench_table
     from .modelfile import model_name, resolve_model
 
-    model_file = resolve_model(args.model)
+    model_file = resolve_model(args.model, args.input_shape)
     options = _options(args)
     target = options.target
     out = args.out or Path("build") / f"{model_name(model_file)}-{target.name}-{args.format}"
@@ -348,7 +351,7 @@ def _runtime(args) -> int:
 def _new(args) -> int:
     from .project import new_project
     with console.status(f"creating {args.dir} and building its model for {args.target}"):
-        result = new_project(args.dir, args.model, args.format, args.target)
+        result = new_project(args.dir, args.model, args.format, args.target, input_shape=args.input_shape)
     _warn(result["warnings"])
     console.print(f"[green]created[/] {result['project']}: open it in the Bela IDE, or run "
                   f"[bold]bela-iree serve {args.dir}[/] to rebuild on every save", highlight=False)

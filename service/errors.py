@@ -8,6 +8,7 @@ from __future__ import annotations
 
 class BelaIreeError(Exception):
     stage = "unknown"
+    reads: list | None = None   # an export's: the files the model file read before it failed (model_reads.py)
 
     def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
                  hint: str | None = None, detail: str | None = None, stage: str | None = None):

@@ -3,8 +3,9 @@
 A model file defines `model` (an nn.Module, or a zero-argument function returning one) and
 `example_input` (a tensor or a tuple of tensors, or a function returning one); optionally
 `BLOCK_SIZE`, `SAMPLE_RATE`, and with several inputs or outputs `INPUTS` / `OUTPUTS` (where each
-comes from and goes to: project.py's routing). Every way that can go wrong becomes a
-ModelFileError with the file and line.
+comes from and goes to: project.py's routing). `model` may be a TorchScript ScriptModule
+(torchscript.py converts it). The files the model file reads while it loads are recorded
+(model_reads.py). Every way that can go wrong becomes a ModelFileError with the file and line.
 """
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ import importlib.util
 import re
 import sys
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import ModelFileError, UsageError
+from .errors import BelaIreeError, ModelFileError, UsageError
 
 if TYPE_CHECKING:
     import torch
@@ -33,14 +34,21 @@ class LoadedModel:
     sample_rate: int
     example_inputs: tuple = ()               # every input, in call order (example_input first)
     namespace: dict | None = None            # what the model file defines (INPUTS, OUTPUTS...)
+    reads: list = field(default_factory=list)   # files read while loading: [{"path", "sha256"}]
+    parameters: int = 0                      # counted before a TorchScript conversion (which makes them buffers)
 
     def __post_init__(self):
         self.example_inputs = self.example_inputs or (self.example_input,)
 
 
-def resolve_model(ref: str) -> Path:
-    """MODEL on the command line: a zoo name, a path to a model file, or a project directory."""
+def resolve_model(ref: str, input_shape: str | None = None) -> Path:
+    """MODEL on the command line: a zoo name, a path to a model file, a project directory, or a
+    TorchScript file (its model file is written beside a copy: torchscript.py; `input_shape`:
+    --input-shape)."""
     path = Path(ref)
+    from .torchscript import TORCHSCRIPT_SUFFIXES, model_file_for
+    if path.suffix in TORCHSCRIPT_SUFFIXES:
+        return model_file_for(path, input_shape)
     if path.is_dir():
         if not (path / "model.py").exists():
             raise UsageError(f"{path} has no model.py", hint="give a project directory, a model file or a zoo name")
@@ -61,6 +69,28 @@ def model_name(path: Path) -> str:
 
 
 def load_model(path: Path) -> LoadedModel:
+    from .model_reads import recording
+
+    with recording(path) as recorder:
+        try:
+            loaded = _load(path)
+        except BelaIreeError as e:
+            raise _with_reads(e, recorder.reads(), path) from None
+    loaded.reads = recorder.reads()
+    return loaded
+
+
+def _with_reads(error: BelaIreeError, reads: list[dict], path: Path) -> BelaIreeError:
+    """A load that failed after reading data files: they may be missing or half-written."""
+    error.reads = reads
+    if reads and not error.hint:
+        names = ", ".join(r["path"] + ("" if r["sha256"] else " (missing)") for r in reads)
+        error.hint = (f"{path.name} read {names} while loading (deleted, or still being written? "
+                      f"saving it whole rebuilds)")
+    return error
+
+
+def _load(path: Path) -> LoadedModel:
     import torch
 
     namespace = _execute(path)
@@ -75,10 +105,17 @@ def load_model(path: Path) -> LoadedModel:
         raise ModelFileError(f"`example_input` must be a tensor, a tuple of tensors or a function returning one, "
                              f"not {kinds}", file=str(path), line=_line_of(path, "example_input"))
     examples = tuple(e.detach().contiguous() for e in examples)
+    parameters = sum(p.numel() for p in module.parameters())
+    if isinstance(module, torch.jit.ScriptModule):   # torch.export refuses these: convert first
+        from .torchscript import convert
+        module = convert(module.eval(), examples, path, _line_of(path, "model"))   # (the converted module has no .eval())
+    else:
+        module = module.eval()
     example = examples[0]
     block_size = int(namespace.get("BLOCK_SIZE", example.shape[-1] if example.dim() else 1))
     sample_rate = int(namespace.get("SAMPLE_RATE", DEFAULT_SAMPLE_RATE))
-    return LoadedModel(path, module.eval(), example, block_size, sample_rate, examples, namespace)
+    return LoadedModel(path, module, example, block_size, sample_rate, examples, namespace,
+                       parameters=parameters)
 
 
 def _execute(path: Path) -> dict:
@@ -158,5 +195,5 @@ def describe_zoo_model(name: str) -> dict:
     first = output[0] if isinstance(output, (tuple, list)) else output
     return {"name": name, "summary": zoo.summary(name), "input_shape": list(loaded.example_input.shape),
             "input_shapes": [list(e.shape) for e in loaded.example_inputs],
-            "output_shape": list(first.shape), "parameters": sum(p.numel() for p in loaded.module.parameters()),
+            "output_shape": list(first.shape), "parameters": loaded.parameters,
             "block_size": loaded.block_size, "sample_rate": loaded.sample_rate}

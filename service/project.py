@@ -21,7 +21,7 @@ from pathlib import Path
 
 import jinja2
 
-from . import __version__
+from . import __version__, torchscript
 from .errors import ModelFileError, UsageError
 from .glue_routing import routing_context
 from .layout import (BOARD_ROOT, BUILD_RECORD, CONFIG, GENERATED, MODEL_DIR, MODEL_FILE, MODULE_FILE, STATUS_FILE,
@@ -29,6 +29,7 @@ from .layout import (BOARD_ROOT, BUILD_RECORD, CONFIG, GENERATED, MODEL_DIR, MOD
 from .pipeline import cache
 from .pipeline.compile import CompileOptions, CompileResult, compile_model, export_cached
 from .pipeline.targets import BACKENDS, FORMATS, TARGETS, get_target
+from .torchscript import TORCHSCRIPT_SUFFIXES
 from .runtimes.emitc import LIBRARY as EMITC_LIBRARY, build_emitc_library, library_query_name
 
 REPO = Path(__file__).resolve().parents[1]
@@ -254,10 +255,22 @@ def default_routing(info: dict) -> tuple[str, str]:
     return model_input, model_output
 
 
+def _model_source(model: str | None) -> Path:
+    """A zoo model's file, or the starter model."""
+    if not model:
+        return TEMPLATES / "project" / "starter_model.py"
+    from zoo import model_path, names
+    if model not in names():
+        raise UsageError(f"unknown zoo model {model!r}",
+                         hint=f"use a TorchScript file (.jit, .pt) or one of: {', '.join(names())}")
+    return model_path(model)
+
+
 def new_project(project: Path, model: str | None = None, fmt: str = "vmfb", target: str = "bela",
-                period: int = 128, glue: str = "auto", model_file: Path | None = None) -> dict:
-    """A new project from the starter model, a zoo model (`model`) or a model file of one's own
-    (`model_file`), built once."""
+                period: int = 128, glue: str = "auto", model_file: Path | None = None,
+                input_shape: str | None = None) -> dict:
+    """A new project from the starter model, a zoo model or TorchScript file (`model`) or a model
+    file of one's own (`model_file`), built once."""
     project = project.resolve()
     if project.exists() and any(project.iterdir()):
         raise UsageError(f"{project} already exists and is not empty",
@@ -266,16 +279,15 @@ def new_project(project: Path, model: str | None = None, fmt: str = "vmfb", targ
     if glue not in ProjectConfig.CHOICES["glue"]:
         raise UsageError(f"glue = {glue!r}", hint=f"use one of: {', '.join(ProjectConfig.CHOICES['glue'])}")
     if model_file:
-        source = Path(model_file)
-    elif model:
-        from zoo import model_path, names
-        if model not in names():
-            raise UsageError(f"unknown zoo model {model!r}", hint=f"use one of: {', '.join(names())}")
-        source = model_path(model)
+        project.mkdir(parents=True, exist_ok=True)
+        shutil.copy(Path(model_file), project / MODEL_FILE)
+    elif model and Path(model).suffix in TORCHSCRIPT_SUFFIXES:   # copied in, with a model.py loading it
+        spec = torchscript.file_spec(Path(model), input_shape)
+        project.mkdir(parents=True, exist_ok=True)
+        torchscript.write_model_file(Path(model), project, spec)
     else:
-        source = TEMPLATES / "project" / "starter_model.py"
-    project.mkdir(parents=True, exist_ok=True)
-    shutil.copy(source, project / MODEL_FILE)
+        project.mkdir(parents=True, exist_ok=True)
+        shutil.copy(_model_source(model), project / MODEL_FILE)
     _, info, _ = export_cached(project / MODEL_FILE, unroll_loops=fmt == "emitc")
     model_input, model_output = default_routing(info)
     config = ProjectConfig(target=target, format=fmt, period=period, input=model_input, output=model_output, glue=glue)

@@ -171,6 +171,7 @@ async def serve(project: Path, host: str = "127.0.0.1", port: int = 8765, target
     from .watcher import ProjectWatcher
     watcher = ProjectWatcher(project, builder.file_changed)
     watcher.start(asyncio.get_running_loop())
+    builder.on_data_files = watcher.watch_files   # weights.pt & co, once a build has read them
     cpu_task = asyncio.create_task(server.stream_cpu())
     builder.request("service started")
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '127.0.0.1') else host}:{port}/"

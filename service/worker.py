@@ -42,7 +42,7 @@ def serve_requests() -> None:
             reply = {"info": export_model(Path(request["model_file"]), Path(request["out_dir"]),
                                           unroll_loops=request.get("unroll_loops", False))}
         except BelaIreeError as e:
-            reply = {"error": e.to_json(), "detail": e.detail}
+            reply = {"error": e.to_json(), "detail": e.detail, "reads": e.reads}
         except BaseException as e:  # anything else is still the model's problem, reported, not fatal
             reply = {"error": {"stage": "export", "message": f"{type(e).__name__}: {e}"}}
         replies.write(json.dumps(reply) + "\n")
@@ -110,7 +110,9 @@ class WarmExporter:
             self.process.stdin.flush()
             reply = self._read_reply(timeout, model_file)
         if "error" in reply:
-            raise ExportError.from_json(reply["error"], detail=reply.get("detail"))
+            error = ExportError.from_json(reply["error"], detail=reply.get("detail"))
+            error.reads = reply.get("reads")   # what to watch until it loads again
+            raise error
         return reply["info"]
 
     def _forget(self) -> None:

@@ -1,13 +1,15 @@
 """Content-addressed caches for exports and compiles.
 
 An export is keyed by the model's source (its file and the .py files beside it), the
-bela-iree pipeline code and the torch/turbine versions; a compile by the exported MLIR, the
-flags and the IREE version. Entries are written to a temporary folder and renamed into place,
+bela-iree pipeline code, the torch/turbine versions, and the contents of the files the model
+file read when it was last exported (weights, captures: model_reads.py); a compile by the
+exported MLIR, the flags and the IREE version. Entries are written to a temporary folder and renamed into place,
 so a crash never leaves a half entry behind. BELA_IREE_CACHE moves the cache.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -37,12 +39,17 @@ def export_key(model_file: Path, variant: str = "") -> str:
     pipeline = Path(__file__).parent
     exporting = [pipeline / "export.py", pipeline / "state.py", pipeline / "stream_reference.py",
                  pipeline / "routing.py", pipeline / "decompose.py", pipeline / "lowerable.py",
-                 pipeline / "export_errors.py",
+                 pipeline / "export_errors.py", pipeline.parent / "torchscript.py", pipeline.parent / "model_reads.py",
                  *sorted((pipeline / "rewrites").rglob("*.py")),   # every module of the rewrites
                  pipeline.parent / "modelfile.py"]
     sources = sorted(model_file.parent.glob("*.py")) + exporting
     versions = [metadata.version(p) for p in ("torch", "iree-turbine", "iree-base-compiler")]
     return digest(str(model_file.name), variant, *versions, *(p.name.encode() + p.read_bytes() for p in sources))
+
+
+def with_reads(source_key: str, reads: dict) -> str:
+    """The export's key: its source's key and each file it read ({path: sha256 or None})."""
+    return digest(source_key, *(f"{path}\0{sha or 'missing'}" for path, sha in sorted(reads.items())))
 
 
 def compile_key(mlir: bytes, flags: list[str]) -> str:
@@ -56,6 +63,19 @@ class Cache:
     def get(self, key: str) -> Path | None:
         entry = self.folder / key
         return entry if entry.is_dir() else None
+
+    def known_reads(self, source_key: str) -> list[str] | None:
+        """The files the model read the last time this source was exported (None: never)."""
+        try:
+            return json.loads((self.folder / f"{source_key}.reads.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def remember_reads(self, source_key: str, paths: list[str]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=self.folder, prefix=f".{source_key}.", delete=False) as tmp:
+            json.dump(paths, tmp)
+        os.replace(tmp.name, self.folder / f"{source_key}.reads.json")
 
     def put(self, key: str, source: Path) -> Path:
         """Move a finished folder into the cache atomically; returns the entry."""

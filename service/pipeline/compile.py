@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import CompileError, ExportError
+from .. import model_reads
 from ..modelfile import model_name
 from . import cache, tuning_spec
 from .compile_errors import compile_error
@@ -117,13 +118,18 @@ def export_cached(model_file: Path, timeout: float = EXPORT_TIMEOUT, unroll_loop
     """The export folder for this model source; on a miss, `exporter` (a one-shot child process,
     or the service's warm worker) exports it."""
     store = cache.Cache("export")
-    key = cache.export_key(model_file, "unrolled" if unroll_loops else "")
-    hit = store.get(key)
-    if hit:
-        return hit, json.loads((hit / "export.json").read_text()), True
+    source_key = cache.export_key(model_file, "unrolled" if unroll_loops else "")
+    known = store.known_reads(source_key)   # the files it read last time, as they are now
+    if known is not None:
+        paths = model_reads.absolute([{"path": p} for p in known], model_file)
+        hit = store.get(cache.with_reads(source_key, {str(p): model_reads.file_sha256(p) for p in paths}))
+        if hit:
+            return hit, json.loads((hit / "export.json").read_text()), True
     with tempfile.TemporaryDirectory(prefix="bela-iree-export-") as tmp:
         info = (exporter or export_in_child)(model_file, Path(tmp), unroll_loops, timeout)
-        entry = store.put(key, Path(tmp))
+        reads = model_reads.absolute(info.get("reads"), model_file)   # keyed as read, not as now
+        store.remember_reads(source_key, [r["path"] for r in info.get("reads") or []])
+        entry = store.put(cache.with_reads(source_key, {str(p): sha for p, sha in reads.items()}), Path(tmp))
     return entry, info, False
 
 

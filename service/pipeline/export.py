@@ -7,7 +7,8 @@ service's warm worker). It writes into `out_dir`:
   expected.npy      PyTorch's output for exactly those inputs (the accuracy reference)
   stream.npz        a stateful model only: K blocks and PyTorch's outputs, state carried
                     (stream_reference.py)
-  export.json       signature, rewrites applied, block size, sample rate, timings
+  export.json       signature, rewrites applied, block size, sample rate, timings, and the files
+                    the model file read while loading ("reads": path and sha256, model_reads.py)
 `python -m service.pipeline.export MODEL_FILE OUT_DIR [--unroll-loops]` does the same and prints
 export.json (`--unroll-loops`: recurrent layers unrolled over time, for EmitC).
 """
@@ -85,9 +86,10 @@ def export_model(model_file: Path, out_dir: Path, mlir_name: str = "model.mlirbc
         "rewrites": applied,
         "state": {"buffers": state.state_buffers(program), "reset": reset} if reset else None,
         "unrolled_loops": unroll_loops,
-        "parameters": sum(p.numel() for p in loaded.module.parameters()),
+        "parameters": loaded.parameters,
         "block_size": loaded.block_size,
         "sample_rate": loaded.sample_rate,
+        "reads": loaded.reads,
         "seconds": round(time.perf_counter() - started, 3),
     }
     (out_dir / "export.json").write_text(json.dumps(info, indent=2))
