@@ -80,7 +80,13 @@ def write_markdown(results: dict, targets: list[str], blocks: list[int]) -> str:
              "`service/pipeline/inline_hal.py`); one steady-state call counted on the board's emulated core "
              "and the board estimate of docs/design.md (an estimate, not a measurement). The share is the "
              f"estimate over the block's period at {SAMPLE_RATE} Hz: over 100 % the model cannot keep up. "
-             "mdrnn_control is control-rate (once per audio block, the same work at every block size).", ""]
+             "mdrnn_control is control-rate (once per audio block, the same work at every block size).", "",
+             "These are IREE's default flags. Without a board, `bench` and `build` choose among flag sets by "
+             "counting (service/bench/counted_tuning.py), and IREE's -O3 (variant `O3`) fuses more: measured on "
+             "2026-12-07 at 16 frames, the starter on Bela 26.9 k -> 21.2 k instructions (one dispatch), lstm_amp "
+             "on Bela 130 k -> 99.7 k, wavenet_amp on Gem 205 -> 104 dispatches, 1.16 M -> 0.61 M instructions. "
+             "The runtime's share per dispatch (some 5-9 k instructions on the inline HAL, VM import calls "
+             "mostly) is what still fills the smallest blocks.", ""]
     for target in targets:
         model = BOARD_MODELS[target]
         lines += [f"## {target}: {model.core} ({model.board})", "",

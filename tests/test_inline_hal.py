@@ -5,8 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from service.bench.run import max_abs_error, run_module
+from service.pipeline.compile import CompileOptions, compile_model
+from service.pipeline.kernel_report import kernel_report
 from service.pipeline.inline_hal import INLINE_FLAGS, keep_constants
 from service.pipeline.targets import get_target
+
+from .test_instruction_count import starter_at
 
 STREAM_INITIALIZER = """\
   util.initializer {
@@ -45,3 +49,33 @@ def test_a_model_with_weights_runs_on_the_inline_hal_and_matches_pytorch(compile
     output = run_module(result.folder, get_target("gem"))
     assert np.isfinite(output).all()
     assert max_abs_error(output, result.folder) < 1e-4
+
+
+def test_bela_preprocessing_runs_before_the_inline_pipeline(tmp_path):
+    """IREE's inline pipeline skips --iree-hal-preprocess-executables-with: iree-opt runs each
+    step (a pass pipeline, or a command) after device assignment and configuration."""
+    from service.pipeline.inline_hal import CONFIGURED, preprocess_argv
+    stream = tmp_path / "stream.mlir"
+    flags = ["--iree-hal-target-device=local", "--iree-llvmcpu-target-triple=armv7a-pc-linux-gnueabihf",
+             "--iree-hal-preprocess-executables-with=builtin.module(iree-codegen-math-transform)",
+             "--iree-hal-preprocess-executables-with=sh rewrite.sh", "--iree-opt-level=O3"]
+    argv = preprocess_argv("iree-opt", flags, stream)
+    assert argv[:4] == ["iree-opt", str(stream), "--iree-hal-target-device=local",
+                        "--iree-llvmcpu-target-triple=armv7a-pc-linux-gnueabihf"]
+    pipeline = argv[4]
+    assert pipeline.startswith("--pass-pipeline=builtin.module(iree-hal-device-assignment-pipeline,"
+                               "iree-hal-configuration-pipeline,")
+    assert 'iree-hal-preprocess-executables-with-pipeline{pipeline="builtin.module(iree-codegen-math-transform)"}' in pipeline
+    assert 'iree-hal-preprocess-executables-with-tool{command="sh rewrite.sh"}' in pipeline
+    assert argv[-2:] == ["-o", str(tmp_path / CONFIGURED)]
+    assert preprocess_argv("iree-opt", flags[:2], stream) is None    # gem, bbai64: nothing to run
+
+
+def test_bela_builds_keep_neon_math_on_the_inline_hal(tmp_path):
+    """The starter's tanh on Bela: no fmaf call per lane in the inline build's kernels."""
+    result = compile_model(starter_at(tmp_path / "m", 16), CompileOptions(get_target("bela"), variant="default"),
+                           tmp_path / "out")
+    assert INLINE_FLAGS[-1] in result.flags
+    report = kernel_report(result.artifacts[0])
+    assert report and not any("fmaf" in d["calls"] for d in report)
+    assert sum(d["neon"] for d in report) > sum(d["vfp"] for d in report)
