@@ -4,7 +4,8 @@ generated/model (model.vmfb, then build.json, as a build or a deploy does) fifty
 played through a gain model whose gain changes at each swap comes out with no click and no
 repeated or missing block (the only in-between samples are the one-block crossfade), the status
 file names the build that plays, and descriptors, temporary files and memory stay where they were.
-A module that cannot be loaded is not swapped in: the old one plays on and the status says why."""
+A module that cannot be loaded is not swapped in: the old one plays on and the status says why.
+All of it under rt_guard, page faults counted: a swap makes render() no less real-time safe."""
 from __future__ import annotations
 
 import hashlib
@@ -20,7 +21,7 @@ import pytest
 from service.layout import BUILD_RECORD, MODEL_DIR, MODULE_FILE, STATUS_FILE
 from service.project import build_project, new_project
 
-from .realtime import QEMU_ARM, bela_include_dir
+from .realtime import QEMU_ARM, RT_GUARD_EXIT, bela_include_dir, build_rt_guard
 from .test_templates import build_bela_project, build_host_project
 
 FRAMES = 16            # the model's block and Bela's period
@@ -140,15 +141,19 @@ def test_fifty_live_swaps_play_on_without_clicks_or_leaks(tmp_path, runtime, tar
     put_module(project, modules[0], 1)
 
     install = runtime(target)
-    if target == "host":
-        program = build_host_project(project, "vmfb", str(install.folder), str(bela_include_dir()))
-        command = [str(program)]
-    else:
-        program = build_bela_project(project, install.folder, tmp_path / "build")
-        command = [*QEMU_ARM, str(program)]
     tmp = tmp_path / "tmp"   # the program's TMPDIR: IREE's system-library loader writes kernels there
     tmp.mkdir()
-    running = RunningProgram([*command, "-", "out.f32", "1", str(FRAMES)], project, {**os.environ, "TMPDIR": str(tmp)})
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    if target == "host":
+        program = build_host_project(project, "vmfb", str(install.folder), str(bela_include_dir()))
+        guard = build_rt_guard("cc", tmp_path / "rt_guard")
+        command = [str(program)]
+        env.update(LD_PRELOAD=str(guard), RT_GUARD_PAGE_FAULTS="1")
+    else:
+        program = build_bela_project(project, install.folder, tmp_path / "build")
+        guard = build_rt_guard("arm-linux-gnueabihf-gcc", tmp_path / "rt_guard")
+        command = [QEMU_ARM[0], "-E", f"LD_PRELOAD={guard}", "-E", "RT_GUARD_PAGE_FAULTS=1", *QEMU_ARM[1:], str(program)]
+    running = RunningProgram([*command, "-", "out.f32", "1", str(FRAMES)], project, env)
 
     status = running.feed_until(lambda s: s.get("model", {}).get("build") == 1)
     assert status["running"] and status["glue"] == glue and status["swaps"] == 0 and status["last_error"] is None
@@ -173,7 +178,8 @@ def test_fifty_live_swaps_play_on_without_clicks_or_leaks(tmp_path, runtime, tar
     status = running.feed_until(lambda s: "build 101" in (s.get("last_error") or ""))
     assert status["swaps"] == SWAPS and status["model"]["build"] == 1 + SWAPS
     running.feed(200)
-    assert running.finish() == 0, (project / "program.log").read_text()[-3000:]
+    code = running.finish()
+    assert code == 0, (code == RT_GUARD_EXIT, (project / "program.log").read_text()[-3000:])
     final = json.loads((project / STATUS_FILE).read_text())
     assert final["running"] is False and final["swaps"] == SWAPS
 
