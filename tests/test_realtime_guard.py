@@ -220,35 +220,45 @@ def syscalls_inside_render(strace: str) -> tuple[int, list[str]]:
     return windows, calls
 
 
+@pytest.mark.parametrize("target", ["bela", "host"])
 @pytest.mark.parametrize("model", list(RENDER_GLUE_MODELS))
 def test_render_glue_runs_the_model_in_render_with_no_allocation_lock_syscall_or_page_fault(
-        tmp_path, runtime, armhf_guard, model):
-    """glue = "render" on an emulated Cortex-A8: over 1100 blocks of 16 frames, the first included,
-    render() (which runs the model) allocates, frees, locks, sleeps and prints nothing (rt_guard),
-    touches no new page (RT_GUARD_PAGE_FAULTS) and makes no system call at all (qemu-arm -strace,
-    cut at rt_guard's markers). The output is PyTorch's for the same signal with no delay."""
+        tmp_path, runtime, guard, armhf_guard, model, target):
+    """glue = "render": over 1100 blocks of 16 frames, the first included, render() (which runs the
+    model) allocates, frees, locks, sleeps, prints and calls no libc system-call wrapper (rt_guard)
+    and touches no page of the program's memory for the first time (RT_GUARD_FIRST_TOUCH). On an
+    emulated Cortex-A8 it makes no system call at all either (qemu-arm -strace, cut at rt_guard's
+    markers); natively it takes no page fault at all (RT_GUARD_PAGE_FAULTS: under qemu the thread's
+    count also has the emulator's own, translating the code render() runs the first time, in the
+    first block only). The output is PyTorch's for the same signal with no delay."""
     from service.modelfile import load_model
     from service.project import new_project
 
     from .realtime import QEMU_ARM
-    from .test_templates import build_bela_project
+    from .realtime import bela_include_dir
+    from .test_templates import build_bela_project, build_host_project
 
     project = tmp_path / model
     source = at_bela_period(Path(__file__).resolve().parents[1] / RENDER_GLUE_MODELS[model], tmp_path)
-    new_project(project, target="bela", period=16, glue="render", model_file=source)
+    new_project(project, target=target, period=16, glue="render", model_file=source)
     header = (project / "generated/model/realtime_model.h").read_text()
     assert 'glue "render"' in header and "latency_samples 0" in header
-    program = build_bela_project(project, runtime("bela").folder, tmp_path / "build")
+    if target == "bela":
+        program = build_bela_project(project, runtime("bela").folder, tmp_path / "build")
+        options = {"prefix": [*QEMU_ARM, "-strace"], "guard": armhf_guard,
+                   "guard_options": {"RT_GUARD_FIRST_TOUCH": "1", "RT_GUARD_MARKERS": "1"}}
+    else:
+        program = build_host_project(project, "vmfb", str(runtime("host").folder), str(bela_include_dir()))
+        options = {"guard": guard, "guard_options": {"RT_GUARD_FIRST_TOUCH": "1", "RT_GUARD_PAGE_FAULTS": "1"}}
     t = np.arange(RENDER_GLUE_BLOCKS * 16)
     signal = (0.5 * np.sin(2 * np.pi * 220 * t / 44100)).astype(np.float32)
     signal.tofile(project / "in.f32")
-    run = run_standin(program, ["in.f32", "out.f32", "1", "16"], cwd=project, guard=armhf_guard,
-                      prefix=[*QEMU_ARM, "-strace"], timeout=600,
-                      guard_options={"RT_GUARD_PAGE_FAULTS": "1", "RT_GUARD_MARKERS": "1"})
+    run = run_standin(program, ["in.f32", "out.f32", "1", "16"], cwd=project, timeout=600, **options)
     assert run.returncode == 0, (run.returncode, [line for line in run.stderr.splitlines() if "rt_guard" in line],
                                  run.stderr[-2000:])
-    windows, calls = syscalls_inside_render(run.stderr)
-    assert windows == RENDER_GLUE_BLOCKS and calls == [], calls[:20]
+    if target == "bela":
+        windows, calls = syscalls_inside_render(run.stderr)
+        assert windows == RENDER_GLUE_BLOCKS and calls == [], calls[:20]
     status = json.loads((project / "bela-iree-status.json").read_text())
     assert status["glue"] == "render" and status["latency_samples"] == 0 and status["running"] is False
     played = np.fromfile(project / "out.f32", dtype=np.float32)

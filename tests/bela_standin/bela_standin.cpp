@@ -41,7 +41,8 @@
 struct StandinTask {
 	void (*callback)(void*);
 	void* arg;
-	sem_t wake;  // one post per scheduled run
+	sem_t wake;     // one post per scheduled run
+	sem_t started;  // posted once the thread has started and touched its stack
 	std::thread thread;
 };
 
@@ -52,6 +53,12 @@ static sem_t gRunFinished;                          // one post per finished run
 
 static void taskThread(StandinTask* task)
 {
+	// A new thread's first steps touch its stack: done here, before any render(), so that
+	// rt_guard's first-touch check sees render()'s own pages only (as on a Bela, where the audio
+	// thread keeps every task from running until render() returns).
+	volatile char stack[64 * 1024];
+	memset(const_cast<char*>(stack), 0, sizeof(stack));
+	sem_post(&task->started);
 	for(;;) {
 		sem_wait(&task->wake);
 		if(gStopping.load())
@@ -63,9 +70,11 @@ static void taskThread(StandinTask* task)
 
 AuxiliaryTask Bela_createAuxiliaryTask(void (*callback)(void*), int, const char*, void* arg)
 {
-	StandinTask* task = new StandinTask{callback, arg, {}, {}};
+	StandinTask* task = new StandinTask{callback, arg, {}, {}, {}};
 	sem_init(&task->wake, 0, 0);
+	sem_init(&task->started, 0, 0);
 	task->thread = std::thread(taskThread, task);
+	sem_wait(&task->started);
 	gTasks.push_back(task);
 	return task;
 }
@@ -115,6 +124,7 @@ static void stopAuxiliaryTasks()
 		sem_post(&task->wake);
 		task->thread.join();
 		sem_destroy(&task->wake);
+		sem_destroy(&task->started);
 		delete task;
 	}
 	gTasks.clear();

@@ -31,6 +31,14 @@
  *                            page inside render() is a violation ("rt_guard: page fault called
  *                            inside render()"). Under qemu-user these are the emulator's faults
  *                            while it runs the guest thread, which include the guest's own.
+ *   RT_GUARD_FIRST_TOUCH=1   the same for the program's own memory only, and so also under an
+ *                            emulator (whose faults, such as translating code it meets for the
+ *                            first time, the count above includes): before each render() every
+ *                            writable anonymous mapping (/proc/self/maps: heap, stacks, bss,
+ *                            malloc's) is asked which of its pages are resident (mincore), and
+ *                            after it again; a page that became
+ *                            resident was first touched inside render() ("rt_guard: first touch
+ *                            of a page called inside render()").
  *   RT_GUARD_MARKERS=1       make a getppid() system call just before render() starts and just
  *                            after it ends, so that a system call trace (qemu-arm -strace, which
  *                            shows the guest's raw system calls, those libc makes inside its own
@@ -77,7 +85,7 @@ static void raw_write(const char* text)
 		real_syscall(SYS_write, 2, text, strlen(text));
 }
 
-static int count_faults, mark;
+static int count_faults, mark, first_touch;
 static __thread long faults_before __attribute__((tls_model("initial-exec")));
 
 __attribute__((constructor)) static void rt_guard_options(void)
@@ -85,6 +93,8 @@ __attribute__((constructor)) static void rt_guard_options(void)
 	const char* faults = getenv("RT_GUARD_PAGE_FAULTS");
 	const char* markers = getenv("RT_GUARD_MARKERS");
 	count_faults = faults && *faults == '1';
+	const char* touch = getenv("RT_GUARD_FIRST_TOUCH");
+	first_touch = touch && *touch == '1';
 	mark = markers && *markers == '1';
 }
 
@@ -94,8 +104,104 @@ static long thread_faults(void)
 	return getrusage(RUSAGE_THREAD, &usage) == 0 ? usage.ru_minflt + usage.ru_majflt : 0;
 }
 
+/* ---- first touches: residency of the writable anonymous mappings, before and after ---- */
+
+#define MAX_REGIONS 1024
+#define MAX_PAGES (1 << 20)   /* 4 GiB of 4 KiB pages */
+static struct { unsigned long start, end; } regions[MAX_REGIONS];
+static int region_count;
+static unsigned char resident_before[MAX_PAGES], resident_after[MAX_PAGES];
+
+/* Reads the writable anonymous mappings (no allocation: a fixed buffer, parsed by hand). */
+EXPORT int open(const char* path, int flags, mode_t mode);
+
+static char maps[1 << 18];
+
+static void read_regions(void)
+{
+	region_count = 0;
+	int fd = open("/proc/self/maps", 0 /* O_RDONLY: <fcntl.h> would clash with open() below */, 0);
+	if(fd < 0)
+		return;
+	size_t size = 0;
+	for(ssize_t got; size < sizeof(maps) - 1 && (got = read(fd, maps + size, sizeof(maps) - 1 - size)) > 0;)
+		size += got;
+	close(fd);
+	maps[size] = '\0';
+	for(char* line = maps; *line && region_count < MAX_REGIONS;) {
+		char* end = strchr(line, '\n');
+		unsigned long start = strtoul(line, &line, 16), stop = strtoul(line + 1, &line, 16);
+		int writable_private = line[1] == 'r' && line[2] == 'w' && line[4] == 'p';
+		char* field = line + 5;   /* offset, device, inode: anonymous memory has inode 0 */
+		strtoul(field, &field, 16);
+		while(*field == ' ')
+			++field;
+		while(*field && *field != ' ')
+			++field;
+		unsigned long inode = strtoul(field, &field, 10);
+		/* File-backed pages count as resident when the file is in the page cache (read-ahead
+		 * may finish at any time): only anonymous memory says when this program touched it. */
+		if(writable_private && inode == 0) {
+			regions[region_count].start = start;
+			regions[region_count].end = stop;
+			++region_count;
+		}
+		if(!end)
+			break;
+		line = end + 1;
+	}
+}
+
+static void residency(unsigned char* vector)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), used = 0;
+	for(int r = 0; r < region_count; ++r) {
+		size_t pages = (regions[r].end - regions[r].start) / page;
+		if(used + pages > MAX_PAGES)
+			break;
+		if(mincore((void*)regions[r].start, regions[r].end - regions[r].start, vector + used) != 0)
+			memset(vector + used, 1, pages);   /* a mapping that went away: count nothing in it */
+		used += pages;
+	}
+}
+
+static void check_first_touches(void)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), used = 0;
+	residency(resident_after);
+	for(int r = 0; r < region_count; ++r) {
+		size_t pages = (regions[r].end - regions[r].start) / page;
+		if(used + pages > MAX_PAGES)
+			break;
+		for(size_t i = 0; i < pages; ++i)
+			if((resident_after[used + i] & 1) && !(resident_before[used + i] & 1)) {
+				char where[96];   /* which page, for whoever has to find out why */
+				snprintf(where, sizeof(where), "rt_guard: page %#lx of mapping %#lx-%#lx\n",
+					regions[r].start + i * page, regions[r].start, regions[r].end);
+				raw_write(where);
+				violation("first touch of a page");
+			}
+		used += pages;
+	}
+}
+
+/* This file's own buffers are touched once, up front: they must not count as render()'s. */
+__attribute__((constructor)) static void rt_guard_touch_buffers(void)
+{
+	const char* touch = getenv("RT_GUARD_FIRST_TOUCH");
+	if(touch && *touch == '1') {
+		memset(resident_before, 1, sizeof(resident_before));
+		memset(resident_after, 1, sizeof(resident_after));
+		memset(maps, 1, sizeof(maps));
+	}
+}
+
 EXPORT void rt_guard_enter(void)
 {
+	if(first_touch) {
+		read_regions();
+		residency(resident_before);
+	}
 	if(count_faults)
 		faults_before = thread_faults();
 	if(mark)
@@ -110,6 +216,8 @@ EXPORT void rt_guard_leave(void)
 		syscall(SYS_getppid);
 	if(count_faults && thread_faults() != faults_before)
 		violation("page fault");
+	if(first_touch)
+		check_first_touches();
 }
 
 /* One line to stderr with the raw system call (write() is interposed here), then out. */
