@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import shlex
 
-from ..errors import BoardError
 from ..layout import STATUS_FILE, board_project_dir
 from .connection import Board
 
@@ -38,7 +37,9 @@ async def board_status(board: Board, project: str | None = None) -> dict:
     try:
         status = json.loads(body)
     except ValueError:
-        raise BoardError(f"{path} on {board.address} is not JSON", hint="a program from another bela-iree wrote it?") from None
+        status = None
+    if not isinstance(status, dict):
+        return {**report, "message": f"{path} on {board.address} is not a status object"}
     pid = status.get("pid")
     alive = isinstance(pid, int) and pid > 0 and (
         await board.run(f"kill -0 {pid} 2>/dev/null && echo alive", check=False)).strip() == "alive"
