@@ -15,7 +15,7 @@ from .bela_ide import BROKEN_RENDER, MINIMAL_RENDER, BelaIDE
 from .conftest import cli
 from .service_helpers import Client, Service
 from .sshd import FakeBoard
-from .test_board_program import running_pid
+from .test_board_program import running_pid, wait_until
 
 
 @pytest.fixture
@@ -87,8 +87,8 @@ async def test_serve_restarts_the_program_when_it_changed_and_waits_for_a_swap_w
         assert playing["playing"] == done["id"] and playing["restarted"] and not playing["swapped"]
         assert playing["via"] == "ide" and playing["state"] == "online"
         assert any(m["type"] == "log" and m["line"].startswith("board: g++") for m in client.messages)
-        first_pid = running_pid(board)
-        assert first_pid and os.readlink(f"/proc/{first_pid}/exe") == str(board.root / "projects/live/live")
+        assert wait_until(lambda: running_pid(board, "live"))   # the IDE says "running" as it starts `make runide`
+        first_pid = running_pid(board, "live")
 
         # the running program reports what it plays; then only the model changes: no restart, a swap
         writer.start()
