@@ -52,6 +52,7 @@ class StatusWriter(threading.Thread):
         self.board, self.folder = board, board.root / "projects" / project
         self.project, self.halt, self.swaps = project, threading.Event(), 0
         self.playing = None
+        self.failing = threading.Event()   # the new module does not load: the old one keeps playing
 
     def run(self) -> None:
         while not self.halt.wait(0.3):
@@ -60,13 +61,16 @@ class StatusWriter(threading.Thread):
             if not pid or not module.exists():
                 continue
             digest = hashlib.sha256(module.read_bytes()).hexdigest()
-            if digest != self.playing:
+            error = "cannot load model.vmfb: stand-in failure" if self.failing.is_set() else None
+            if error:
+                digest = self.playing
+            elif digest != self.playing:
                 self.swaps += self.playing is not None
                 self.playing = digest
             status = {"project": self.project, "pid": pid, "running": True, "updated": time.time(),
                       "model": {"build": None, "sha256": digest, "since": "2026-12-07T10:42:03Z"},
                       "swaps": self.swaps, "overruns": 2, "glue": "aux_task", "latency_samples": 32,
-                      "last_error": None}
+                      "last_error": error}
             (self.folder / "status.tmp").write_text(json.dumps(status))
             os.replace(self.folder / "status.tmp", self.folder / "bela-iree-status.json")
 
@@ -103,6 +107,19 @@ async def test_serve_restarts_the_program_when_it_changed_and_waits_for_a_swap_w
         assert swapped["swapped"] and not swapped["restarted"] and swapped["status"]["swaps"] == 1
         assert swapped["status"]["overruns"] == 2 and running_pid(board) == first_pid   # the same program
         assert not [m for m in client.messages[mark:] if m["type"] == "board" and m.get("program") == "building"]
+
+        # a module the running program fails to load: it keeps the old one and says why; after a
+        # while the board is asked to run the project again, so what was saved is what plays
+        writer.failing.set()
+        mark = len(client.messages)
+        (project / "model.py").write_text(text.replace("hidden: int = 12", "hidden: int = 10"))
+        done = await client.build_finished(after=mark, timeout=300)
+        restarted = await client.wait_for(lambda m: m["type"] == "board" and m.get("program") == "playing"
+                                          and m.get("playing") == done["id"], timeout=120, after=mark)
+        assert restarted["restarted"] and not restarted["swapped"]
+        said = await client.wait_for(lambda m: m["type"] == "log" and "did not swap build" in m["line"], after=mark)
+        assert "cannot load model.vmfb" in said["line"]
+        writer.failing.clear()
 
         # render.cpp edited and broken: the board's compiler errors reach the panel, with file and line
         mark = len(client.messages)

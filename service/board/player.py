@@ -9,7 +9,9 @@ and what it plays.
   records (compile.log, export.json, expected.npy), model.py, bela-iree.toml, README.md.
 - Otherwise the running program swaps the new module in by itself (docs/design.md, "Live model
   swap"); its status file (board/status.py, polled once a second) says when it plays the module
-  deployed (by sha256), and that build is then `playing` with `swapped`.
+  deployed (by sha256), and that build is then `playing` with `swapped`. A program that has not
+  swapped it in within SWAP_TIMEOUT (a failed load: it keeps the old model and says why in
+  `last_error`) is restarted, so what was saved is what plays.
 
 Every change is told as one `board` event carrying the whole picture (`publish_board` merges it),
 so the panel and a client that connects later see the same thing.
@@ -27,6 +29,7 @@ from .status import board_status
 # what Bela's Makefile compiles or links from a project folder, and the file of its make flags
 BUILT_SUFFIXES = {".cpp", ".cc", ".c", ".h", ".hh", ".hpp", ".S", ".s", ".a", ".so", ".o"}
 BUILD_SETTINGS = "settings.json"
+SWAP_TIMEOUT = 15.0
 STATUS_FIELDS = ("running", "model", "swaps", "overruns", "glue", "latency_samples", "last_error")
 
 
@@ -63,7 +66,7 @@ class Player:
                 self.restart.cancel()
             self.restart = asyncio.get_running_loop().create_task(self._restart(build_id, self.restart))
             return
-        self.expected = {"build_id": build_id, "sha256": sha256}
+        self.expected = {"build_id": build_id, "sha256": sha256, "since": asyncio.get_running_loop().time()}
         self.publish_board(program="swapping", build_id=build_id)
 
     async def _restart(self, build_id: int | None, previous: asyncio.Task | None) -> None:
@@ -94,9 +97,17 @@ class Player:
             self.publish_board(status=summary)
         self.status = status
         expected = self.expected
-        if expected and status["running"] and (status["model"] or {}).get("sha256") == expected["sha256"]:
+        if not expected:
+            return
+        if status["running"] and (status["model"] or {}).get("sha256") == expected["sha256"]:
             self.expected = None
             self.publish_board(program="playing", playing=expected["build_id"], swapped=True, restarted=False,
                                errors=[], via="swap")
             self.publish(events.log(expected["build_id"], f"board: {self.name} playing build "
                                                           f"{expected['build_id']} (swapped live)"))
+        elif asyncio.get_running_loop().time() - expected["since"] > SWAP_TIMEOUT:
+            self.expected = None
+            why = f" (its last error: {status['last_error']})" if status.get("last_error") else ""
+            self.publish(events.log(expected["build_id"], f"board: the program did not swap build "
+                                                          f"{expected['build_id']} in within {SWAP_TIMEOUT:g} s{why}: restarting it"))
+            self.restart = asyncio.get_running_loop().create_task(self._restart(expected["build_id"], self.restart))
