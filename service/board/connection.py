@@ -95,8 +95,9 @@ class Board:
 
         async def follow(stream) -> None:
             async for line in stream:
-                lines.append(line.rstrip("\n"))
-                on_line(lines[-1])
+                if line.strip():
+                    lines.append(line.rstrip("\n"))
+                    on_line(lines[-1])
         try:
             async with self.connection.create_process(command) as process:
                 await asyncio.wait_for(asyncio.gather(follow(process.stdout), follow(process.stderr), process.wait()),

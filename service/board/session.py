@@ -87,7 +87,7 @@ class BoardSession:
             await asyncio.sleep(POLL_SECONDS)
             async with self.lock:
                 pulled = await self.deployer.pull_changed()
-                await self.player.poll()
+            await self.player.poll()   # a small read beside whatever else runs: a swap is told at once
             if pulled:
                 self.publish(events.log(None, f"{', '.join(pulled)} changed on the board: pulled, rebuilding"))
 
