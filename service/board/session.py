@@ -73,7 +73,7 @@ class BoardSession:
                 delay = BACKOFF_START
                 self.online.set()
                 self._state("online", f"connected (Bela folder {self.board.root})")
-                await self._watch_remote_changes()
+                await self._watch()
             except BoardError as e:
                 was_online = self.online.is_set()
                 self.online.clear()
@@ -82,14 +82,30 @@ class BoardSession:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
 
+    async def _watch(self) -> None:
+        """Files edited on the board, and the program's status file, each in its own loop: the
+        status is a small read beside whatever else runs (a deploy, a benchmark), so a live swap
+        is told at once. The first loop to lose the board ends both."""
+        watchers = [asyncio.ensure_future(self._watch_remote_changes()), asyncio.ensure_future(self._watch_program())]
+        try:
+            await asyncio.gather(*watchers)
+        finally:
+            for watcher in watchers:
+                watcher.cancel()
+            await asyncio.gather(*watchers, return_exceptions=True)
+
     async def _watch_remote_changes(self) -> None:
         while True:
             await asyncio.sleep(POLL_SECONDS)
             async with self.lock:
                 pulled = await self.deployer.pull_changed()
-            await self.player.poll()   # a small read beside whatever else runs: a swap is told at once
             if pulled:
                 self.publish(events.log(None, f"{', '.join(pulled)} changed on the board: pulled, rebuilding"))
+
+    async def _watch_program(self) -> None:
+        while True:
+            await asyncio.sleep(POLL_SECONDS)
+            await self.player.poll()
 
     async def require_online(self, timeout: float = 15.0) -> None:
         try:
