@@ -3,7 +3,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 APT_PACKAGES := gcc qemu-user libc6-arm64-cross libstdc++6-arm64-cross libc6-armhf-cross binutils-arm-linux-gnueabihf \
-                binutils-aarch64-linux-gnu gcc-arm-linux-gnueabihf g++-arm-linux-gnueabihf chromium openssh-server
+                binutils-aarch64-linux-gnu gcc-arm-linux-gnueabihf g++-arm-linux-gnueabihf chromium openssh-server \
+                g++ nodejs
 
 .PHONY: test demo system-deps clean
 

@@ -332,6 +332,52 @@
     };
   }
 
+  // The program on the board (serve --board, service/board/player.py): restarted or swapped,
+  // which build it plays and since when, its overruns, the board's own compiler errors.
+  function programView(root) {
+    const box = element("section", "bi-program");
+    box.hidden = true;
+    const line = element("div", "bi-program-line");
+    const figures = element("div", "bi-program-figures");
+    const errors = element("ol", "bi-program-errors");
+    box.append(line, figures, errors);
+    root.append(box);
+    const clock = (date) => date.toTimeString().slice(0, 8);
+    let since = {};   // build id -> when it started playing, as this panel saw it
+    return {
+      board(message) {
+        if (!message.program && !message.status) return;
+        box.hidden = false;
+        const status = message.status || {};
+        const model = status.model || {};
+        const build = message.playing;
+        if (message.program === "playing" && build !== undefined && !since[build]) since[build] = new Date();
+        // the program's own word (its status file) wins over when this panel heard of it
+        const from = model.build === build && model.since ? new Date(model.since) : since[build];
+        const how = message.swapped ? "swapped live" : message.restarted ? "restarted" : "";
+        const text = {
+          building: `board: building and starting build ${message.build_id}`,
+          swapping: `board: build ${message.build_id} sent, waiting for the program to swap it in`
+            + (build !== undefined && build !== null ? ` (playing build ${build})` : ""),
+          playing: `playing build ${build}${from ? " since " + clock(from) : ""}${how ? " (" + how + ")" : ""}`,
+          build_failed: "board: the program did not build",
+          stopped: "board: the program is not running",
+        }[message.program] || (status.running ? `playing build ${model.build}` : "board: no program running");
+        line.textContent = text;
+        box.dataset.state = message.program || (status.running ? "playing" : "stopped");
+        const parts = [];
+        if (status.glue) parts.push(`glue ${status.glue}, ${status.latency_samples} samples latency`);
+        if (status.swaps !== undefined && status.swaps !== null) parts.push(`${status.swaps} swaps`);
+        if (status.overruns !== undefined && status.overruns !== null) parts.push(`${status.overruns} overruns`);
+        if (status.last_error) parts.push(`last error: ${status.last_error}`);
+        figures.textContent = parts.join(" · ");
+        figures.dataset.overruns = String(Boolean(status.overruns));
+        errors.replaceChildren(...(message.errors || []).map((e) => element("li", "bi-program-error",
+          `${e.file ? e.file + (e.line ? ":" + e.line : "") + ": " : ""}${e.message}`)));
+      },
+    };
+  }
+
   function controlsView(root, send) {
     const bar = element("header", "bi-header");
     const title = element("strong", null, "bela-iree");
@@ -383,6 +429,7 @@
 
     const send = (message) => { if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message)); };
     const controls = controlsView(root, send);
+    const program = programView(root);
     const status = statusView(root);
     const latency = latencyView(root);
     const distribution = distributionView(root);
@@ -399,7 +446,7 @@
       },
       build: (m) => { status.build(m); controls.target(m.target); },
       bench: (m) => { status.bench(m); latency.bench(m); distribution.bench(m); dispatches.bench(m); },
-      board: (m) => controls.board(m),
+      board: (m) => { controls.board(m); program.board(m); },
       cpu: (m) => cpu.sample(m),
       log: (m) => log.line(m.line),
       unchanged: (m) => log.line(`${m.files.join(", ")}: saved, model unchanged (${(1000 * m.seconds).toFixed(1)} ms)`),

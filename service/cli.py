@@ -121,6 +121,20 @@ def parser() -> argparse.ArgumentParser:
     setup.add_argument("--source-commit", help="the IREE commit of --source, when it cannot tell")
     setup.add_argument("--json", action="store_true")
 
+    for verb, summary in (("run", "build and run a project on the board (through the Bela IDE when it is up, else SSH)"),
+                          ("stop", "stop the program running on the board")):
+        program = board.add_parser(verb, help=summary)
+        program.add_argument("board")
+        program.add_argument("project", help="the project's name in the board's projects/ folder")
+        program.add_argument("--board-root", default=BOARD_ROOT)
+        program.add_argument("--ide-url", help="the board's Bela IDE (default http://HOST/); SSH when it does not answer")
+        program.add_argument("--json", action="store_true")
+    status = board.add_parser("status", help="what the board's running program plays (its status file)")
+    status.add_argument("board")
+    status.add_argument("project", nargs="?", help="a project (default: the newest status file under projects/)")
+    status.add_argument("--board-root", default=BOARD_ROOT)
+    status.add_argument("--json", action="store_true")
+
     runtime = commands.add_parser("runtime", help="the IREE runtime for a board").add_subparsers(
         dest="runtime_command", required=True)
     runtime_build = runtime.add_parser("build", help="build the IREE runtime, its tools and runtime/ for a board (cached)")
@@ -291,7 +305,69 @@ def _deploy(board, project: Path) -> dict:
 
 
 def _board_command(args) -> int:
-    return _board_setup(args) if args.board_command == "setup" else _board_check(args)
+    return {"setup": _board_setup, "check": _board_check, "run": _board_program, "stop": _board_program,
+            "status": _board_status}[args.board_command](args)
+
+
+def _board_program(args) -> int:
+    """`board run|stop`: the compiler's output streams to stderr; one line says how it ended."""
+    import asyncio
+
+    from .board.address import BoardAddress
+    from .board.connection import Board
+    from .board.program import run_program, stop_program
+    board = Board(BoardAddress.parse(args.board), root=args.board_root)
+    ide_url = args.ide_url or f"http://{board.address.host}/"
+
+    async def act():
+        try:
+            if args.board_command == "run":
+                return await run_program(board, args.project, ide_url, lambda line: console.print(line, highlight=False,
+                                                                                                    markup=False), board.connect)
+            return await stop_program(board, args.project, ide_url, board.connect)
+        finally:
+            await board.close()
+    result = asyncio.run(act())
+    colour = {"playing": "green", "stopped": "yellow", "build_failed": "red"}[result["state"]]
+    console.print(f"[{colour}]{args.project} {result['state'].replace('_', ' ')}[/] on {board.address} "
+                  f"(via {result['via']})", highlight=False)
+    for error in result["errors"]:
+        where = f"{error['file']}:{error['line']}: " if error["file"] else ""
+        console.print(f"  [red]error[/]: {where}{error['message']}", highlight=False)
+    _emit(args, result)
+    return 1 if result["state"] == "build_failed" else 0
+
+
+def _board_status(args) -> int:
+    import asyncio
+
+    from .board.address import BoardAddress
+    from .board.connection import Board
+    from .board.status import board_status
+    board = Board(BoardAddress.parse(args.board), root=args.board_root)
+
+    async def read():
+        await board.connect()
+        try:
+            return await board_status(board, args.project)
+        finally:
+            await board.close()
+    report = asyncio.run(read())
+    console.print(status_line(report), highlight=False)
+    _emit(args, report)
+    return 0
+
+
+def status_line(report: dict) -> str:
+    """One line for a person: "PROJECT playing build 12 since 10:42:03, 3 swaps, 0 overruns"."""
+    if report.get("message"):
+        return report["message"]
+    model = report["model"] or {}
+    since = (model.get("since") or "")[11:19]
+    playing = f"playing build {model.get('build')}" + (f" since {since}" if since else "")
+    state = playing if report["running"] else f"not running (last: {playing})"
+    return (f"{report['project']} on {report['address']}: {state}, glue {report['glue']}, "
+            f"{report['latency_samples']} samples latency, {report['swaps']} swaps, {report['overruns']} overruns")
 
 
 def _board_setup(args) -> int:

@@ -155,9 +155,11 @@ async def serve(project: Path, host: str = "127.0.0.1", port: int = 8765, target
     session = None
     if board:
         from .board.session import BoardSession
-        session = BoardSession(board, project, broadcaster.publish)
+        session = BoardSession(board, project, broadcaster.publish, ide_url)
     steps = BoardSteps(session, tune) if session else HostSteps(tune)
     builder = Builder(project, broadcaster.publish, history, steps, target, **(builder_options or {}))
+    if session:
+        session.current_build = lambda: builder.current_id
     proxy_origins = tuple(f"http://{name}:{ide_port}" for name in ("127.0.0.1", "localhost")) if ide_url else ()
     server = Server(builder, broadcaster, history, project, host, port, proxy_origins,
                     cpu_source=session.cpu_sample if session else None, board=str(board.address) if board else None)

@@ -210,3 +210,43 @@ async def test_without_a_board_the_estimate_is_the_headline_and_dispatches_are_c
         assert not problems, problems
     finally:
         service.stop()
+
+
+async def test_the_board_program_line_says_which_build_plays_since_when_and_the_boards_errors(browser, tmp_path):
+    """`board` events as serve --board sends them (service/board/player.py): the program restarted
+    with build 12, the status file's figures, a live swap, then a board build with compiler errors."""
+    project = tmp_path / "program"
+    cli("new", str(project), "--target", "host")
+    service = Service(project)
+    try:
+        page, problems = await open_panel(browser, service.url)
+        assert await page.is_hidden(".bi-program")   # no board: nothing shown
+        base = {"type": "board", "state": "online", "address": "root@bela.local", "message": "connected"}
+        status = {"running": True, "model": {"build": 12, "sha256": "ab" * 32, "since": "2026-12-07T10:42:03Z"},
+                  "swaps": 0, "overruns": 3, "glue": "render", "latency_samples": 0, "last_error": None}
+        for message in ({**base, "program": "building", "build_id": 12, "errors": []},
+                        {**base, "program": "playing", "build_id": 12, "playing": 12, "restarted": True,
+                         "swapped": False, "errors": [], "via": "ide", "status": status}):
+            await page.evaluate(f"belaIreePanel.receive({json.dumps(message)})")
+        offset = await page.evaluate("new Date('2026-12-07T10:42:03Z').getTimezoneOffset()")
+        local = time.strftime("%H:%M:%S", time.gmtime(10 * 3600 + 42 * 60 + 3 - offset * 60))
+        line = page.locator(".bi-program[data-state=playing] .bi-program-line")
+        assert await line.text_content() == f"playing build 12 since {local} (restarted)"
+        figures = await page.text_content(".bi-program-figures")
+        assert "glue render, 0 samples latency" in figures and "3 overruns" in figures
+        assert await page.get_attribute(".bi-program-figures", "data-overruns") == "true"
+
+        swapped = {**base, "program": "playing", "build_id": 12, "playing": 13, "swapped": True, "restarted": False,
+                   "errors": [], "via": "swap", "status": status}
+        await page.evaluate(f"belaIreePanel.receive({json.dumps(swapped)})")
+        assert (await line.text_content()).startswith("playing build 13 since ") and "(swapped live)" in await line.text_content()
+
+        failed = {**swapped, "program": "build_failed", "via": "ide",
+                  "errors": [{"file": "render.cpp", "line": 3, "message": "'gain' was not declared in this scope"}]}
+        await page.evaluate(f"belaIreePanel.receive({json.dumps(failed)})")
+        assert await page.text_content(".bi-program[data-state=build_failed] .bi-program-line") == "board: the program did not build"
+        assert await page.text_content(".bi-program-error") == "render.cpp:3: 'gain' was not declared in this scope"
+        await page.screenshot(path=shot("panel-board-program"))
+        assert not problems, problems
+    finally:
+        service.stop()

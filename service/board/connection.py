@@ -86,6 +86,29 @@ class Board:
             self.connection = None
             raise BoardError(f"lost the connection to {self.address}: {e}") from None
 
+    async def stream(self, command: str, on_line, timeout: float = COMMAND_TIMEOUT) -> tuple[int, str]:
+        """Run a long command (a build), handing each line of its stdout and stderr to `on_line`
+        as it comes; returns its exit status and its whole output."""
+        if not self.online:
+            raise BoardError(f"{self.address} is offline", hint="the board is reconnected automatically")
+        lines: list[str] = []
+
+        async def follow(stream) -> None:
+            async for line in stream:
+                if line.strip():
+                    lines.append(line.rstrip("\n"))
+                    on_line(lines[-1])
+        try:
+            async with self.connection.create_process(command) as process:
+                await asyncio.wait_for(asyncio.gather(follow(process.stdout), follow(process.stderr), process.wait()),
+                                       timeout)
+                return process.exit_status, "\n".join(lines)
+        except asyncio.TimeoutError:
+            raise BoardError(f"the board did not finish within {timeout:g} s: {command[:80]}") from None
+        except (asyncssh.Error, OSError) as e:
+            self.connection = None
+            raise BoardError(f"lost the connection to {self.address}: {e}") from None
+
     def require_root(self) -> str:
         if not self.root:
             raise BoardError(f"{self.root_setting} does not exist on {self.address}",
