@@ -16,6 +16,10 @@ their `_ex` form and `_linalg_check_errors`, which raises on a singular matrix. 
 check as an effect, so the program gains an effect token, an input kind IREE's importer rejects
 ("InputSpec not of a known kind: token"); a compiled model cannot raise anyway (it returns what
 the `_ex` form computes, inf or NaN), so the check is traced as a plain op and left out.
+
+A graph of core ATen ops only (and `reshape`), none of them in turbine's or our own table and none
+in place, is left as it is: decomposing it would change nothing IREE sees, and run_decompositions
+retraces the whole graph (0.15-0.3 s for basic_mlp, a quarter of a rebuild; issue 23 item 6).
 """
 from __future__ import annotations
 
@@ -37,6 +41,8 @@ def decompose(program):
     for op in kept:
         table.pop(op, None)
     table.update(lowerable.TABLE)
+    if already_core(program, table):
+        return program
     with _linalg_checks_without_effect():
         decomposed = program.run_decompositions(table)
     graph = decomposed.graph_module.graph
@@ -44,6 +50,24 @@ def decompose(program):
         graph.erase_node(node)
     decomposed.graph_module.recompile()
     return decomposed
+
+
+def already_core(program, table) -> bool:
+    """Every op of the graph is one IREE's importer takes as it is: a functional core ATen op that
+    no table entry rewrites (or `reshape`, which torch-mlir lowers whole). Anything else (a
+    composite op, a higher-order op, an in-place update) goes through run_decompositions."""
+    import torch
+
+    for node in program.graph.nodes:
+        if node.op != "call_function":
+            continue
+        op = node.target
+        if op is torch.ops.aten.reshape.default:
+            continue
+        if (not isinstance(op, torch._ops.OpOverload) or torch.Tag.core not in op.tags
+                or op._schema.is_mutable or op in table):
+            return False
+    return True
 
 
 @contextmanager
