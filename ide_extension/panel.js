@@ -101,9 +101,12 @@
         const where = message.ran_on === "emulator"
           ? ` (${what}, emulated ${message.emulated_cpu || ""}, not a board timing)`
           : ` (${what}, on ${message.ran_on})`;
-        // what the glue adds (buffering plus the model's block) and, for a stateful model, its
-        // streaming check: K blocks in a row against PyTorch with its state carried
-        const latency = message.latency_samples ? `; glue latency ${message.latency_samples} samples` : "";
+        // where the glue runs the model (service/glue_choice.py) and what it adds, and, for a
+        // stateful model, its streaming check: K blocks in a row against PyTorch, state carried
+        const glue = message.glue === "render" ? "in render()" : "on the auxiliary task";
+        const latency = message.glue
+          ? `; glue ${glue}: ${message.latency_samples} samples latency`
+          : message.latency_samples ? `; glue latency ${message.latency_samples} samples` : "";
         const stream = message.streaming
           ? `; ${message.streaming.blocks} blocks streamed, max error ${message.streaming.max_abs_err.toPrecision(2)}`
           : "";

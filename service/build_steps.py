@@ -63,8 +63,11 @@ class BoardSteps(HostSteps):
         if quick:
             self.measured = await self.session.deploy_and_bench(compiled, TARGETS[compiled.target])
             return self.measured
+        from .bench.bench import add_glue
         from .bench.estimate import add_estimate
-        return await run(add_estimate, dict(self.measured), compiled.folder, TARGETS[compiled.target])
+        from .project import glue_setting
+        estimated = await run(add_estimate, dict(self.measured), compiled.folder, TARGETS[compiled.target])
+        return add_glue(estimated, *glue_setting(compiled))
 
     async def _measure(self, run, model_file: Path, options: CompileOptions) -> dict:
         return await self.session.tune(model_file, options)

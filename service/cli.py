@@ -51,6 +51,16 @@ def _board(args, project: Path | None = None):
                  tools_prefix=args.board_prefix if args.board_prefix is not None else config.board_prefix)
 
 
+def _block_list(text: str) -> list[int]:
+    try:
+        blocks = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give block sizes as numbers, e.g. 16,32,64,128") from None
+    if not blocks or min(blocks) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give block sizes of at least 1 frame, e.g. 16,32,64,128")
+    return blocks
+
+
 def parser() -> argparse.ArgumentParser:
     from .builder import SERVE_COMPILE_TIMEOUT, SERVE_EXPORT_TIMEOUT
     from .pipeline.targets import FORMATS, TARGETS
@@ -75,6 +85,8 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--block-size", type=int, help="audio frames per call (default: the model's BLOCK_SIZE)")
     bench.add_argument("--sample-rate", type=int, help="Hz (default: the model's SAMPLE_RATE, else 44100)")
     bench.add_argument("--seconds", type=float, default=2.0, help="measuring time budget (default 2)")
+    bench.add_argument("--blocks", type=_block_list, help="comma-separated block sizes (e.g. 16,32,64,128): the latency / "
+                       "CPU trade-off, a block-flexible model exported at each")
     bench.add_argument("--out", type=Path, help="folder for the compiled artifacts")
     _add_board_args(bench)
     new = commands.add_parser("new", help="create a Bela project that runs a model")
@@ -237,6 +249,12 @@ def _bench(args) -> int:
         else:
             result = bench_model(model_file, options, out.resolve(), peers=args.peers, block_size=args.block_size,
                                  sample_rate=args.sample_rate, seconds=args.seconds)
+    if args.blocks:
+        from .bench.blocks import bench_blocks
+        with console.status(f"exporting and timing {model_name(model_file)} at blocks {args.blocks}"):
+            result["blocks"], why = bench_blocks(model_file, options, out.resolve(), args.blocks, args.sample_rate)
+        if why:
+            result["blocks_note"] = f"fixed block: {why}"
     console.print(bench_table(result))
     console.print(verdict(result), highlight=False)
     _emit(args, result)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..glue_choice import call_ms, choose_glue, latency_samples, why as glue_reason
 from ..pipeline.compile import CompileOptions, CompileResult, compile_model
 from ..pipeline.kernel_report import REPORT_FILE as KERNEL_REPORT
 from ..pipeline.targets import TARGETS, Target
@@ -27,15 +28,6 @@ from .runtime_tools import tool_command
 from .streaming import is_stateful, measure_streaming
 
 EMULATED_NOTE = "measured under qemu-user on this machine: emulated timings, not board timings"
-# The generated glue (project_templates/generated/realtime_model.h.j2) plays a block's output two
-# model blocks after its first sample came in: one block to fill the input, one to run the model.
-GLUE_LATENCY_BLOCKS = 2
-
-
-def glue_latency_samples(model_block: int) -> int:
-    """What the glue adds between a sample in and its output, in samples (buffering plus the block
-    the model takes), for a model that takes model_block frames per call."""
-    return GLUE_LATENCY_BLOCKS * model_block
 PEERS_TIMEOUT = 900.0
 
 
@@ -45,15 +37,20 @@ def deadline_ms(block_size: int, sample_rate: int) -> float:
 
 def bench_compiled(compiled: CompileResult, target: Target, *, block_size: int | None = None,
                    sample_rate: int | None = None, seconds: float = 2.0, repetitions: int | None = None,
-                   estimate: bool = True) -> dict:
+                   estimate: bool = True, period: int | None = None, glue: str = "auto") -> dict:
     """Measure where the target runs on this machine: natively, or under qemu (emulated).
     `repetitions` fixes the number of calls (no calibration run) for a quick first figure;
     `estimate`: for an ARM board, also count the work of a call and estimate the board's time
-    (estimate.py: seconds to a minute or two the first time for an artifact, then cached)."""
+    (estimate.py: seconds to a minute or two the first time for an artifact, then cached).
+    `period`, `glue`: Bela's period and the glue setting (default: the project's, for a model in
+    a project; else the model's own block and "auto"), for the "glue" chosen (glue_choice.py)."""
+    if period is None:
+        from ..project import glue_setting
+        period, glue = glue_setting(compiled)
     if compiled.format == "emitc":
         ran_on, output, measured = measure_emitc(compiled, target, seconds, repetitions)
         result = with_streaming(bench_result(compiled, ran_on, output, measured, block_size, sample_rate), compiled, target)
-        return add_estimate(result, compiled.folder, target) if estimate else result
+        return add_glue(add_estimate(result, compiled.folder, target) if estimate else result, period, glue)
     folder = compiled.folder
     output = run_module(folder, target)
     prefix, ran_on = tool_command(target, "iree-benchmark-module")
@@ -65,7 +62,20 @@ def bench_compiled(compiled: CompileResult, target: Target, *, block_size: int |
             repetitions = repetitions_for(probe.summary()["median"], seconds)
         measured = run_benchmark(prefix + benchmark_argv(module, inputs, repetitions))
     result = with_streaming(bench_result(compiled, ran_on, output, measured, block_size, sample_rate), compiled, target)
-    return add_estimate(result, folder, target) if estimate else result
+    return add_glue(add_estimate(result, folder, target) if estimate else result, period, glue)
+
+
+def add_glue(result: dict, period: int | None = None, setting: str = "auto") -> dict:
+    """"glue" (render or aux_task), why, and the "latency_samples" it adds, for Bela at `period`
+    frames (default: the model's block), from the board estimate or a native measurement."""
+    model_block = result["model_block"]
+    period = period or model_block
+    call = call_ms(result)
+    result["glue"] = choose_glue(call, model_block, period, result["sample_rate"], setting)
+    result["glue_reason"] = glue_reason(result["glue"], call, model_block, period, result["sample_rate"])
+    result["period"] = period
+    result["latency_samples"] = latency_samples(result["glue"], model_block)
+    return result
 
 
 def with_streaming(result: dict, compiled: CompileResult, target: Target) -> dict:
@@ -91,7 +101,7 @@ def bench_result(compiled: CompileResult, ran_on: str, output: np.ndarray, measu
         "latency_ms": latency, "samples": len(measured.latencies_ms), "histogram": measured.histogram(),
         "block_size": block_size, "sample_rate": sample_rate,
         "deadline_ms": deadline, "headroom": 1 - latency["median"] / deadline,
-        "latency_samples": glue_latency_samples(compiled.export["block_size"]),
+        "model_block": compiled.export["block_size"],
         "accuracy": {"max_abs_err": error, "reference": "torch", "tolerance": tolerance(expected),
                      "within_tolerance": error <= tolerance(expected)},
         "format": compiled.format, "memory": memory(compiled, measured),

@@ -37,7 +37,7 @@ def export_key(model_file: Path, variant: str = "") -> str:
     pipeline = Path(__file__).parent
     exporting = [pipeline / "export.py", pipeline / "state.py", pipeline / "stream_reference.py",
                  pipeline / "routing.py", pipeline / "decompose.py", pipeline / "lowerable.py",
-                 pipeline / "export_errors.py",
+                 pipeline / "export_errors.py", pipeline / "block_size.py",
                  *sorted((pipeline / "rewrites").rglob("*.py")),   # every module of the rewrites
                  pipeline.parent / "modelfile.py"]
     sources = sorted(model_file.parent.glob("*.py")) + exporting
