@@ -243,8 +243,10 @@ def new_project(project: Path, model: str | None = None, fmt: str = "vmfb", targ
         source = TEMPLATES / "project" / "starter_model.py"
     project.mkdir(parents=True, exist_ok=True)
     shutil.copy(source, project / MODEL_FILE)
-    chosen, tried, why = pick_project_block(project / MODEL_FILE, target_info)
-    _, info, _ = export_cached(project / MODEL_FILE, unroll_loops=fmt == "emitc", block=chosen)
+    _, info, _ = export_cached(project / MODEL_FILE, unroll_loops=fmt == "emitc")
+    chosen, tried, why = pick_project_block(project / MODEL_FILE, target_info, info["block_size"])
+    if chosen:
+        _, info, _ = export_cached(project / MODEL_FILE, unroll_loops=fmt == "emitc", block=chosen)
     model_input, model_output = default_routing(info, block_flexible=bool(chosen))
     config = ProjectConfig(target=target, format=fmt, period=chosen or period, block=chosen or 0,
                            input=model_input, output=model_output)
@@ -272,14 +274,18 @@ def new_project(project: Path, model: str | None = None, fmt: str = "vmfb", targ
     return result
 
 
-def pick_project_block(model_file: Path, target) -> tuple[int | None, list[dict], str | None]:
-    """The block `new` writes in bela-iree.toml (bench/blocks.py: the smallest Bela period the
-    model fits in with headroom, for a block-flexible model), the blocks it tried, and why it kept
-    the model's own block (None chosen) if it did. Timed with the vmfb on this machine."""
-    from .bench.blocks import pick_block
+def pick_project_block(model_file: Path, target, own_block: int) -> tuple[int | None, list[dict], str | None]:
+    """The block `new` writes in bela-iree.toml (bench/blocks.py: the smallest Bela period up to
+    the model's own block that it fits in with headroom, for a block-flexible model), the blocks it
+    tried, and why it kept the model's own block (None chosen) if it did. Timed with the vmfb."""
+    from .bench.blocks import CANDIDATES, pick_block
     from .errors import BelaIreeError
+    candidates = tuple(block for block in CANDIDATES if block <= own_block)   # a longer block only adds latency
+    if not candidates:
+        return None, [], f"the model's own block ({own_block}) is shorter than any Bela period tried"
     with tempfile.TemporaryDirectory(prefix="bela-iree-blocks-") as tmp:
         try:
-            return pick_block(model_file, CompileOptions(target, "vmfb", "llvm-cpu", variant="default"), Path(tmp))
+            return pick_block(model_file, CompileOptions(target, "vmfb", "llvm-cpu", variant="default"), Path(tmp),
+                              candidates)
         except BelaIreeError as e:   # no runtime to count on, a model that fails: the model's own block
             return None, [], f"could not time the model at other blocks: {e.message}"

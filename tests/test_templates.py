@@ -5,6 +5,7 @@ import json
 import re
 import shlex
 import subprocess
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +80,8 @@ def test_each_routing_makes_a_real_time_safe_project(tmp_path, model):
     else:
         assert "kModelBlockInput = -1;" in config
     settings = json.loads((project / "settings.json").read_text())
-    assert settings["CLArgs"]["-p"] == "128" and "-liree_runtime_unified" in settings["CLArgs"]["make"]
+    period = tomllib.loads((project / "bela-iree.toml").read_text())["period"]   # `new` picks it for a block-flexible model
+    assert settings["CLArgs"]["-p"] == str(period) and "-liree_runtime_unified" in settings["CLArgs"]["make"]
     assert "-I/root/Bela/libraries/iree/include" in settings["CLArgs"]["make"]
     assert "-DBELA_IREE_LOADER_EMBEDDED" in settings["CLArgs"]["make"]   # aarch64 (bela would be SYSTEM)
 
