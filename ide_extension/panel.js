@@ -187,6 +187,61 @@
     };
   }
 
+  // The latency / CPU trade-off per block size (bench --blocks, service/bench/blocks.py): each
+  // block's time per call as a share of the block (left axis) and the latency the glue adds
+  // (right axis, samples), and a row per block saying where the glue runs the model.
+  function blocksView(root) {
+    const box = element("section", "bi-blocks");
+    box.append(element("h3", null, "block size trade-off"));
+    const note = element("div", "bi-blocks-note");
+    const holder = element("div", "bi-chart");
+    const table = element("table", "bi-blocks-table");
+    box.append(note, holder, table);
+    box.hidden = true;
+    root.append(box);
+    let rows = [];
+    let plot = null;
+    function data() {
+      return [rows.map((r) => r.block), rows.map((r) => (r.share === null ? null : 100 * r.share)),
+        rows.map((r) => r.latency_samples)];
+    }
+    function draw() {
+      if (typeof uPlot === "undefined" || !rows.length) return;
+      if (plot) { plot.setData(data()); return; }
+      plot = new uPlot({
+        ...chartSize(holder, 160),
+        scales: { x: { time: false, distr: 3, log: 2 }, share: {}, samples: {} },
+        axes: [{ label: "block (frames)", values: (u, ticks) => ticks.map(String) },
+          { scale: "share", label: "% of the block" },
+          { scale: "samples", label: "latency (samples)", side: 1, size: 70, grid: { show: false } }],
+        series: [{ label: "block" },
+          { label: "% of the block", scale: "share", stroke: "#2a7ae2", width: 2, points: { show: true } },
+          { label: "latency added (samples)", scale: "samples", stroke: "#d33", width: 1, dash: [6, 4],
+            points: { show: true } }],
+      }, data(), holder);
+    }
+    return {
+      bench(message) {
+        rows = message.blocks || [];
+        box.hidden = !rows.length;
+        note.textContent = message.blocks_note || "";
+        table.replaceChildren(...rows.map((r) => {
+          const tr = element("tr");
+          const share = r.share === null ? "?" : `${(100 * r.share).toFixed(0)} %`;
+          const where = r.glue === "render" ? "in render()" : "aux task";
+          tr.append(element("td", null, `${r.block} frames`), element("td", null, share), element("td", null, where),
+            element("td", null, `+${r.latency_samples} samples`));
+          tr.dataset.glue = r.glue;
+          return tr;
+        }));
+        draw();
+      },
+      points() { return rows.length; },
+      resize() { if (plot) plot.setSize(chartSize(holder, 160)); },
+      destroy() { if (plot) plot.destroy(); },
+    };
+  }
+
   function distributionView(root) {
     const box = element("section", "bi-distribution");
     box.append(element("h3", null, "this build's calls (ms)"));
@@ -352,6 +407,7 @@
     const status = statusView(root);
     const latency = latencyView(root);
     const distribution = distributionView(root);
+    const blocks = blocksView(root);
     const cpu = cpuView(root);
     const dispatches = dispatchesView(root);
     const log = logView(root);
@@ -364,7 +420,10 @@
         if (last && last.bench) { status.bench(last.bench); distribution.bench(last.bench); dispatches.bench(last.bench); }
       },
       build: (m) => { status.build(m); controls.target(m.target); },
-      bench: (m) => { status.bench(m); latency.bench(m); distribution.bench(m); dispatches.bench(m); },
+      bench: (m) => {
+        if (m.phase === "blocks") { blocks.bench(m); return; }   // the trade-off, not another build figure
+        status.bench(m); latency.bench(m); distribution.bench(m); dispatches.bench(m);
+      },
       board: (m) => controls.board(m),
       cpu: (m) => cpu.sample(m),
       log: (m) => log.line(m.line),
@@ -402,7 +461,7 @@
       });
     }
 
-    const onResize = () => { latency.resize(); cpu.resize(); };
+    const onResize = () => { latency.resize(); cpu.resize(); blocks.resize(); };
     window.addEventListener("resize", onResize);
     connect();
     return {
@@ -413,11 +472,13 @@
         window.removeEventListener("resize", onResize);
         latency.destroy();
         cpu.destroy();
+        blocks.destroy();
         root.remove();
       },
       receive,  // feed a message as if the service had sent it (embedding, tests)
       state() {
         return { latencyPoints: latency.points(), estimatePoints: latency.estimatePoints(), cpuSamples: cpu.samples(),
+          blockPoints: blocks.points(),
           lastBuild: status.last() };
       },
     };

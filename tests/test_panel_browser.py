@@ -172,3 +172,27 @@ async def test_board_estimate_is_its_own_mark_and_worded_as_an_estimate(browser,
         assert not problems, problems
     finally:
         service.stop()
+
+
+async def test_panel_plots_the_block_size_trade_off(browser, tmp_path):
+    """After a build, the service times the model at Bela's usual periods (bench --blocks, in the
+    background) and the panel plots each block's share and the latency its glue adds."""
+    project = tmp_path / "blocks"
+    cli("new", str(project), "--target", "host")
+    service = Service(project)
+    try:
+        page, problems = await open_panel(browser, service.url)
+        await page.wait_for_function("belaIreePanel.state().blockPoints >= 4", timeout=180000)
+        rows = page.locator(".bi-blocks-table tr")
+        assert await rows.count() == 4
+        texts = [await rows.nth(i).text_content() for i in range(4)]
+        assert [t.split(" frames")[0] for t in texts] == ["16", "32", "64", "128"]
+        # the starter takes microseconds here: inside render() at every block, nothing added
+        assert all("in render()" in t and "+0 samples" in t for t in texts), texts
+        assert await page.locator(".bi-blocks canvas").count() >= 1
+        assert "% of the block" in await page.text_content(".bi-blocks")
+        assert await page.evaluate("belaIreePanel.state().latencyPoints") == 1   # the trade-off is no build figure
+        await page.screenshot(path=shot("panel-blocks"))
+        assert not problems, problems
+    finally:
+        service.stop()
