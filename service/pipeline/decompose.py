@@ -23,10 +23,27 @@ retraces the whole graph (0.15-0.3 s for basic_mlp, a quarter of a rebuild; issu
 """
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 
 
 def decompose(program):
+    import torch
+
+    if already_core(program):
+        return program
+    aten = torch.ops.aten
+    with _linalg_checks_without_effect():
+        decomposed = program.run_decompositions(decomposition_table())
+    graph = decomposed.graph_module.graph
+    for node in [n for n in graph.nodes if n.target == aten._linalg_check_errors.default and not n.users]:
+        graph.erase_node(node)
+    decomposed.graph_module.recompile()
+    return decomposed
+
+
+def decomposition_table():
+    """PyTorch's core ATen table with turbine's entries, ours (lowerable.py), and the kept ops out."""
     import torch
     from iree.turbine.aot.decompositions import current_aot_decompositions
 
@@ -41,23 +58,22 @@ def decompose(program):
     for op in kept:
         table.pop(op, None)
     table.update(lowerable.TABLE)
-    if already_core(program, table):
-        return program
-    with _linalg_checks_without_effect():
-        decomposed = program.run_decompositions(table)
-    graph = decomposed.graph_module.graph
-    for node in [n for n in graph.nodes if n.target == aten._linalg_check_errors.default and not n.users]:
-        graph.erase_node(node)
-    decomposed.graph_module.recompile()
-    return decomposed
+    return table
 
 
-def already_core(program, table) -> bool:
+@functools.cache
+def _decomposed_ops() -> frozenset:
+    """The ops the table rewrites, listed once per process (listing them all costs ~0.1 s)."""
+    return frozenset(decomposition_table().keys())
+
+
+def already_core(program) -> bool:
     """Every op of the graph is one IREE's importer takes as it is: a functional core ATen op that
     no table entry rewrites (or `reshape`, which torch-mlir lowers whole). Anything else (a
     composite op, a higher-order op, an in-place update) goes through run_decompositions."""
     import torch
 
+    decomposed = _decomposed_ops()
     for node in program.graph.nodes:
         if node.op != "call_function":
             continue
@@ -65,7 +81,7 @@ def already_core(program, table) -> bool:
         if op is torch.ops.aten.reshape.default:
             continue
         if (not isinstance(op, torch._ops.OpOverload) or torch.Tag.core not in op.tags
-                or op._schema.is_mutable or op in table):
+                or op._schema.is_mutable or op in decomposed):
             return False
     return True
 
