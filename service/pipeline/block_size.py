@@ -16,9 +16,16 @@ from ..errors import ExportError
 from ..modelfile import LoadedModel, _error_at_user_line
 
 
+HINT = ("to run it at its own block, set `block = 0` in bela-iree.toml; to let it take any block, "
+        "size it from the input (x.shape[-1]), not from BLOCK_SIZE")
+
+
 class FixedBlockError(ExportError):
     """The model takes only the block its example_input has."""
     stage = "block"
+
+    def __init__(self, message: str, **where):
+        super().__init__(message, hint=HINT, **where)
 
 
 def resized(example, block: int):
