@@ -94,6 +94,8 @@ def parser() -> argparse.ArgumentParser:
     new.add_argument("--model", help="a zoo model to start from (default: a small starter model)")
     new.add_argument("--format", default="vmfb", choices=FORMATS)
     new.add_argument("--target", default="bela", choices=list(TARGETS), help="the board (host: this computer, for trying)")
+    new.add_argument("--block", type=int, help="frames per model call for a block-flexible model (0: the model's own; "
+                     "default: the smallest Bela period it fits in with headroom)")
     new.add_argument("--json", action="store_true")
 
     build = commands.add_parser("build", help="rebuild a project's generated/ folder from model.py")
@@ -366,7 +368,7 @@ def _runtime(args) -> int:
 def _new(args) -> int:
     from .project import new_project
     with console.status(f"creating {args.dir} and building its model for {args.target}"):
-        result = new_project(args.dir, args.model, args.format, args.target)
+        result = new_project(args.dir, args.model, args.format, args.target, block=args.block)
     _warn(result["warnings"])
     console.print(f"[green]created[/] {result['project']}: open it in the Bela IDE, or run "
                   f"[bold]bela-iree serve {args.dir}[/] to rebuild on every save", highlight=False)

@@ -228,7 +228,9 @@ def default_routing(info: dict, block_flexible: bool = False) -> tuple[str, str]
 
 
 def new_project(project: Path, model: str | None = None, fmt: str = "vmfb", target: str = "bela",
-                period: int = 128) -> dict:
+                period: int = 128, block: int | None = None) -> dict:
+    """`block`: frames per model call (0: the model's own); None: the smallest that fits with
+    headroom (pick_project_block)."""
     project = project.resolve()
     if project.exists() and any(project.iterdir()):
         raise UsageError(f"{project} already exists and is not empty",
@@ -244,7 +246,10 @@ def new_project(project: Path, model: str | None = None, fmt: str = "vmfb", targ
     project.mkdir(parents=True, exist_ok=True)
     shutil.copy(source, project / MODEL_FILE)
     _, info, _ = export_cached(project / MODEL_FILE, unroll_loops=fmt == "emitc")
-    chosen, tried, why = pick_project_block(project / MODEL_FILE, target_info, info["block_size"])
+    if block is None:
+        chosen, tried, why = pick_project_block(project / MODEL_FILE, target_info, info["block_size"])
+    else:
+        chosen, tried, why = block or None, [], None if block else "asked for the model's own block"
     if chosen:
         _, info, _ = export_cached(project / MODEL_FILE, unroll_loops=fmt == "emitc", block=chosen)
     model_input, model_output = default_routing(info, block_flexible=bool(chosen))

@@ -57,7 +57,7 @@ ROUTINGS = ("basic_mlp", "log_spectrum", "gru_knobs", "lstm_amp", "mdrnn_control
 @pytest.mark.parametrize("model", ROUTINGS)
 def test_each_routing_makes_a_real_time_safe_project(tmp_path, model):
     project = tmp_path / model
-    result = new_project(project, model, "vmfb", "gem")
+    result = new_project(project, model, "vmfb", "gem", block=0)   # its own block (tests/test_blocks.py: new's pick)
     assert sorted(p.name for p in project.iterdir()) == sorted([*USER_FILES, "generated"])
     render = (project / "render.cpp").read_text()
     for part in ("bool setup(BelaContext* context, void* userData)", "void render(BelaContext* context, void* userData)",
