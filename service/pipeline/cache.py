@@ -57,13 +57,19 @@ class Cache:
         entry = self.folder / key
         return entry if entry.is_dir() else None
 
-    def put(self, key: str, source: Path) -> Path:
-        """Move a finished folder into the cache atomically; returns the entry."""
+    def put(self, key: str, source: Path, move: bool = False) -> Path:
+        """Put a finished folder into the cache atomically; returns the entry. `move`: source's
+        files are moved, not copied (a rebuild's folder of megabytes of weights, on the same disk:
+        renames), leaving source empty."""
         entry = self.folder / key
         self.folder.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=self.folder, prefix=f".{key}."))
-        shutil.rmtree(staging)
-        shutil.copytree(source, staging)
+        if move:
+            for item in source.iterdir():
+                shutil.move(item, staging / item.name)   # a rename on the same file system
+        else:
+            shutil.rmtree(staging)
+            shutil.copytree(source, staging)
         try:
             os.rename(staging, entry)
         except OSError:  # another process cached the same key first: theirs is as good

@@ -123,7 +123,7 @@ def export_cached(model_file: Path, timeout: float = EXPORT_TIMEOUT, unroll_loop
     with tempfile.TemporaryDirectory(prefix="bela-iree-export-") as tmp:
         at_block = {"block": block} if block else {}
         info = (exporter or export_in_child)(model_file, Path(tmp), unroll_loops, timeout, **at_block)
-        entry = store.put(key, Path(tmp))
+        entry = store.put(key, Path(tmp), move=True)
     return entry, info, False
 
 
@@ -168,7 +168,7 @@ def compile_exported(export_dir: Path, info: dict, target: Target, fmt: str, bac
             module.write_text(fix_import_layout(module.read_text()))
         for name in reference_files(export_dir):
             shutil.copy(export_dir / name, work / name)
-        entry = store.put(key, work)
+        entry = store.put(key, work, move=True)
     return entry, flags, False
 
 
