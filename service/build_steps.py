@@ -32,10 +32,13 @@ class HostSteps:
     async def bench(self, run, compiled: CompileResult, quick: bool) -> dict | None:
         """The quick figure, or the fuller one (None: this step has none)."""
         from .bench.bench import bench_compiled
+        from .project import glue_setting
         target = TARGETS[compiled.target]
+        period, glue = glue_setting(compiled)   # the project's period and glue setting
         if quick:   # the board estimate (counting the work under qemu) waits for the fuller figure
-            return await run(bench_compiled, compiled, target, repetitions=QUICK_CALLS, estimate=False)
-        return await run(bench_compiled, compiled, target, seconds=BENCH_SECONDS)
+            return await run(bench_compiled, compiled, target, repetitions=QUICK_CALLS, estimate=False,
+                             period=period, glue=glue)
+        return await run(bench_compiled, compiled, target, seconds=BENCH_SECONDS, period=period, glue=glue)
 
     async def blocks(self, run, model_file: Path, options: CompileOptions) -> tuple[list[dict], str | None]:
         """The latency / CPU trade-off at TRADE_OFF_BLOCKS (bench/blocks.py), for the panel's chart."""

@@ -234,6 +234,7 @@ def _bench(args) -> int:
     from .bench.bench import bench_model, verdict
     from .bench.report import bench_table
     from .modelfile import model_name, resolve_model
+    from .project import project_glue_setting
 
     model_file = resolve_model(args.model)
     options = _options(args)
@@ -249,8 +250,9 @@ def _bench(args) -> int:
         if board:
             result = _bench_on_board(board, model_file, options, out.resolve(), args)
         else:
+            period, glue = project_glue_setting(model_file.parent)   # a project's own period and glue
             result = bench_model(model_file, options, out.resolve(), peers=args.peers, block_size=args.block_size,
-                                 sample_rate=args.sample_rate, seconds=args.seconds)
+                                 sample_rate=args.sample_rate, seconds=args.seconds, period=period, glue=glue)
     if args.blocks:
         from .bench.blocks import bench_blocks
         with console.status(f"exporting and timing {model_name(model_file)} at blocks {args.blocks}"):

@@ -202,6 +202,11 @@ def glue_setting(compiled: CompileResult) -> tuple[int | None, str]:
     model outside a project (its own block is then taken as the period)."""
     project = compiled.project or (Path(compiled.export["model_file"]).parent
                                    if compiled.export.get("model_file") else None)
+    return project_glue_setting(project)
+
+
+def project_glue_setting(project: Path | None) -> tuple[int | None, str]:
+    """glue_setting for a folder: its bela-iree.toml's period and glue, if it has one."""
     if project is None or not (project / CONFIG).exists():
         return None, "auto"
     try:

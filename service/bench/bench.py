@@ -44,11 +44,8 @@ def bench_compiled(compiled: CompileResult, target: Target, *, block_size: int |
     `repetitions` fixes the number of calls (no calibration run) for a quick first figure;
     `estimate`: for an ARM board, also count the work of a call and estimate the board's time
     (estimate.py: seconds to a minute or two the first time for an artifact, then cached).
-    `period`, `glue`: Bela's period and the glue setting (default: the project's, for a model in
-    a project; else the model's own block and "auto"), for the "glue" chosen (glue_choice.py)."""
-    if period is None:
-        from ..project import glue_setting
-        period, glue = glue_setting(compiled)
+    `period`, `glue`: Bela's period (default: the model's own block) and the glue asked for (a
+    project's: project.glue_setting), for the "glue" chosen (glue_choice.py)."""
     if compiled.format == "emitc":
         ran_on, output, measured = measure_emitc(compiled, target, seconds, repetitions)
         result = with_streaming(bench_result(compiled, ran_on, output, measured, block_size, sample_rate), compiled, target)
@@ -163,14 +160,16 @@ def add_peer_ratios(result: dict, peers: dict) -> dict:
 
 
 def bench_model(model_file: Path, options: CompileOptions, out_dir: Path, *, peers: bool = False,
-                block_size: int | None = None, sample_rate: int | None = None, seconds: float = 2.0) -> dict:
+                block_size: int | None = None, sample_rate: int | None = None, seconds: float = 2.0,
+                period: int | None = None, glue: str = "auto") -> dict:
     """Compile (vmfb: with the measured fastest flags unless options name a variant) and measure."""
     if options.format == "vmfb" and options.variant is None:
         from .tuning import compile_tuned
         compiled = compile_tuned(model_file, options, out_dir)
     else:
         compiled = compile_model(model_file, options, out_dir)
-    result = bench_compiled(compiled, options.target, block_size=block_size, sample_rate=sample_rate, seconds=seconds)
+    result = bench_compiled(compiled, options.target, block_size=block_size, sample_rate=sample_rate, seconds=seconds,
+                            period=period, glue=glue)
     result["variant"], result["tuning"] = compiled.variant, compiled.tuning
     if peers:
         add_peer_ratios(result, measure_peers_beside(compiled, options.target, model_file, result, seconds))
