@@ -104,9 +104,12 @@
         const where = estimated ? ` (${what}, counted on an emulated ${message.emulated_cpu || "core"})`
           : message.ran_on === "emulator" ? ` (${what}, emulated ${message.emulated_cpu || ""}, not a board timing)`
           : ` (${what}, on ${message.ran_on})`;
-        // what the glue adds (buffering plus the model's block) and, for a stateful model, its
-        // streaming check: K blocks in a row against PyTorch with its state carried
-        const latency = message.latency_samples ? `; glue latency ${message.latency_samples} samples` : "";
+        // where the glue runs the model (service/glue_choice.py) and what it adds, and, for a
+        // stateful model, its streaming check: K blocks in a row against PyTorch, state carried
+        const glue = message.glue === "render" ? "in render()" : "on the auxiliary task";
+        const latency = message.glue
+          ? `; glue ${glue}: ${message.latency_samples} samples latency`
+          : message.latency_samples ? `; glue latency ${message.latency_samples} samples` : "";
         const stream = message.streaming
           ? `; ${message.streaming.blocks} blocks streamed, max error ${message.streaming.max_abs_err.toPrecision(2)}`
           : "";
@@ -208,6 +211,61 @@
       points() { return builds.size; },
       estimatePoints() { return [...builds.values()].filter((b) => b.estimate !== null).length; },
       resize() { if (plot) plot.setSize(chartSize(holder, 180)); },
+      destroy() { if (plot) plot.destroy(); },
+    };
+  }
+
+  // The latency / CPU trade-off per block size (bench --blocks, service/bench/blocks.py): each
+  // block's time per call as a share of the block (left axis) and the latency the glue adds
+  // (right axis, samples), and a row per block saying where the glue runs the model.
+  function blocksView(root) {
+    const box = element("section", "bi-blocks");
+    box.append(element("h3", null, "block size trade-off"));
+    const note = element("div", "bi-blocks-note");
+    const holder = element("div", "bi-chart");
+    const table = element("table", "bi-blocks-table");
+    box.append(note, holder, table);
+    box.hidden = true;
+    root.append(box);
+    let rows = [];
+    let plot = null;
+    function data() {
+      return [rows.map((r) => r.block), rows.map((r) => (r.share === null ? null : 100 * r.share)),
+        rows.map((r) => r.latency_samples)];
+    }
+    function draw() {
+      if (typeof uPlot === "undefined" || !rows.length) return;
+      if (plot) { plot.setData(data()); return; }
+      plot = new uPlot({
+        ...chartSize(holder, 160),
+        scales: { x: { time: false, distr: 3, log: 2 }, share: {}, samples: {} },
+        axes: [{ label: "block (frames)", values: (u, ticks) => ticks.map(String) },
+          { scale: "share", label: "% of the block" },
+          { scale: "samples", label: "latency (samples)", side: 1, size: 70, grid: { show: false } }],
+        series: [{ label: "block" },
+          { label: "% of the block", scale: "share", stroke: "#2a7ae2", width: 2, points: { show: true } },
+          { label: "latency added (samples)", scale: "samples", stroke: "#d33", width: 1, dash: [6, 4],
+            points: { show: true } }],
+      }, data(), holder);
+    }
+    return {
+      bench(message) {
+        rows = message.blocks || [];
+        box.hidden = !rows.length;
+        note.textContent = message.blocks_note || "";
+        table.replaceChildren(...rows.map((r) => {
+          const tr = element("tr");
+          const share = r.share === null ? "?" : `${(100 * r.share).toFixed(0)} %`;
+          const where = r.glue === "render" ? "in render()" : "aux task";
+          tr.append(element("td", null, `${r.block} frames`), element("td", null, share), element("td", null, where),
+            element("td", null, `+${r.latency_samples} samples`));
+          tr.dataset.glue = r.glue;
+          return tr;
+        }));
+        draw();
+      },
+      points() { return rows.length; },
+      resize() { if (plot) plot.setSize(chartSize(holder, 160)); },
       destroy() { if (plot) plot.destroy(); },
     };
   }
@@ -433,6 +491,7 @@
     const status = statusView(root);
     const latency = latencyView(root);
     const distribution = distributionView(root);
+    const blocks = blocksView(root);
     const cpu = cpuView(root);
     const dispatches = dispatchesView(root);
     const log = logView(root);
@@ -445,7 +504,10 @@
         if (last && last.bench) { status.bench(last.bench); distribution.bench(last.bench); dispatches.bench(last.bench); }
       },
       build: (m) => { status.build(m); controls.target(m.target); },
-      bench: (m) => { status.bench(m); latency.bench(m); distribution.bench(m); dispatches.bench(m); },
+      bench: (m) => {
+        if (m.phase === "blocks") { blocks.bench(m); return; }   // the trade-off, not another build figure
+        status.bench(m); latency.bench(m); distribution.bench(m); dispatches.bench(m);
+      },
       board: (m) => { controls.board(m); program.board(m); },
       cpu: (m) => cpu.sample(m),
       log: (m) => log.line(m.line),
@@ -483,7 +545,7 @@
       });
     }
 
-    const onResize = () => { latency.resize(); cpu.resize(); };
+    const onResize = () => { latency.resize(); cpu.resize(); blocks.resize(); };
     window.addEventListener("resize", onResize);
     connect();
     return {
@@ -494,11 +556,13 @@
         window.removeEventListener("resize", onResize);
         latency.destroy();
         cpu.destroy();
+        blocks.destroy();
         root.remove();
       },
       receive,  // feed a message as if the service had sent it (embedding, tests)
       state() {
         return { latencyPoints: latency.points(), estimatePoints: latency.estimatePoints(), cpuSamples: cpu.samples(),
+          blockPoints: blocks.points(),
           lastBuild: status.last() };
       },
     };

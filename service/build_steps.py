@@ -7,6 +7,7 @@ cancelled at the next tool they would start).
 """
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from .pipeline.compile import CompileOptions, CompileResult
@@ -14,6 +15,7 @@ from .pipeline.targets import TARGETS
 
 QUICK_CALLS = 20          # the first latency figure of a build: a few calls, right away
 BENCH_SECONDS = 1.0       # then a fuller measurement, after `done`, unless a newer build starts
+TRADE_OFF_BLOCKS = (16, 32, 64, 128)   # then the block sizes the panel plots (Bela's usual periods)
 
 
 class HostSteps:
@@ -30,10 +32,19 @@ class HostSteps:
     async def bench(self, run, compiled: CompileResult, quick: bool) -> dict | None:
         """The quick figure, or the fuller one (None: this step has none)."""
         from .bench.bench import bench_compiled
+        from .project import glue_setting
         target = TARGETS[compiled.target]
+        period, glue = glue_setting(compiled)   # the project's period and glue setting
         if quick:   # the board estimate (counting the work under qemu) waits for the fuller figure
-            return await run(bench_compiled, compiled, target, repetitions=QUICK_CALLS, estimate=False)
-        return await run(bench_compiled, compiled, target, seconds=BENCH_SECONDS)
+            return await run(bench_compiled, compiled, target, repetitions=QUICK_CALLS, estimate=False,
+                             period=period, glue=glue)
+        return await run(bench_compiled, compiled, target, seconds=BENCH_SECONDS, period=period, glue=glue)
+
+    async def blocks(self, run, model_file: Path, options: CompileOptions) -> tuple[list[dict], str | None]:
+        """The latency / CPU trade-off at TRADE_OFF_BLOCKS (bench/blocks.py), for the panel's chart."""
+        from .bench.blocks import bench_blocks
+        with tempfile.TemporaryDirectory(prefix="bela-iree-blocks-") as tmp:
+            return await run(bench_blocks, model_file, options.but(variant="default"), Path(tmp), list(TRADE_OFF_BLOCKS))
 
     async def tune(self, run, model_file: Path, options: CompileOptions, announce) -> dict | None:
         """The flag variants' table if it had to be measured now; None if there was nothing to do."""
@@ -63,8 +74,11 @@ class BoardSteps(HostSteps):
         if quick:
             self.measured = await self.session.deploy_and_bench(compiled, TARGETS[compiled.target])
             return self.measured
+        from .bench.bench import add_glue
         from .bench.estimate import add_estimate
-        return await run(add_estimate, dict(self.measured), compiled.folder, TARGETS[compiled.target])
+        from .project import glue_setting
+        estimated = await run(add_estimate, dict(self.measured), compiled.folder, TARGETS[compiled.target])
+        return add_glue(estimated, *glue_setting(compiled))
 
     async def _measure(self, run, model_file: Path, options: CompileOptions) -> dict:
         return await self.session.tune(model_file, options)

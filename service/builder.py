@@ -161,6 +161,8 @@ class Builder:
             fuller = await self.steps.bench(self._in_thread, compiled, False) if bench else None
             if fuller:   # more calls: a real p99, while the user reads the first figure
                 self._bench_measured(build_id, fuller, compiled.variant, "full")
+            if fuller or bench:
+                await self._blocks(build_id, fuller or bench, options)
             await self._tune(build_id, compiled, options)
         except asyncio.CancelledError:
             self._cancel_work()
@@ -207,6 +209,12 @@ class Builder:
         bench["variant"], bench["verdict"] = variant, fit_verdict(bench)
         self.history.update(build_id, bench=bench)
         self.publish(events.bench(build_id, {**bench, "phase": phase}))
+
+    async def _blocks(self, build_id: int, bench: dict, options) -> None:
+        """The trade-off per block size (bench --blocks), as a bench message of phase "blocks"."""
+        rows, why = await self.steps.blocks(self._in_thread, self.project / MODEL_FILE, options)
+        self.publish(events.bench(build_id, {**bench, "blocks": rows, "phase": "blocks",
+                                             **({"blocks_note": f"fixed block: {why}"} if why else {})}))
 
     async def _tune(self, build_id: int, compiled, options) -> None:
         """Once per model and target, after the build is done: measure the flag variants and,

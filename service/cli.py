@@ -52,6 +52,16 @@ def _board(args, project: Path | None = None):
                  tools_prefix=args.board_prefix if args.board_prefix is not None else config.board_prefix)
 
 
+def _block_list(text: str) -> list[int]:
+    try:
+        blocks = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give block sizes as numbers, e.g. 16,32,64,128") from None
+    if not blocks or min(blocks) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give block sizes of at least 1 frame, e.g. 16,32,64,128")
+    return blocks
+
+
 def parser() -> argparse.ArgumentParser:
     from .builder import SERVE_COMPILE_TIMEOUT, SERVE_EXPORT_TIMEOUT
     from .pipeline.targets import FORMATS, TARGETS
@@ -76,6 +86,8 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--block-size", type=int, help="audio frames per call (default: the model's BLOCK_SIZE)")
     bench.add_argument("--sample-rate", type=int, help="Hz (default: the model's SAMPLE_RATE, else 44100)")
     bench.add_argument("--seconds", type=float, default=2.0, help="measuring time budget (default 2)")
+    bench.add_argument("--blocks", type=_block_list, help="comma-separated block sizes (e.g. 16,32,64,128): the latency / "
+                       "CPU trade-off, a block-flexible model exported at each")
     bench.add_argument("--out", type=Path, help="folder for the compiled artifacts")
     _add_board_args(bench)
     new = commands.add_parser("new", help="create a Bela project that runs a model")
@@ -85,6 +97,8 @@ def parser() -> argparse.ArgumentParser:
     new.add_argument("--input-shape", help="a TorchScript file's input shape, e.g. 1,512,2 (else from NAME.json beside it)")
     new.add_argument("--format", default="vmfb", choices=FORMATS)
     new.add_argument("--target", default="bela", choices=list(TARGETS), help="the board (host: this computer, for trying)")
+    new.add_argument("--block", type=int, help="frames per model call for a block-flexible model (0: the model's own; "
+                     "default: the smallest Bela period it fits in with headroom)")
     new.add_argument("--json", action="store_true")
 
     build = commands.add_parser("build", help="rebuild a project's generated/ folder from model.py")
@@ -237,6 +251,7 @@ def _bench(args) -> int:
     from .bench.bench import bench_model, verdict
     from .bench.report import bench_table
     from .modelfile import model_name, resolve_model
+    from .project import project_glue_setting
 
     model_file = resolve_model(args.model, args.input_shape)
     options = _options(args)
@@ -252,8 +267,15 @@ def _bench(args) -> int:
         if board:
             result = _bench_on_board(board, model_file, options, out.resolve(), args)
         else:
+            period, glue = project_glue_setting(model_file.parent)   # a project's own period and glue
             result = bench_model(model_file, options, out.resolve(), peers=args.peers, block_size=args.block_size,
-                                 sample_rate=args.sample_rate, seconds=args.seconds)
+                                 sample_rate=args.sample_rate, seconds=args.seconds, period=period, glue=glue)
+    if args.blocks:
+        from .bench.blocks import bench_blocks
+        with console.status(f"exporting and timing {model_name(model_file)} at blocks {args.blocks}"):
+            result["blocks"], why = bench_blocks(model_file, options, out.resolve(), args.blocks, args.sample_rate)
+        if why:
+            result["blocks_note"] = f"fixed block: {why}"
     console.print(bench_table(result))
     console.print(verdict(result), highlight=False)
     _emit(args, result)
@@ -427,7 +449,8 @@ def _runtime(args) -> int:
 def _new(args) -> int:
     from .project import new_project
     with console.status(f"creating {args.dir} and building its model for {args.target}"):
-        result = new_project(args.dir, args.model, args.format, args.target, input_shape=args.input_shape)
+        result = new_project(args.dir, args.model, args.format, args.target, input_shape=args.input_shape,
+                             block=args.block)
     _warn(result["warnings"])
     console.print(f"[green]created[/] {result['project']}: open it in the Bela IDE, or run "
                   f"[bold]bela-iree serve {args.dir}[/] to rebuild on every save", highlight=False)

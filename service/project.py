@@ -47,6 +47,7 @@ class ProjectConfig:
     format: str = "vmfb"
     backend: str = "llvm-cpu"
     period: int = 128
+    block: int = 0                 # frames per model call for a block-flexible model; 0: model.py's own
     input: str = "audio"
     output: str = "audio"
     glue: str = "auto"             # where the model runs: render (inside render()) | aux_task | auto
@@ -81,7 +82,8 @@ class ProjectConfig:
 
     def compile_options(self, target: str | None = None, **limits) -> CompileOptions:
         """This project's CompileOptions (`target` overrides the file's; limits: timeouts, exporter)."""
-        return CompileOptions(get_target(target or self.target), self.format, self.backend, **limits)
+        return CompileOptions(get_target(target or self.target), self.format, self.backend,
+                              block=self.block or None, **limits)
 
 
 def _environment() -> jinja2.Environment:
@@ -240,16 +242,36 @@ def build_project(project: Path, options: CompileOptions | None = None, on_stage
                         seconds=seconds, project=project)
 
 
-def default_routing(info: dict) -> tuple[str, str]:
+def glue_setting(compiled: CompileResult) -> tuple[int | None, str]:
+    """(Bela's period, the glue asked for) of the project a build belongs to; (None, "auto") for a
+    model outside a project (its own block is then taken as the period)."""
+    project = compiled.project or (Path(compiled.export["model_file"]).parent
+                                   if compiled.export.get("model_file") else None)
+    return project_glue_setting(project)
+
+
+def project_glue_setting(project: Path | None) -> tuple[int | None, str]:
+    """glue_setting for a folder: its bela-iree.toml's period and glue, if it has one."""
+    if project is None or not (project / CONFIG).exists():
+        return None, "auto"
+    try:
+        config = ProjectConfig.load(project)
+    except (ModelFileError, UsageError):
+        return None, "auto"
+    return config.period, getattr(config, "glue", "auto")
+
+
+def default_routing(info: dict, block_flexible: bool = False) -> tuple[str, str]:
     """Audio in, audio out when the model maps a block to a block; otherwise control values.
-    What model.py declares (INPUTS, OUTPUTS) comes first; a model of knobs only runs per audio block."""
+    What model.py declares (INPUTS, OUTPUTS) comes first; a model of knobs only runs per audio block.
+    A short block is audio too when the model takes blocks of any length (it runs over time)."""
     routing = routing_context(info)
     block = info["inputs"][routing["block_input"]] if routing["block_input"] >= 0 else None
     first_output = (info.get("outputs") or [info["output"]])[0]
     in_frames = _layout(block["shape"])[1] if block else info["block_size"]
     out_frames = _layout(first_output["shape"])[1]
     model_input = block.get("source") if block and block.get("source") else \
-        "audio" if not block or in_frames >= 64 else "analog"
+        "audio" if not block or in_frames >= 64 or block_flexible else "analog"
     model_output = first_output.get("destination") or \
         ("audio" if out_frames == in_frames and model_input == "audio" else "control")
     return model_input, model_output
@@ -268,9 +290,10 @@ def _model_source(model: str | None) -> Path:
 
 def new_project(project: Path, model: str | None = None, fmt: str = "vmfb", target: str = "bela",
                 period: int = 128, glue: str = "auto", model_file: Path | None = None,
-                input_shape: str | None = None) -> dict:
+                input_shape: str | None = None, block: int | None = None) -> dict:
     """A new project from the starter model, a zoo model or TorchScript file (`model`) or a model
-    file of one's own (`model_file`), built once."""
+    file of one's own (`model_file`), built once. `block`: frames per model call (0: the model's
+    own); None: the smallest that fits with headroom (pick_project_block)."""
     project = project.resolve()
     if project.exists() and any(project.iterdir()):
         raise UsageError(f"{project} already exists and is not empty",
@@ -289,8 +312,15 @@ def new_project(project: Path, model: str | None = None, fmt: str = "vmfb", targ
         project.mkdir(parents=True, exist_ok=True)
         shutil.copy(_model_source(model), project / MODEL_FILE)
     _, info, _ = export_cached(project / MODEL_FILE, unroll_loops=fmt == "emitc")
-    model_input, model_output = default_routing(info)
-    config = ProjectConfig(target=target, format=fmt, period=period, input=model_input, output=model_output, glue=glue)
+    if block is None:
+        chosen, tried, why = pick_project_block(project / MODEL_FILE, target_info, info["block_size"])
+    else:
+        chosen, tried, why = block or None, [], None if block else "asked for the model's own block"
+    if chosen:
+        _, info, _ = export_cached(project / MODEL_FILE, unroll_loops=fmt == "emitc", block=chosen)
+    model_input, model_output = default_routing(info, block_flexible=bool(chosen))
+    config = ProjectConfig(target=target, format=fmt, period=chosen or period, block=chosen or 0,
+                           input=model_input, output=model_output, glue=glue)
     include = f"{config.iree_runtime_dir}/include"
     on_board = absolute_on_board(board_project_dir(config.board_root, project.name))
     emitc_library = f"{on_board}/{MODEL_DIR}/{EMITC_LIBRARY}"   # the Bela IDE links from its own folder
@@ -311,4 +341,23 @@ def new_project(project: Path, model: str | None = None, fmt: str = "vmfb", targ
     env = _environment()
     for name in ("render.cpp", "settings.json", CONFIG, "README.md"):
         (project / name).write_text(env.get_template(f"project/{name}.j2").render(context))
-    return build_project(project).to_json()
+    result = build_project(project).to_json()
+    result["block"] = {"chosen": chosen, "tried": tried, **({"why_not": why} if why else {})}
+    return result
+
+
+def pick_project_block(model_file: Path, target, own_block: int) -> tuple[int | None, list[dict], str | None]:
+    """The block `new` writes in bela-iree.toml (bench/blocks.py: the smallest Bela period up to
+    the model's own block that it fits in with headroom, for a block-flexible model), the blocks it
+    tried, and why it kept the model's own block (None chosen) if it did. Timed with the vmfb."""
+    from .bench.blocks import CANDIDATES, pick_block
+    from .errors import BelaIreeError
+    candidates = tuple(block for block in CANDIDATES if block <= own_block)   # a longer block only adds latency
+    if not candidates:
+        return None, [], f"the model's own block ({own_block}) is shorter than any Bela period tried"
+    with tempfile.TemporaryDirectory(prefix="bela-iree-blocks-") as tmp:
+        try:
+            return pick_block(model_file, CompileOptions(target, "vmfb", "llvm-cpu", variant="default"), Path(tmp),
+                              candidates)
+        except BelaIreeError as e:   # no runtime to count on, a model that fails: the model's own block
+            return None, [], f"could not time the model at other blocks: {e.message}"

@@ -40,7 +40,8 @@ def serve_requests() -> None:
         request = json.loads(line)
         try:
             reply = {"info": export_model(Path(request["model_file"]), Path(request["out_dir"]),
-                                          unroll_loops=request.get("unroll_loops", False))}
+                                          unroll_loops=request.get("unroll_loops", False),
+                                          block=request.get("block"))}
         except BelaIreeError as e:
             reply = {"error": e.to_json(), "detail": e.detail, "reads": e.reads}
         except BaseException as e:  # anything else is still the model's problem, reported, not fatal
@@ -101,12 +102,13 @@ class WarmExporter:
                            file=file or (str(model_file) if model_file else None), line=line,
                            hint="an endless loop in model.py? the export worker was restarted")
 
-    def export(self, model_file: Path, out_dir: Path, unroll_loops: bool, timeout: float) -> dict:
+    def export(self, model_file: Path, out_dir: Path, unroll_loops: bool, timeout: float,
+               block: int | None = None) -> dict:
         with self.lock:
             if self.process is None or self.process.poll() is not None:
                 self.start()
             self.process.stdin.write(json.dumps({"model_file": str(model_file), "out_dir": str(out_dir),
-                                                 "unroll_loops": unroll_loops}) + "\n")
+                                                 "unroll_loops": unroll_loops, "block": block}) + "\n")
             self.process.stdin.flush()
             reply = self._read_reply(timeout, model_file)
         if "error" in reply:

@@ -5,6 +5,7 @@ import json
 import re
 import shlex
 import subprocess
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,7 @@ ROUTINGS = ("basic_mlp", "log_spectrum", "gru_knobs", "lstm_amp", "mdrnn_control
 @pytest.mark.parametrize("model", ROUTINGS)
 def test_each_routing_makes_a_real_time_safe_project(tmp_path, model):
     project = tmp_path / model
-    result = new_project(project, model, "vmfb", "gem")
+    result = new_project(project, model, "vmfb", "gem", block=0)   # its own block (tests/test_blocks.py: new's pick)
     assert sorted(p.name for p in project.iterdir()) == sorted([*USER_FILES, "generated"])
     render = (project / "render.cpp").read_text()
     for part in ("bool setup(BelaContext* context, void* userData)", "void render(BelaContext* context, void* userData)",
@@ -82,7 +83,8 @@ def test_each_routing_makes_a_real_time_safe_project(tmp_path, model):
     else:
         assert "kModelBlockInput = -1;" in config
     settings = json.loads((project / "settings.json").read_text())
-    assert settings["CLArgs"]["-p"] == "128" and "-liree_runtime_unified" in settings["CLArgs"]["make"]
+    period = tomllib.loads((project / "bela-iree.toml").read_text())["period"]   # `new` picks it for a block-flexible model
+    assert settings["CLArgs"]["-p"] == str(period) and "-liree_runtime_unified" in settings["CLArgs"]["make"]
     assert "-I/root/Bela/libraries/iree/include" in settings["CLArgs"]["make"]
     assert "-DBELA_IREE_LOADER_EMBEDDED" in settings["CLArgs"]["make"]   # aarch64 (bela would be SYSTEM)
 

@@ -6,13 +6,16 @@ under qemu, marked as emulated), and optionally the peers on this machine.
 """
 from __future__ import annotations
 
+import contextvars
 import json
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
+from ..glue_choice import call_ms, choose_glue, latency_samples, why as glue_reason
 from ..pipeline.compile import CompileOptions, CompileResult, compile_model
 from ..pipeline.inline_hal import INLINE_FLAGS
 from ..pipeline.kernel_report import REPORT_FILE as KERNEL_REPORT
@@ -28,15 +31,6 @@ from .runtime_tools import tool_command
 from .streaming import is_stateful, measure_streaming
 
 EMULATED_NOTE = "measured under qemu-user on this machine: emulated timings, not board timings"
-# The generated glue (project_templates/generated/realtime_model.h.j2) plays a block's output two
-# model blocks after its first sample came in: one block to fill the input, one to run the model.
-GLUE_LATENCY_BLOCKS = 2
-
-
-def glue_latency_samples(model_block: int) -> int:
-    """What the glue adds between a sample in and its output, in samples (buffering plus the block
-    the model takes), for a model that takes model_block frames per call."""
-    return GLUE_LATENCY_BLOCKS * model_block
 PEERS_TIMEOUT = 900.0
 
 
@@ -46,19 +40,25 @@ def deadline_ms(block_size: int, sample_rate: int) -> float:
 
 def bench_compiled(compiled: CompileResult, target: Target, *, block_size: int | None = None,
                    sample_rate: int | None = None, seconds: float = 2.0, repetitions: int | None = None,
-                   estimate: bool = True) -> dict:
+                   estimate: bool = True, period: int | None = None, glue: str = "auto") -> dict:
     """Measure where the target runs on this machine: natively, or under qemu (emulated).
     `repetitions` fixes the number of calls (no calibration run) for a quick first figure;
     `estimate`: for an ARM board, also count the work of a call and estimate the board's time
-    (estimate.py: seconds to a minute or two the first time for an artifact, then cached)."""
+    (estimate.py: seconds to a minute or two the first time for an artifact, then cached).
+    `period`, `glue`: Bela's period (default: the model's own block) and the glue asked for (a
+    project's: project.glue_setting), for the "glue" chosen (glue_choice.py)."""
     if compiled.format == "emitc":
         ran_on, output, measured = measure_emitc(compiled, target, seconds, repetitions)
         result = with_streaming(bench_result(compiled, ran_on, output, measured, block_size, sample_rate), compiled, target)
-        return add_estimate(result, compiled.folder, target) if estimate else result
+        return add_glue(add_estimate(result, compiled.folder, target) if estimate else result, period, glue)
     folder = compiled.folder
-    output = run_module(folder, target)
     prefix, ran_on = tool_command(target, "iree-benchmark-module")
-    with tempfile.TemporaryDirectory(prefix="bela-iree-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bela-iree-bench-") as tmp, ThreadPoolExecutor(1) as beside:
+        # a quick figure's few calls are mostly the tool starting: the output for the accuracy
+        # check is computed meanwhile, not after (a fuller measurement runs alone)
+        quick = repetitions is not None
+        running = beside.submit(contextvars.copy_context().run, run_module, folder, target) if quick else None
+        output = None if quick else run_module(folder, target)
         inputs = [str(p) for p in input_files(folder, Path(tmp))]
         module = str(folder / "model.vmfb")
         if repetitions is None:
@@ -67,8 +67,22 @@ def bench_compiled(compiled: CompileResult, target: Target, *, block_size: int |
         # the inline HAL has no device to time dispatches on: the counted table takes their place
         measured = run_benchmark(prefix + benchmark_argv(module, inputs, repetitions,
                                                          dispatches=not is_inline(compiled)))
+        output = running.result() if quick else output
     result = with_streaming(bench_result(compiled, ran_on, output, measured, block_size, sample_rate), compiled, target)
-    return add_estimate(result, folder, target) if estimate else result
+    return add_glue(add_estimate(result, folder, target) if estimate else result, period, glue)
+
+
+def add_glue(result: dict, period: int | None = None, setting: str = "auto") -> dict:
+    """"glue" (render or aux_task), why, and the "latency_samples" it adds, for Bela at `period`
+    frames (default: the model's block), from the board estimate or a native measurement."""
+    model_block = result["model_block"]
+    period = period or model_block
+    call = call_ms(result)
+    result["glue"] = choose_glue(call, model_block, period, result["sample_rate"], setting)
+    result["glue_reason"] = glue_reason(result["glue"], call, model_block, period, result["sample_rate"])
+    result["period"] = period
+    result["latency_samples"] = latency_samples(result["glue"], model_block)
+    return result
 
 
 def is_inline(compiled: CompileResult) -> bool:
@@ -99,7 +113,7 @@ def bench_result(compiled: CompileResult, ran_on: str, output: np.ndarray, measu
         "latency_ms": latency, "samples": len(measured.latencies_ms), "histogram": measured.histogram(),
         "block_size": block_size, "sample_rate": sample_rate,
         "deadline_ms": deadline, "headroom": 1 - latency["median"] / deadline,
-        "latency_samples": glue_latency_samples(compiled.export["block_size"]),
+        "model_block": compiled.export["block_size"],
         "accuracy": {"max_abs_err": error, "reference": "torch", "tolerance": tolerance(expected),
                      "within_tolerance": error <= tolerance(expected)},
         "format": compiled.format, "memory": memory(compiled, measured),
@@ -154,14 +168,16 @@ def add_peer_ratios(result: dict, peers: dict) -> dict:
 
 
 def bench_model(model_file: Path, options: CompileOptions, out_dir: Path, *, peers: bool = False,
-                block_size: int | None = None, sample_rate: int | None = None, seconds: float = 2.0) -> dict:
+                block_size: int | None = None, sample_rate: int | None = None, seconds: float = 2.0,
+                period: int | None = None, glue: str = "auto") -> dict:
     """Compile (vmfb: with the measured fastest flags unless options name a variant) and measure."""
     if options.format == "vmfb" and options.variant is None:
         from .tuning import compile_tuned
         compiled = compile_tuned(model_file, options, out_dir)
     else:
         compiled = compile_model(model_file, options, out_dir)
-    result = bench_compiled(compiled, options.target, block_size=block_size, sample_rate=sample_rate, seconds=seconds)
+    result = bench_compiled(compiled, options.target, block_size=block_size, sample_rate=sample_rate, seconds=seconds,
+                            period=period, glue=glue)
     result["variant"], result["tuning"] = compiled.variant, compiled.tuning
     if peers:
         add_peer_ratios(result, measure_peers_beside(compiled, options.target, model_file, result, seconds))

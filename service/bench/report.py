@@ -23,9 +23,9 @@ def bench_table(result: dict) -> Group:
     accuracy = result["accuracy"]
     summary.add_row("accuracy", f"max abs error {accuracy['max_abs_err']:.3g} vs PyTorch "
                     f"({'within' if accuracy['within_tolerance'] else '[red]outside[/]'} {accuracy['tolerance']:.2g})")
-    if "latency_samples" in result:
-        summary.add_row("glue latency", f"{result['latency_samples']} samples "
-                        f"({1000 * result['latency_samples'] / result['sample_rate']:.3g} ms: buffering plus the model's block)")
+    if "glue" in result:
+        summary.add_row("glue", f"{result['glue']}: {result['glue_reason']} "
+                        f"({1000 * result['latency_samples'] / result['sample_rate']:.3g} ms)")
     if "streaming" in result:
         stream = result["streaming"]
         summary.add_row("streaming", f"{stream['blocks']} blocks in a row, state carried: max abs error "
@@ -56,6 +56,8 @@ def bench_table(result: dict) -> Group:
             else:
                 peers.add_row(name, "[red]failed[/]", figures["error"][:80])
         parts.append(peers)
+    if "blocks" in result:
+        parts.append(blocks_table(result))
     return Group(*parts)
 
 
@@ -87,4 +89,18 @@ def _dispatch_table(rows: list[dict]) -> Table:
     table = Table("dispatch", "ms", "%", title="where the time goes")
     for d in rows[:10]:
         table.add_row(d["name"], f"{d['ms']:.4g}", f"{d['percent'] or 0:.1f}")
+    return table
+
+
+def blocks_table(result: dict) -> Table:
+    """`bench --blocks`: per block, the time per call, its share of the block, the glue, the latency."""
+    title = "block size trade-off (Bela's period = the model's block)"
+    if result.get("blocks_note"):
+        title += f"\n{result['blocks_note']}"
+    table = Table("block", "ms per call", "deadline ms", "share", "glue", "latency (samples)", "basis", title=title)
+    for row in result["blocks"]:
+        ms = "?" if row["estimate_ms"] is None else f"{row['estimate_ms']:.3g}"
+        share = "?" if row["share"] is None else f"{100 * row['share']:.0f} %"
+        table.add_row(str(row["block"]), ms, f"{row['deadline_ms']:.3g}", share, row["glue"],
+                      str(row["latency_samples"]), row.get("basis", ""))
     return table

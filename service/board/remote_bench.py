@@ -4,8 +4,9 @@ from __future__ import annotations
 import asyncio
 import shlex
 
-from ..bench.bench import bench_result, is_inline
+from ..bench.bench import add_glue, bench_result, is_inline
 from ..bench.estimate import add_estimate
+from ..project import glue_setting
 from ..bench.measure import BENCH_TIMEOUT, Measurement, benchmark_argv, parse_benchmark, repetitions_for
 from ..bench.streaming import is_stateful
 from ..errors import BenchError
@@ -51,6 +52,7 @@ async def bench_on_board(board: Board, compiled: CompileResult, seconds: float =
     if streaming:   # a stateful model: K blocks in a row on the board, against PyTorch's
         result["streaming"], result["state"] = streaming, compiled.export["state"]
     if not estimate:
-        return result
+        return add_glue(result, *glue_setting(compiled))
     # the estimate beside the measurement (counted under qemu here: a thread, seconds)
-    return await asyncio.to_thread(add_estimate, result, folder, TARGETS[compiled.target])
+    return add_glue(await asyncio.to_thread(add_estimate, result, folder, TARGETS[compiled.target]),
+                    *glue_setting(compiled))

@@ -39,7 +39,8 @@ def export_key(model_file: Path, variant: str = "") -> str:
     pipeline = Path(__file__).parent
     exporting = [pipeline / "export.py", pipeline / "state.py", pipeline / "stream_reference.py",
                  pipeline / "routing.py", pipeline / "decompose.py", pipeline / "lowerable.py",
-                 pipeline / "export_errors.py", pipeline.parent / "torchscript.py", pipeline.parent / "model_reads.py",
+                 pipeline / "export_errors.py", pipeline / "block_size.py", pipeline.parent / "torchscript.py",
+                 pipeline.parent / "model_reads.py",
                  *sorted((pipeline / "rewrites").rglob("*.py")),   # every module of the rewrites
                  pipeline.parent / "modelfile.py"]
     sources = sorted(model_file.parent.glob("*.py")) + exporting
@@ -77,13 +78,19 @@ class Cache:
             json.dump(paths, tmp)
         os.replace(tmp.name, self.folder / f"{source_key}.reads.json")
 
-    def put(self, key: str, source: Path) -> Path:
-        """Move a finished folder into the cache atomically; returns the entry."""
+    def put(self, key: str, source: Path, move: bool = False) -> Path:
+        """Put a finished folder into the cache atomically; returns the entry. `move`: source's
+        files are moved, not copied (a rebuild's folder of megabytes of weights, on the same disk:
+        renames), leaving source empty."""
         entry = self.folder / key
         self.folder.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=self.folder, prefix=f".{key}."))
-        shutil.rmtree(staging)
-        shutil.copytree(source, staging)
+        if move:
+            for item in source.iterdir():
+                shutil.move(item, staging / item.name)   # a rename on the same file system
+        else:
+            shutil.rmtree(staging)
+            shutil.copytree(source, staging)
         try:
             os.rename(staging, entry)
         except OSError:  # another process cached the same key first: theirs is as good

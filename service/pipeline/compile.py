@@ -55,6 +55,7 @@ class CompileOptions:
     variant: str | None = None
     compile_timeout: float = COMPILE_TIMEOUT
     export_timeout: float = EXPORT_TIMEOUT
+    block: int | None = None          # frames per call, for a block-flexible model; None: its own
     exporter: Callable = field(default=None, compare=False)   # None: a one-shot child process
 
     def but(self, **changes) -> "CompileOptions":
@@ -97,10 +98,11 @@ class CompileResult:
         return data
 
 
-def export_in_child(model_file: Path, out_dir: Path, unroll_loops: bool, timeout: float) -> dict:
+def export_in_child(model_file: Path, out_dir: Path, unroll_loops: bool, timeout: float,
+                    block: int | None = None) -> dict:
     """Export in a one-shot child process (the CLI never imports torch itself)."""
     argv = [sys.executable, "-W", "ignore", "-m", "service.pipeline.export", str(model_file), str(out_dir),
-            *(["--unroll-loops"] if unroll_loops else [])]
+            *(["--unroll-loops"] if unroll_loops else []), *(["--block", str(block)] if block else [])]
     result = run_tool(argv, timeout=timeout, stage="export")
     lines = result.stdout.strip().splitlines()
     try:
@@ -114,11 +116,11 @@ def export_in_child(model_file: Path, out_dir: Path, unroll_loops: bool, timeout
 
 
 def export_cached(model_file: Path, timeout: float = EXPORT_TIMEOUT, unroll_loops: bool = False,
-                  exporter=None) -> tuple[Path, dict, bool]:
-    """The export folder for this model source; on a miss, `exporter` (a one-shot child process,
-    or the service's warm worker) exports it."""
+                  exporter=None, block: int | None = None) -> tuple[Path, dict, bool]:
+    """The export folder for this model source (at `block` frames per call, if given); on a miss,
+    `exporter` (a one-shot child process, or the service's warm worker) exports it."""
     store = cache.Cache("export")
-    source_key = cache.export_key(model_file, "unrolled" if unroll_loops else "")
+    source_key = cache.export_key(model_file, ("unrolled" if unroll_loops else "") + (f"block{block}" if block else ""))
     known = store.known_reads(source_key)   # the files it read last time, as they are now
     if known is not None:
         paths = model_reads.absolute([{"path": p} for p in known], model_file)
@@ -126,10 +128,11 @@ def export_cached(model_file: Path, timeout: float = EXPORT_TIMEOUT, unroll_loop
         if hit:
             return hit, json.loads((hit / "export.json").read_text()), True
     with tempfile.TemporaryDirectory(prefix="bela-iree-export-") as tmp:
-        info = (exporter or export_in_child)(model_file, Path(tmp), unroll_loops, timeout)
+        at_block = {"block": block} if block else {}
+        info = (exporter or export_in_child)(model_file, Path(tmp), unroll_loops, timeout, **at_block)
         reads = model_reads.absolute(info.get("reads"), model_file)   # keyed as read, not as now
         store.remember_reads(source_key, [r["path"] for r in info.get("reads") or []])
-        entry = store.put(cache.with_reads(source_key, {str(p): sha for p, sha in reads.items()}), Path(tmp))
+        entry = store.put(cache.with_reads(source_key, {str(p): sha for p, sha in reads.items()}), Path(tmp), move=True)
     return entry, info, False
 
 
@@ -186,7 +189,7 @@ def compile_exported(export_dir: Path, info: dict, target: Target, fmt: str, bac
         for name in reference_files(export_dir):
             shutil.copy(export_dir / name, work / name)
         (work / BUILT_FLAGS).write_text(json.dumps(flags))
-        entry = store.put(key, work)
+        entry = store.put(key, work, move=True)
     return entry, flags, False
 
 
@@ -212,7 +215,7 @@ def compile_model(model_file: Path, options: CompileOptions, out_dir: Path,
     on_stage("exporting")
     # EmitC cannot keep a recurrent layer's time loop (see rewrites/recurrent.py): unroll it there
     export_dir, info, export_cached_hit = export_cached(model_file, options.export_timeout, fmt == "emitc",
-                                                        options.exporter)
+                                                        options.exporter, options.block)
     exported = time.perf_counter()
     table = measured_table(export_dir, target, backend) if options.variant is None and fmt == "vmfb" else None
     variant = options.variant or fastest(table)

@@ -16,13 +16,34 @@ their `_ex` form and `_linalg_check_errors`, which raises on a singular matrix. 
 check as an effect, so the program gains an effect token, an input kind IREE's importer rejects
 ("InputSpec not of a known kind: token"); a compiled model cannot raise anyway (it returns what
 the `_ex` form computes, inf or NaN), so the check is traced as a plain op and left out.
+
+A graph of core ATen ops only (and `reshape`), none of them in turbine's or our own table and none
+in place, is left as it is: decomposing it would change nothing IREE sees, and run_decompositions
+retraces the whole graph (0.15-0.3 s for basic_mlp, a quarter of a rebuild; issue 23 item 6).
 """
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 
 
 def decompose(program):
+    import torch
+
+    if already_core(program):
+        return program
+    aten = torch.ops.aten
+    with _linalg_checks_without_effect():
+        decomposed = program.run_decompositions(decomposition_table())
+    graph = decomposed.graph_module.graph
+    for node in [n for n in graph.nodes if n.target == aten._linalg_check_errors.default and not n.users]:
+        graph.erase_node(node)
+    decomposed.graph_module.recompile()
+    return decomposed
+
+
+def decomposition_table():
+    """PyTorch's core ATen table with turbine's entries, ours (lowerable.py), and the kept ops out."""
     import torch
     from iree.turbine.aot.decompositions import current_aot_decompositions
 
@@ -37,13 +58,32 @@ def decompose(program):
     for op in kept:
         table.pop(op, None)
     table.update(lowerable.TABLE)
-    with _linalg_checks_without_effect():
-        decomposed = program.run_decompositions(table)
-    graph = decomposed.graph_module.graph
-    for node in [n for n in graph.nodes if n.target == aten._linalg_check_errors.default and not n.users]:
-        graph.erase_node(node)
-    decomposed.graph_module.recompile()
-    return decomposed
+    return table
+
+
+@functools.cache
+def _decomposed_ops() -> frozenset:
+    """The ops the table rewrites, listed once per process (listing them all costs ~0.1 s)."""
+    return frozenset(decomposition_table().keys())
+
+
+def already_core(program) -> bool:
+    """Every op of the graph is one IREE's importer takes as it is: a functional core ATen op that
+    no table entry rewrites (or `reshape`, which torch-mlir lowers whole). Anything else (a
+    composite op, a higher-order op, an in-place update) goes through run_decompositions."""
+    import torch
+
+    decomposed = _decomposed_ops()
+    for node in program.graph.nodes:
+        if node.op != "call_function":
+            continue
+        op = node.target
+        if op is torch.ops.aten.reshape.default:
+            continue
+        if (not isinstance(op, torch._ops.OpOverload) or torch.Tag.core not in op.tags
+                or op._schema.is_mutable or op in decomposed):
+            return False
+    return True
 
 
 @contextmanager

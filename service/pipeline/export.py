@@ -9,8 +9,9 @@ service's warm worker). It writes into `out_dir`:
                     (stream_reference.py)
   export.json       signature, rewrites applied, block size, sample rate, timings, and the files
                     the model file read while loading ("reads": path and sha256, model_reads.py)
-`python -m service.pipeline.export MODEL_FILE OUT_DIR [--unroll-loops]` does the same and prints
-export.json (`--unroll-loops`: recurrent layers unrolled over time, for EmitC).
+`python -m service.pipeline.export MODEL_FILE OUT_DIR [--unroll-loops] [--block N]` does the same
+and prints export.json (`--unroll-loops`: recurrent layers unrolled over time, for EmitC;
+`--block N`: a block-flexible model exported at N frames per call, pipeline/block_size.py).
 """
 from __future__ import annotations
 
@@ -28,7 +29,9 @@ from .export_errors import check_graph_dtypes, check_input_dtype, export_error
 NOISE_SEED = 1234  # noise inputs of the reference run are PyTorch's draws after manual_seed(NOISE_SEED)
 
 
-def export_model(model_file: Path, out_dir: Path, mlir_name: str = "model.mlirbc", unroll_loops: bool = False) -> dict:
+def export_model(model_file: Path, out_dir: Path, mlir_name: str = "model.mlirbc", unroll_loops: bool = False,
+                 block: int | None = None) -> dict:
+    """`block`: export at that many frames per call instead of example_input's (block_size.py)."""
     import numpy as np
     import torch
     from iree.turbine import aot
@@ -37,6 +40,9 @@ def export_model(model_file: Path, out_dir: Path, mlir_name: str = "model.mlirbc
 
     started = time.perf_counter()
     loaded = load_model(model_file)
+    if block:
+        from .block_size import at_block
+        loaded = at_block(loaded, block)
     examples = loaded.example_inputs
     for example in examples:
         check_input_dtype(example, model_file)
@@ -99,7 +105,9 @@ def export_model(model_file: Path, out_dir: Path, mlir_name: str = "model.mlirbc
 def main(argv: list[str]) -> int:
     model_file, out_dir = Path(argv[0]), Path(argv[1])
     try:
-        info = export_model(model_file, out_dir, unroll_loops="--unroll-loops" in argv[2:])
+        options = argv[2:]
+        block = int(options[options.index("--block") + 1]) if "--block" in options else None
+        info = export_model(model_file, out_dir, unroll_loops="--unroll-loops" in options, block=block)
     except BelaIreeError as e:
         print(json.dumps({"error": e.to_json(), "detail": e.detail}))
         return 1
