@@ -174,23 +174,15 @@ async def test_board_estimate_is_its_own_mark_and_worded_as_an_estimate(browser,
         service.stop()
 
 
-<<<<<<< HEAD
 async def test_without_a_board_the_estimate_is_the_headline_and_dispatches_are_counted(browser, tmp_path):
     """A board target with no board: the verdict and the latency chart's main series are the
     estimate, the emulator's wall time is its own grey series and said for what it is, and "where
     the time goes" lists each dispatch's counted instructions (kernel and runtime share)."""
     project = tmp_path / "counted"
-=======
-async def test_panel_plots_the_block_size_trade_off(browser, tmp_path):
-    """After a build, the service times the model at Bela's usual periods (bench --blocks, in the
-    background) and the panel plots each block's share and the latency its glue adds."""
-    project = tmp_path / "blocks"
->>>>>>> s5-blocks
     cli("new", str(project), "--target", "host")
     service = Service(project)
     try:
         page, problems = await open_panel(browser, service.url)
-<<<<<<< HEAD
         await wait_state(page, "done")
         estimate = {"ms": 0.0177, "instructions": 19427, "kernel_instructions": 3126, "runtime_instructions": 16301,
                     "dispatches": 2, "deadline_ms": 0.363, "headroom": 0.951,
@@ -255,7 +247,19 @@ async def test_the_board_program_line_says_which_build_plays_since_when_and_the_
         assert await page.text_content(".bi-program[data-state=build_failed] .bi-program-line") == "board: the program did not build"
         assert await page.text_content(".bi-program-error") == "render.cpp:3: 'gain' was not declared in this scope"
         await page.screenshot(path=shot("panel-board-program"))
-=======
+        assert not problems, problems
+    finally:
+        service.stop()
+
+
+async def test_panel_plots_the_block_size_trade_off(browser, tmp_path):
+    """After a build, the service times the model at Bela's usual periods (bench --blocks, in the
+    background) and the panel plots each block's share and the latency its glue adds."""
+    project = tmp_path / "blocks"
+    cli("new", str(project), "--target", "host")
+    service = Service(project)
+    try:
+        page, problems = await open_panel(browser, service.url)
         await page.wait_for_function("belaIreePanel.state().blockPoints >= 4", timeout=180000)
         rows = page.locator(".bi-blocks-table tr")
         assert await rows.count() == 4
@@ -267,7 +271,6 @@ async def test_the_board_program_line_says_which_build_plays_since_when_and_the_
         assert "% of the block" in await page.text_content(".bi-blocks")
         assert await page.evaluate("belaIreePanel.state().latencyPoints") == 1   # the trade-off is no build figure
         await page.screenshot(path=shot("panel-blocks"))
->>>>>>> s5-blocks
         assert not problems, problems
     finally:
         service.stop()
