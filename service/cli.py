@@ -69,17 +69,19 @@ def parser() -> argparse.ArgumentParser:
     compile_ = commands.add_parser("compile", help="compile a model for a target")
     _add_model_args(compile_)
     compile_.add_argument("--out", type=Path, help="folder for the artifacts (default: ./build/MODEL-TARGET-FORMAT)")
+    compile_.add_argument("--block-size", type=int, help="frames per call of a .nam capture (default 128)")
     bench = commands.add_parser("bench", help="measure latency, accuracy and memory against the audio deadline")
     _add_model_args(bench)
     bench.add_argument("--peers", action="store_true", help="also measure eager PyTorch, TorchScript, ONNX Runtime")
-    bench.add_argument("--block-size", type=int, help="audio frames per call (default: the model's BLOCK_SIZE)")
+    bench.add_argument("--block-size", type=int, help="audio frames per call (default: the model's BLOCK_SIZE; "
+                       "a .nam capture is built for this block, default 128)")
     bench.add_argument("--sample-rate", type=int, help="Hz (default: the model's SAMPLE_RATE, else 44100)")
     bench.add_argument("--seconds", type=float, default=2.0, help="measuring time budget (default 2)")
     bench.add_argument("--out", type=Path, help="folder for the compiled artifacts")
     _add_board_args(bench)
     new = commands.add_parser("new", help="create a Bela project that runs a model")
     new.add_argument("dir", type=Path)
-    new.add_argument("--model", help="a zoo model to start from (default: a small starter model)")
+    new.add_argument("--model", help="a zoo model or a .nam capture to start from (default: a small starter model)")
     new.add_argument("--format", default="vmfb", choices=FORMATS)
     new.add_argument("--target", default="bela", choices=list(TARGETS), help="the board (host: this computer, for trying)")
     new.add_argument("--json", action="store_true")
@@ -193,7 +195,7 @@ def _compile(args) -> int:
     from .modelfile import model_name, resolve_model
     from .pipeline.compile import compile_model
 
-    model_file = resolve_model(args.model)
+    model_file = resolve_model(args.model, args.block_size)
     options = _options(args)
     target = options.target
     out = args.out or Path("build") / f"{model_name(model_file)}-{target.name}-{args.format}"
@@ -221,7 +223,7 @@ def _bench(args) -> int:
     from .bench.report import bench_table
     from .modelfile import model_name, resolve_model
 
-    model_file = resolve_model(args.model)
+    model_file = resolve_model(args.model, args.block_size)
     options = _options(args)
     target = options.target
     out = args.out or Path("build") / f"{model_name(model_file)}-{target.name}-{args.format}"

@@ -217,15 +217,25 @@ def new_project(project: Path, model: str | None = None, fmt: str = "vmfb", targ
         raise UsageError(f"{project} already exists and is not empty",
                          hint="bela-iree never overwrites a project: choose a new folder")
     target_info = get_target(target)
-    if model:
+    capture = Path(model) if model and model.endswith(".nam") else None
+    if capture:
+        if not capture.is_file():
+            raise UsageError(f"{capture} does not exist")
+        from .nam import read_capture
+        read_capture(capture)          # a capture it cannot import is refused before the folder is made
+    elif model:
         from zoo import model_path, names
         if model not in names():
-            raise UsageError(f"unknown zoo model {model!r}", hint=f"use one of: {', '.join(names())}")
+            raise UsageError(f"unknown zoo model {model!r}", hint=f"use a .nam capture or one of: {', '.join(names())}")
         source = model_path(model)
     else:
         source = TEMPLATES / "project" / "starter_model.py"
     project.mkdir(parents=True, exist_ok=True)
-    shutil.copy(source, project / MODEL_FILE)
+    if capture:   # the capture is copied in; model.py loads it (service/nam/model_file.py)
+        from .nam.model_file import write_project_model
+        write_project_model(capture, project, MODEL_FILE)
+    else:
+        shutil.copy(source, project / MODEL_FILE)
     _, info, _ = export_cached(project / MODEL_FILE, unroll_loops=fmt == "emitc")
     model_input, model_output = default_routing(info)
     config = ProjectConfig(target=target, format=fmt, period=period, input=model_input, output=model_output)
