@@ -96,8 +96,11 @@ def _nudge_biases(net, seed: int) -> None:
 
 
 def export_capture(net, folder: Path, name: str) -> Path:
-    """NAM's own exporter: `folder/name.nam`."""
+    """NAM's own exporter: `folder/name.nam`. Its loudness and gain metadata (the model run over a
+    WAV at eleven gains: a minute per capture here, and nothing the import reads) are fixed values."""
     folder.mkdir(parents=True, exist_ok=True)
+    net._metadata_loudness = lambda gain=1.0, db=True: -18.0
+    net._metadata_gain = lambda: 0.5
     net.export(folder, basename=name)
     return folder / f"{name}.nam"
 
