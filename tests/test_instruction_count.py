@@ -6,6 +6,7 @@ import pytest
 
 from service.bench.instruction_count import Cache, count_per_call, count_uncached, counting_options, parse_counts
 from service.bench.runtime_tools import emulator
+from service.errors import BenchError
 from service.pipeline.targets import get_target
 from service.pipeline.tools import run_tool
 from service.runtimes.toolchain import toolchain_for
@@ -96,3 +97,20 @@ def test_matrix_products_take_at_most_075_instructions_per_multiply_add_on_corte
     spec stepping 16 inputs at a time on ARMv7 (tuning_spec.py), no libm call (arm_fma.py)."""
     folder = compiled(model, "bela").folder
     assert count_per_call(folder, get_target("bela"), BELA_CACHE).instructions <= 0.75 * macs
+
+
+def test_calls_of_a_stateful_model_that_differ_a_little_are_still_counted():
+    """Marks of iree-benchmark-module running a streaming WaveNet capture (instructions as counted
+    on the emulated Cortex-A8; the other fields zero here): 3 marks before the calls, 4 per call,
+    2 after. Its calls differ (each sees other state), so no two calls are marked the same way;
+    a window spanning one call after the first is still found, and the first call is not taken."""
+    from service.bench.instruction_count import steady_call
+    one = [1534874, 1613468, 1614034, 5781114, 5781684, 5782255, 5782821, 5783390, 5783960]
+    three = [1534874, 1613468, 1614034, 5781114, 5781684, 5782255, 5782821, 10009103, 10009673, 10010244,
+             10010811, 14257551, 14258121, 14258693, 14259258, 14259827, 14260397]
+    counts = steady_call([(m, 0, 0, 0, 0) for m in one], [(m, 0, 0, 0, 0) for m in three], BELA_CACHE)
+    after_the_first = {three[j + 4] - three[j] for j in range(3, 11)}   # windows from call 2's marks on
+    assert counts.instructions in after_the_first
+    growing = [(m + 20000 * i * i, 0, 0, 0, 0) for i, m in enumerate(three)]   # each call 4 % more than the last
+    with pytest.raises(BenchError, match="no call was marked the same way twice"):
+        steady_call([(m, 0, 0, 0, 0) for m in one], growing, BELA_CACHE)
