@@ -41,13 +41,13 @@ def nam_models():
     return nam.models
 
 
-def layer_array(input_size, channels, head_size, dilations, *, kernel_size=3, activation="Tanh", gated=False,
+def layer_array(input_size, channels, head_size, dilations, *, kernel_size=3, activation="Tanh",
                 head_bias=False, condition_size=1, **extra) -> dict:
-    """One WaveNet layer array config, the way NAM's trainer writes it (0.6 on: a head object)."""
+    """One WaveNet layer array config for NAM's WaveNet.init_from_config (0.13: a head object; a
+    gated layer is the activation {"name": "PairMultiply", "primary": ..., "secondary": ...})."""
     return {"input_size": input_size, "condition_size": condition_size, "channels": channels,
             "head": {"out_channels": head_size, "kernel_size": 1, "bias": head_bias},
-            "kernel_size": kernel_size, "dilations": list(dilations), "activation": activation,
-            "gated": gated, **extra}
+            "kernel_size": kernel_size, "dilations": list(dilations), "activation": activation, **extra}
 
 
 def wavenet_config(sizes, dilations, head_scale=0.02, **layer_options) -> dict:

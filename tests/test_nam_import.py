@@ -45,12 +45,16 @@ def test_wavenet_presets_stream_like_nam(name, tmp_path):
     assert expected.abs().max().item() > 10 * TOLERANCE      # a signal, not silence
 
 
+GATED = {"name": "PairMultiply", "primary": "Tanh", "secondary": "Sigmoid"}   # what "gated" was before 0.7
+
+
 @pytest.mark.parametrize("layer_options", [
-    {"gated": True},
+    {"activation": GATED},
+    {"activation": {"name": "PairBlend", "primary": "Tanh", "secondary": "Sigmoid"}},
     {"activation": "ReLU", "kernel_size": 2},
     {"activation": "LeakyReLU", "bottleneck": 2, "head_1x1_config": {"active": True, "out_channels": 3, "groups": 1}},
     {"groups_input": 2, "activation": "Hardtanh"},
-], ids=["gated", "relu-kernel2", "bottleneck-head1x1", "grouped"])
+], ids=["gated", "blended", "relu-kernel2", "bottleneck-head1x1", "grouped"])
 def test_wavenet_variants_stream_like_nam(layer_options, tmp_path):
     # the second array's head sum starts with the first's head: its head terms must be as wide
     sizes = [(1, 4, 3), (4, 4, 1)] if "head_1x1_config" in layer_options else [(1, 4, 2), (4, 2, 1)]
@@ -60,13 +64,15 @@ def test_wavenet_variants_stream_like_nam(layer_options, tmp_path):
     assert (streamed(capture, signal, [64, 32]) - nam.reference_output(capture, signal)).abs().max().item() < TOLERANCE
 
 
-def test_a_pre_06_file_with_flat_heads_streams_like_nam(tmp_path):
+@pytest.mark.parametrize("gated", [False, True])
+def test_a_pre_06_file_with_flat_heads_streams_like_nam(gated, tmp_path):
     """NAM 0.13 itself refuses a 0.5 file; its weights are the same as the 0.7 export's, so the
     0.7 file run by NAM is the reference for the 0.5 one run by bela-iree."""
-    modern = nam.export_capture(nam.make_wavenet(nam.ARCHITECTURES["nano"](), seed=3), tmp_path, "modern")
+    config = nam.wavenet_config([(1, 4, 2), (4, 2, 1)], [nam.SHORT, nam.LONG], **({"activation": GATED} if gated else {}))
+    modern = nam.export_capture(nam.make_wavenet(config, seed=3), tmp_path, "modern")
     old = nam.as_pre_06(modern, tmp_path / "old.nam")
     layer = json.loads(old.read_text())["config"]["layers"][0]
-    assert "head" not in layer and "head_size" in layer and "head_bias" in layer
+    assert "head" not in layer and "head_size" in layer and "head_bias" in layer and layer["gated"] == gated
     with pytest.raises(KeyError):
         nam.nam_models().init_from_nam(json.loads(old.read_text()))
     capture = read_capture(old)
