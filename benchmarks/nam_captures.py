@@ -70,7 +70,8 @@ def macs_per_sample(capture: Path) -> int:
 
 @contextmanager
 def results_file():
-    with open(HERE / ".nam.lock", "w") as lock:
+    BUILD.mkdir(parents=True, exist_ok=True)
+    with open(BUILD / "results.lock", "w") as lock:     # two runs (boards, host) may share the file
         fcntl.flock(lock, fcntl.LOCK_EX)
         data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
         yield data
