@@ -99,6 +99,8 @@ def _execute(path: Path) -> dict:
     except SyntaxError as e:
         raise ModelFileError(f"syntax error: {e.msg}", file=e.filename or str(path), line=e.lineno,
                              detail=traceback.format_exc()) from None
+    except ModelFileError:
+        raise      # already names its file and line (a capture the model file loads, service/nam)
     except Exception as e:
         raise _error_at_user_line(e, path, "error while importing the model file") from None
     finally:

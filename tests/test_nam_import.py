@@ -135,3 +135,19 @@ def test_a_file_that_is_not_a_capture_names_the_line(tmp_path):
     with pytest.raises(ModelFileError) as error:
         read_capture(path)
     assert "invalid JSON" in error.value.message and error.value.line == 3
+
+
+def test_a_broken_capture_in_a_project_is_reported_at_its_own_line(tmp_path):
+    """model.py loads the copied capture each time; a capture broken after `new` is an error
+    with the capture's path and JSON line, not the line of model.py that loaded it."""
+    from service.modelfile import load_model
+    from service.nam.model_file import write_project_model
+    capture = nam.export_capture(nam.make_wavenet(nam.ARCHITECTURES["nano"]()), tmp_path / "made", "amp")
+    project = tmp_path / "project"
+    project.mkdir()
+    model_file = write_project_model(capture, project)
+    assert load_model(model_file).example_input.shape == (1, 128)
+    (project / "amp.nam").write_text('{"architecture": "WaveNet",\n "weights": [0.1,\n ]}')
+    with pytest.raises(ModelFileError) as error:
+        load_model(model_file)
+    assert (error.value.file, error.value.line) == (str(project / "amp.nam"), 3)
