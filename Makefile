@@ -2,6 +2,8 @@
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# Neural Amp Modeler's own models, the reference for the .nam import's tests (pyproject.toml's test extra)
+NAM_PACKAGE := neural-amp-modeler==0.13.0
 APT_PACKAGES := gcc qemu-user libc6-arm64-cross libstdc++6-arm64-cross libc6-armhf-cross binutils-arm-linux-gnueabihf \
                 binutils-aarch64-linux-gnu gcc-arm-linux-gnueabihf g++-arm-linux-gnueabihf chromium openssh-server \
                 g++ nodejs
@@ -24,6 +26,7 @@ $(STAMP): pyproject.toml ide_extension/package-lock.json
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --no-deps $(NAM_PACKAGE)
 	cd ide_extension && npm ci --no-audit --no-fund --silent
 	touch $@
 

@@ -80,10 +80,12 @@ def parser() -> argparse.ArgumentParser:
     compile_ = commands.add_parser("compile", help="compile a model for a target")
     _add_model_args(compile_)
     compile_.add_argument("--out", type=Path, help="folder for the artifacts (default: ./build/MODEL-TARGET-FORMAT)")
+    compile_.add_argument("--block-size", type=int, help="frames per call of a .nam capture (default 128)")
     bench = commands.add_parser("bench", help="measure latency, accuracy and memory against the audio deadline")
     _add_model_args(bench)
     bench.add_argument("--peers", action="store_true", help="also measure eager PyTorch, TorchScript, ONNX Runtime")
-    bench.add_argument("--block-size", type=int, help="audio frames per call (default: the model's BLOCK_SIZE)")
+    bench.add_argument("--block-size", type=int, help="audio frames per call (default: the model's BLOCK_SIZE; "
+                       "a .nam capture is built for this block, default 128)")
     bench.add_argument("--sample-rate", type=int, help="Hz (default: the model's SAMPLE_RATE, else 44100)")
     bench.add_argument("--seconds", type=float, default=2.0, help="measuring time budget (default 2)")
     bench.add_argument("--blocks", type=_block_list, help="comma-separated block sizes (e.g. 16,32,64,128): the latency / "
@@ -92,8 +94,8 @@ def parser() -> argparse.ArgumentParser:
     _add_board_args(bench)
     new = commands.add_parser("new", help="create a Bela project that runs a model")
     new.add_argument("dir", type=Path)
-    new.add_argument("--model", help="a zoo model, or a TorchScript file (.jit, .pt: copied into the project, with a "
-                                      "model.py that loads it) to start from (default: a small starter model)")
+    new.add_argument("--model", help="a zoo model, a .nam capture, or a TorchScript file (.jit, .pt); a file is copied "
+                                      "into the project, with a model.py that loads it (default: a small starter model)")
     new.add_argument("--input-shape", help="a TorchScript file's input shape, e.g. 1,512,2 (else from NAME.json beside it)")
     new.add_argument("--format", default="vmfb", choices=FORMATS)
     new.add_argument("--target", default="bela", choices=list(TARGETS), help="the board (host: this computer, for trying)")
@@ -224,7 +226,7 @@ def _compile(args) -> int:
     from .modelfile import model_name, resolve_model
     from .pipeline.compile import compile_model
 
-    model_file = resolve_model(args.model, args.input_shape)
+    model_file = resolve_model(args.model, args.input_shape, args.block_size)
     options = _options(args)
     target = options.target
     out = args.out or Path("build") / f"{model_name(model_file)}-{target.name}-{args.format}"
@@ -253,7 +255,7 @@ def _bench(args) -> int:
     from .modelfile import model_name, resolve_model
     from .project import project_glue_setting
 
-    model_file = resolve_model(args.model, args.input_shape)
+    model_file = resolve_model(args.model, args.input_shape, args.block_size)
     options = _options(args)
     target = options.target
     out = args.out or Path("build") / f"{model_name(model_file)}-{target.name}-{args.format}"

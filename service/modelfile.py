@@ -41,17 +41,25 @@ class LoadedModel:
         self.example_inputs = self.example_inputs or (self.example_input,)
 
 
-def resolve_model(ref: str, input_shape: str | None = None) -> Path:
-    """MODEL on the command line: a zoo name, a path to a model file, a project directory, or a
+def resolve_model(ref: str, input_shape: str | None = None, block_size: int | None = None) -> Path:
+    """MODEL on the command line: a zoo name, a path to a model file, a project directory, a
     TorchScript file (its model file is written beside a copy: torchscript.py; `input_shape`:
-    --input-shape)."""
+    --input-shape), or a Neural Amp Modeler capture (`.nam`: a model.py that loads it, written to
+    the cache, its block `block_size` frames)."""
     path = Path(ref)
     from .torchscript import TORCHSCRIPT_SUFFIXES, model_file_for
     if path.suffix in TORCHSCRIPT_SUFFIXES:
         return model_file_for(path, input_shape)
+    if path.suffix == ".nam":
+        if not path.is_file():
+            raise UsageError(f"{path} does not exist")
+        from .nam.model_file import cached_model_file
+        from .pipeline.cache import cache_root
+        return cached_model_file(path, block_size, cache_root())
     if path.is_dir():
         if not (path / "model.py").exists():
-            raise UsageError(f"{path} has no model.py", hint="give a project directory, a model file or a zoo name")
+            raise UsageError(f"{path} has no model.py",
+                             hint="give a project directory, a model file, a .nam capture or a zoo name")
         return (path / "model.py").resolve()
     if path.suffix == ".py":
         if not path.exists():
@@ -60,7 +68,7 @@ def resolve_model(ref: str, input_shape: str | None = None) -> Path:
     from zoo import model_path, names
     if ref in names():
         return model_path(ref)
-    raise UsageError(f"unknown model {ref!r}", hint=f"use a path to a model.py or one of: {', '.join(names())}")
+    raise UsageError(f"unknown model {ref!r}", hint=f"use a path to a model.py, a .nam capture or one of: {', '.join(names())}")
 
 
 def model_name(path: Path) -> str:
@@ -127,6 +135,8 @@ def _execute(path: Path) -> dict:
     except SyntaxError as e:
         raise ModelFileError(f"syntax error: {e.msg}", file=e.filename or str(path), line=e.lineno,
                              detail=traceback.format_exc()) from None
+    except ModelFileError:
+        raise      # already names its file and line (a capture the model file loads, service/nam)
     except Exception as e:
         raise _error_at_user_line(e, path, "error while importing the model file") from None
     finally:

@@ -301,15 +301,22 @@ def new_project(project: Path, model: str | None = None, fmt: str = "vmfb", targ
     target_info = get_target(target)
     if glue not in ProjectConfig.CHOICES["glue"]:
         raise UsageError(f"glue = {glue!r}", hint=f"use one of: {', '.join(ProjectConfig.CHOICES['glue'])}")
+    capture = Path(model) if model and model.endswith(".nam") else None
+    if capture:
+        if not capture.is_file():
+            raise UsageError(f"{capture} does not exist")
+        from .nam import read_capture
+        read_capture(capture)          # a capture it cannot import is refused before the folder is made
+    project.mkdir(parents=True, exist_ok=True)
     if model_file:
-        project.mkdir(parents=True, exist_ok=True)
         shutil.copy(Path(model_file), project / MODEL_FILE)
+    elif capture:   # the capture is copied in; model.py loads it (service/nam/model_file.py)
+        from .nam.model_file import write_project_model
+        write_project_model(capture, project, MODEL_FILE)
     elif model and Path(model).suffix in TORCHSCRIPT_SUFFIXES:   # copied in, with a model.py loading it
         spec = torchscript.file_spec(Path(model), input_shape)
-        project.mkdir(parents=True, exist_ok=True)
         torchscript.write_model_file(Path(model), project, spec)
     else:
-        project.mkdir(parents=True, exist_ok=True)
         shutil.copy(_model_source(model), project / MODEL_FILE)
     _, info, _ = export_cached(project / MODEL_FILE, unroll_loops=fmt == "emitc")
     if block is None:

@@ -6,6 +6,7 @@ import pytest
 
 from service.bench.instruction_count import Cache, count_per_call, count_uncached, counting_options, parse_counts
 from service.bench.runtime_tools import emulator
+from service.errors import BenchError
 from service.pipeline.targets import get_target
 from service.pipeline.tools import run_tool
 from service.runtimes.toolchain import toolchain_for
@@ -151,3 +152,20 @@ def test_kernel_functions_are_named_by_the_one_load_offset_that_fits_them_all():
                                                              0x5000200: "main_dispatch_1_add"}
     assert name_entries([0x5000100, 0x5000300], symbols) == {}     # no offset puts both on a dispatch
     assert name_entries([0x5000100], {0x80: "iree_hal_executable_library_query"}) == {}
+
+
+def test_calls_of_a_stateful_model_that_differ_a_little_are_still_counted():
+    """Marks of iree-benchmark-module running a streaming WaveNet capture (instructions as counted
+    on the emulated Cortex-A8; the other fields zero here): 3 marks before the calls, 4 per call,
+    2 after. Its calls differ (each sees other state), so no two calls are marked the same way;
+    a window spanning one call after the first is still found, and the first call is not taken."""
+    from service.bench.instruction_count import steady_call
+    one = [1534874, 1613468, 1614034, 5781114, 5781684, 5782255, 5782821, 5783390, 5783960]
+    three = [1534874, 1613468, 1614034, 5781114, 5781684, 5782255, 5782821, 10009103, 10009673, 10010244,
+             10010811, 14257551, 14258121, 14258693, 14259258, 14259827, 14260397]
+    start, end = steady_call([(m, 0, 0, 0, 0) for m in one], [(m, 0, 0, 0, 0) for m in three])
+    after_the_first = {three[j + 4] - three[j] for j in range(3, 11)}   # windows from call 2's marks on
+    assert end - start == 4 and three[end] - three[start] in after_the_first
+    growing = [(m + 20000 * i * i, 0, 0, 0, 0) for i, m in enumerate(three)]   # each call 4 % more than the last
+    with pytest.raises(BenchError, match="no call was marked the same way twice"):
+        steady_call([(m, 0, 0, 0, 0) for m in one], growing)

@@ -10,7 +10,9 @@ tool's own printing the same on every run, and marks each clock read for the plu
 IREE reads the clock a fixed number of times per call (p). A run of iree-benchmark-module with 3
 calls has 2p more marks than a run with 1 call, which gives p; in the 3-call run, the counts
 between mark j and mark j + p are one call's whenever both marks fall in the second and third
-(steady-state) calls. The last run of p equal such windows is the third call's work. The totals
+(steady-state) calls. The last run of p equal such windows is the third call's work; a stateful model's calls differ
+a little (each sees other state, and math functions branch on the data), and there the windows
+within 1 % of each other make the run. The totals
 of a whole run are not used: how often start-up and teardown wait for the tool's helper threads
 depends on the host's timing, the calls do not. Instructions, bytes and DRAM bytes are the same
 for the same artifact on every run.
@@ -320,7 +322,27 @@ def steady_call(one: list[tuple], three: list[tuple]) -> tuple[int, int]:
             runs.append((start, j - start))
             start = j
     whole = [first for first, length in runs if length >= period]
+    if not whole:   # calls that differ a little: a stateful model (its math branches on the data)
+        whole = [first for first, length in _close_runs(windows) if length >= period]
     if not whole:
         raise BenchError("counting instructions failed: no call was marked the same way twice",
-                         hint="a model whose calls differ (state, data-dependent loops) cannot be counted this way")
+                         hint="a model whose calls differ by more than 1 % (data-dependent loops) "
+                              "cannot be counted this way")
     return whole[-1], whole[-1] + period
+
+
+CLOSE = 0.01    # calls of a stateful model differ by well under 1 % of their instructions
+
+
+def _close_runs(windows: list[tuple]) -> list[tuple[int, int]]:
+    """Runs of windows whose instructions are within CLOSE of the run's first: each window of
+    such a run still spans one whole call, from the same point in the tool's loop. Each call of
+    a stateful model sees other state, so its instructions differ a little from the last's. The
+    first window of the last such run is taken, as for equal calls: a call after the first."""
+    runs, start = [], 0
+    for j in range(1, len(windows) + 1):
+        first = windows[start][0]
+        if j == len(windows) or abs(windows[j][0] - first) > CLOSE * max(first, 1):
+            runs.append((start, j - start))
+            start = j
+    return runs

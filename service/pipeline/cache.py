@@ -44,6 +44,8 @@ def export_key(model_file: Path, variant: str = "") -> str:
                  *sorted((pipeline / "rewrites").rglob("*.py")),   # every module of the rewrites
                  pipeline.parent / "modelfile.py"]
     sources = sorted(model_file.parent.glob("*.py")) + exporting
+    # a model may take its block from the project's settings (a NAM capture's model.py does)
+    sources += [p for p in [model_file.parent / "bela-iree.toml"] if p.exists()]
     versions = [metadata.version(p) for p in ("torch", "iree-turbine", "iree-base-compiler")]
     return digest(str(model_file.name), variant, *versions, *(p.name.encode() + p.read_bytes() for p in sources))
 
