@@ -10,9 +10,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from .capture import DEFAULT_SAMPLE_RATE, Capture, CaptureError, read_capture
-
-DEFAULT_BLOCK_SIZE = 128
+from .capture import DEFAULT_BLOCK_SIZE, DEFAULT_SAMPLE_RATE, Capture, CaptureError, read_capture
 
 
 @dataclass

@@ -18,6 +18,7 @@ from pathlib import Path
 from ..errors import ModelFileError
 
 DEFAULT_SAMPLE_RATE = 48000   # NAM's own default, for files that do not say
+DEFAULT_BLOCK_SIZE = 128       # frames per call when neither the project nor the command says
 ARCHITECTURES = ("WaveNet", "LSTM", "Linear")
 # activations by their NAM/PyTorch names; the arguments each may carry
 ACTIVATIONS = {"Tanh": (), "ReLU": (), "Sigmoid": (), "SiLU": (), "Hardswish": (), "Softsign": (),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import jinja2
 
-from . import DEFAULT_BLOCK_SIZE, read_capture
+from .capture import DEFAULT_BLOCK_SIZE, read_capture
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "project_templates" / "project"
 TEMPLATE = "nam_model.py.j2"
