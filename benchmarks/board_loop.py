@@ -26,6 +26,7 @@ import os
 import random
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -94,6 +95,7 @@ async def measure_path(folder: Path, saves: int, ide: bool, swap: bool) -> list[
         service.stop()
         if served:
             served.stop()
+        subprocess.run(["make", "-s", "-C", str(board.root), "stop"], check=False, capture_output=True)
         board.kill()
 
 
