@@ -359,7 +359,7 @@ def _board_program(args) -> int:
         where = f"{error['file']}:{error['line']}: " if error["file"] else ""
         console.print(f"  [red]error[/]: {where}{error['message']}", highlight=False)
     _emit(args, result)
-    return 1 if result["state"] == "build_failed" else 0
+    return 0 if result["state"] == ("playing" if args.board_command == "run" else "stopped") else 1
 
 
 def _board_status(args) -> int:

@@ -132,3 +132,11 @@ void cleanup(BelaContext* context, void* userData) {}
 """
 
 BROKEN_RENDER = MINIMAL_RENDER.replace("return true; }", "return undeclared_gain; }")
+
+# builds, but the program ends at once, as one whose model does not load would
+CRASHING_RENDER = MINIMAL_RENDER.replace("#include <Bela.h>\n", """#include <Bela.h>
+#include <cstdio>
+#include <cstdlib>
+
+static int crash_at_start = (std::fputs("cannot load model.vmfb: stand-in crash\\n", stderr), std::exit(3), 0);
+""")

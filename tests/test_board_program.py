@@ -10,7 +10,7 @@ import pytest
 from service.board.compiler_errors import compiler_errors, failure_errors
 from service.board.ssh_run import make_arguments
 
-from .bela_ide import BROKEN_RENDER, BelaIDE, add_project
+from .bela_ide import BROKEN_RENDER, CRASHING_RENDER, BelaIDE, add_project
 from .service_helpers import BELA_IREE, free_port
 from .sshd import FakeBoard
 
@@ -77,7 +77,8 @@ make: *** [/root/Bela/Makefile:509: /root/Bela/projects/amp/build/render.o] Erro
         {"file": "generated/model/model_config.h", "line": 3, "message": "missing.h: No such file or directory"},
         {"file": "/root/Bela/include/Bela.h", "line": 40, "message": "clang says so"}]
     # a failure without a compiler line (the linker, make itself) still says something
-    assert failure_errors("render.o: in function `render':\nundefined reference to `tick'\ncollect2: error: ld returned 1 exit status\n") == [
+    assert failure_errors("render.o: in function `render':\nundefined reference to `tick'\ncollect2: error: ld returned 1 exit status\n"
+                          "make: *** [Makefile:40: amp] Error 1\n") == [
         {"file": None, "line": None, "message": "collect2: error: ld returned 1 exit status"}]
 
 
@@ -113,6 +114,13 @@ def test_board_run_through_the_bela_ide_plays_reports_compiler_errors_and_stops(
     assert "render.cpp:3" in run.stderr
     assert wait_until(lambda: running_pid(board) is None)   # the IDE stopped amp before building broken
 
+    # it builds, then ends at once: not playing, and what it said is the error
+    add_project(board.root, "crash", CRASHING_RENDER)
+    result, run = bela_iree(board, "board", "run", board.address, "crash", "--board-root", str(board.root),
+                            "--ide-url", ide.url)
+    assert result["state"] == "stopped" and run.returncode == 1
+    assert result["errors"] == [{"file": None, "line": None, "message": "cannot load model.vmfb: stand-in crash"}]
+
     result, _ = bela_iree(board, "board", "run", board.address, "amp", "--board-root", str(board.root), "--ide-url", ide.url)
     assert result["state"] == "playing" and wait_until(lambda: running_pid(board, "amp"))
     result, _ = bela_iree(board, "board", "stop", board.address, "amp", "--board-root", str(board.root), "--ide-url", ide.url)
@@ -142,6 +150,13 @@ def test_board_run_over_ssh_when_no_ide_answers(board):
     assert [(e["file"], e["line"]) for e in result["errors"]] == [("render.cpp", 3)]
     assert "undeclared_gain" in result["errors"][0]["message"]
 
+    add_project(board.root, "crash", CRASHING_RENDER)
+    result, run = bela_iree(board, "board", "run", board.address, "crash", "--board-root", str(board.root), "--ide-url", closed)
+    assert result["state"] == "stopped" and result["via"] == "ssh" and run.returncode == 1
+    assert result["errors"] == [{"file": None, "line": None, "message": "cannot load model.vmfb: stand-in crash"}]
+
+    result, _ = bela_iree(board, "board", "run", board.address, "amp", "--board-root", str(board.root), "--ide-url", closed)
+    assert result["state"] == "playing" and wait_until(lambda: running_pid(board, "amp"))
     result, _ = bela_iree(board, "board", "stop", board.address, "amp", "--board-root", str(board.root), "--ide-url", closed)
     assert result == {"project": "amp", "state": "stopped", "via": "ssh", "errors": []}
     assert wait_until(lambda: running_pid(board) is None)

@@ -11,6 +11,7 @@ import re
 
 # gcc: "render.cpp:12:5: error: ...", "render.cpp:12: error: ...", "... fatal error: ..."
 DIAGNOSTIC = re.compile(r"^(?P<file>[^:\s][^:]*):(?P<line>\d+)(?::(?P<column>\d+))?:\s*(?:fatal )?error:\s*(?P<message>.+)$")
+MAKE_LINE = re.compile(r"^make(\[\d+\])?: ")
 MAX_ERRORS = 20
 
 
@@ -37,4 +38,6 @@ def failure_errors(output: str, project: str | None = None, fallback: str = "the
     if errors:
         return errors
     lines = [line.strip() for line in output.splitlines() if line.strip()]
-    return [{"file": None, "line": None, "message": lines[-1] if lines else fallback}]
+    # make's own closing line ("make: *** [...] Error 1") says less than the line before it
+    said = [line for line in lines if not MAKE_LINE.match(line)] or lines
+    return [{"file": None, "line": None, "message": said[-1] if said else fallback}]

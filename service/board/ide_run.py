@@ -22,6 +22,7 @@ NAMESPACE = "/IDE"
 CONNECT_TIMEOUT = 5.0
 BUILD_TIMEOUT = 600.0          # a render.cpp with the IREE runtime takes a while on a Cortex-A8
 START_TIMEOUT = 10.0           # after a clean build, until the IDE says the program runs
+RUN_GRACE = 2.0                # a program still running this long after it started is playing
 STOP_TIMEOUT = 3.0             # the IDE says nothing when nothing was running
 
 
@@ -79,12 +80,37 @@ async def ide_run(url: str, project: str, on_line=None) -> dict:
         try:
             while True:
                 status = await ide.next_status(START_TIMEOUT)
+                _program_output(status, say)
                 if status.get("running") and status.get("runProject") == project:
-                    return {**result, "state": "playing"}
-                for line in (status.get("belaLog") or "").splitlines() + (status.get("belaLogErr") or "").splitlines():
-                    say(line)
+                    break
         except asyncio.TimeoutError:   # built, but never ran: a link error, or make's own failure
             return {**result, "state": "build_failed", "errors": failure_errors(stderr, project)}
+        return {**result, **await _still_running(ide, say)}
+
+
+def _program_output(status: dict, say, errors: list[str] | None = None) -> None:
+    for line in (status.get("belaLog") or "").splitlines():
+        say(line)
+    for line in (status.get("belaLogErr") or "").splitlines():
+        say(line)
+        if errors is not None:
+            errors.append(line)
+
+
+async def _still_running(ide: IdeSession, say) -> dict:
+    """The IDE says "running" as it starts the program: one that ends within RUN_GRACE (a crash
+    in setup(), a model that does not load) is `stopped`, with what it said on stderr."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + RUN_GRACE
+    said: list[str] = []
+    try:
+        while True:
+            status = await ide.next_status(max(0.01, deadline - loop.time()))
+            _program_output(status, say, said)
+            if status.get("running") is False:
+                return {"state": "stopped", "errors": failure_errors("\n".join(said), fallback="the program exited")}
+    except asyncio.TimeoutError:
+        return {"state": "playing"}
 
 
 async def _build(ide: IdeSession, project: str, say) -> str:
