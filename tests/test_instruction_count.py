@@ -151,3 +151,16 @@ def test_kernel_functions_are_named_by_the_one_load_offset_that_fits_them_all():
                                                              0x5000200: "main_dispatch_1_add"}
     assert name_entries([0x5000100, 0x5000300], symbols) == {}     # no offset puts both on a dispatch
     assert name_entries([0x5000100], {0x80: "iree_hal_executable_library_query"}) == {}
+
+
+def test_an_emitc_call_splits_by_the_kernels_linked_into_the_program(tmp_path):
+    """EmitC: the kernels are in the program itself; the dispatch symbols of its kernel object
+    say where, and name each dispatch."""
+    data, _ = cli_json("bench", str(starter_at(tmp_path / "m", 16)), "--target", "bela", "--format", "emitc",
+                       "--no-tune", "--seconds", "0.2", "--out", str(tmp_path / "out"))
+    e = data["estimate"]
+    assert e["kernel_instructions"] + e["runtime_instructions"] == e["instructions"]
+    assert e["dispatches"] == 2 and e["runtime_instructions"] > e["kernel_instructions"] > 0
+    names = sorted(d["name"] for d in data["dispatches"])
+    assert len(names) == 2 and all("_dispatch_" in n and not n.startswith("iree_") for n in names)
+    assert sum(d["instructions"] for d in data["dispatches"]) == e["kernel_instructions"]

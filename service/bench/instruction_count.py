@@ -297,7 +297,8 @@ def name_entries(entries: list[int], symbols: dict) -> dict:
     """{entry address: symbol name}: the run-time addresses are the dispatch symbols' moved by one
     load offset (the library's base), the offset that puts every entry on one. {} when no offset
     does (a library without its dispatch symbols: bench names those by the dispatch table)."""
-    by_address = {address & ~1: name for address, name in symbols.items() if isinstance(address, int) and "dispatch" in name}
+    by_address = {address & ~1: name for address, name in symbols.items() if isinstance(address, int) and "dispatch" in name
+                  and not name.startswith("iree_")}
     if not entries or not by_address:
         return {}
     for address in by_address:
