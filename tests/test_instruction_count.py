@@ -169,3 +169,16 @@ def test_calls_of_a_stateful_model_that_differ_a_little_are_still_counted():
     growing = [(m + 20000 * i * i, 0, 0, 0, 0) for i, m in enumerate(three)]   # each call 4 % more than the last
     with pytest.raises(BenchError, match="no call was marked the same way twice"):
         steady_call([(m, 0, 0, 0, 0) for m in one], growing)
+
+
+def test_an_emitc_call_splits_by_the_kernels_linked_into_the_program(tmp_path):
+    """EmitC: the kernels are in the program itself; the dispatch symbols of its kernel object
+    say where, and name each dispatch."""
+    data, _ = cli_json("bench", str(starter_at(tmp_path / "m", 16)), "--target", "bela", "--format", "emitc",
+                       "--no-tune", "--seconds", "0.2", "--out", str(tmp_path / "out"))
+    e = data["estimate"]
+    assert e["kernel_instructions"] + e["runtime_instructions"] == e["instructions"]
+    assert e["dispatches"] == 2 and e["runtime_instructions"] > e["kernel_instructions"] > 0
+    names = sorted(d["name"] for d in data["dispatches"])
+    assert len(names) == 2 and all("_dispatch_" in n and not n.startswith("iree_") for n in names)
+    assert sum(d["instructions"] for d in data["dispatches"]) == e["kernel_instructions"]

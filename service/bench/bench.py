@@ -27,7 +27,7 @@ from .estimate import add_estimate, estimate_verdict
 from .measure import Measurement, benchmark_argv, repetitions_for, run_benchmark
 from .peers import PEERS, ROUNDS as PEERS_ROUNDS
 from .run import input_files, max_abs_error, run_module, tolerance
-from .runtime_tools import tool_command
+from .runtime_tools import module_mode, tool_command
 from .streaming import is_stateful, measure_streaming
 
 EMULATED_NOTE = "measured under qemu-user on this machine: emulated timings, not board timings"
@@ -62,10 +62,10 @@ def bench_compiled(compiled: CompileResult, target: Target, *, block_size: int |
         inputs = [str(p) for p in input_files(folder, Path(tmp))]
         module = str(folder / "model.vmfb")
         if repetitions is None:
-            probe = run_benchmark(prefix + benchmark_argv(module, inputs, 3, dispatches=False))
+            probe = run_benchmark(prefix + module_mode(target) + benchmark_argv(module, inputs, 3, dispatches=False))
             repetitions = repetitions_for(probe.summary()["median"], seconds)
         # the inline HAL has no device to time dispatches on: the counted table takes their place
-        measured = run_benchmark(prefix + benchmark_argv(module, inputs, repetitions,
+        measured = run_benchmark(prefix + module_mode(target) + benchmark_argv(module, inputs, repetitions,
                                                          dispatches=not is_inline(compiled)))
         output = running.result() if quick else output
     result = with_streaming(bench_result(compiled, ran_on, output, measured, block_size, sample_rate), compiled, target)

@@ -93,9 +93,10 @@ def count_emitc_per_call(folder: Path, target: Target, board_cache: Cache) -> Co
     with tempfile.TemporaryDirectory(prefix="bela-iree-emitc-count-") as tmp:
         work = Path(tmp)
         program = emitc_program(folder, target, work)
-        kernels, names = dispatch_range(program)
+        kernels, names = dispatch_range(program, folder / "kernels.o")
         return cached_counts(
-            [program.read_bytes(), (folder / "inputs.npz").read_bytes(), target.name, target.core, repr(board_cache)],
+            [program.read_bytes(), (folder / "inputs.npz").read_bytes(), target.name, target.core, repr(board_cache),
+             repr(kernels)],
             lambda: count_program(work, program, lambda calls: program_arguments(folder, work, calls, timed=False),
                                   target, board_cache, steady=second_call, static_kernels=kernels, symbols=names))
 

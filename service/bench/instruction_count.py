@@ -38,7 +38,7 @@ from ..pipeline.tools import run_tool, system_tool
 from ..runtimes.toolchain import toolchain_for
 from .kernel_symbols import vmfb_dispatch_names, vmfb_kernel_names
 from .run import input_files
-from .runtime_tools import MODULE_MODE, emulator, tool_command
+from .runtime_tools import emulator, module_mode, tool_command
 
 SOURCES = Path(__file__).parent / "qemu_plugin"
 PLUGIN_SOURCE, CLOCK_SOURCE = SOURCES / "insn_count.c", SOURCES / "fixed_clock.c"
@@ -247,7 +247,7 @@ def count_uncached(artifact_dir: Path, target: Target, board_cache: Cache) -> Co
         (work / MODULE).symlink_to(artifact_dir / MODULE)
 
         def arguments(calls: int) -> list[str]:
-            return [MODULE_MODE, f"--module={MODULE}", "--device=local-sync", "--function=main", *[f"--input=@{p}" for p in inputs],
+            return [*module_mode(target), f"--module={MODULE}", "--device=local-sync", "--function=main", *[f"--input=@{p}" for p in inputs],
                     f"--benchmark_min_time={calls}x", "--benchmark_repetitions=1", "--benchmark_min_warmup_time=0"]
         return count_program(work, Path(tool_command(target, TOOL)[0][-1]), arguments, target, board_cache,
                              symbols={**vmfb_kernel_names(artifact_dir / MODULE),
@@ -299,7 +299,8 @@ def name_entries(entries: list[int], symbols: dict) -> dict:
     """{entry address: symbol name}: the run-time addresses are the dispatch symbols' moved by one
     load offset (the library's base), the offset that puts every entry on one. {} when no offset
     does (a library without its dispatch symbols: bench names those by the dispatch table)."""
-    by_address = {address & ~1: name for address, name in symbols.items() if isinstance(address, int) and "dispatch" in name}
+    by_address = {address & ~1: name for address, name in symbols.items() if isinstance(address, int) and "dispatch" in name
+                  and not name.startswith("iree_")}
     if not entries or not by_address:
         return {}
     for address in by_address:

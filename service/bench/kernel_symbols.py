@@ -16,16 +16,13 @@ from ..pipeline.tools import run_tool, system_tool
 _SYMBOL = re.compile(r"^\s*\d+:\s+([0-9a-f]+)\s+(\d+|0x[0-9a-f]+)\s+FUNC\s+\S+\s+\S+\s+(\d+)\s+(\S+)")
 
 
-def function_symbols(elf: Path) -> dict[int, tuple[str, int]]:
-    """{address: (name, size)} of the functions an ELF file defines (its .symtab and .dynsym)."""
+def function_symbols(elf: Path) -> list[tuple[int, str, int]]:
+    """(address, name, size) of each function an ELF file defines (its .symtab and .dynsym; an
+    object file's are all at 0 of their own sections)."""
     readelf = system_tool("readelf", "binutils")
     text = run_tool([readelf, "-sW", str(elf)], timeout=120, stage="benchmarking").stdout
-    symbols = {}
-    for line in text.splitlines():
-        if m := _SYMBOL.match(line):
-            size = int(m.group(2), 0)
-            symbols.setdefault(int(m.group(1), 16), (m.group(4).split("@")[0], size))
-    return symbols
+    return [(int(m.group(1), 16), m.group(4).split("@")[0], int(m.group(2), 0))
+            for m in map(_SYMBOL.match, text.splitlines()) if m]
 
 
 def vmfb_kernel_names(vmfb: Path) -> dict[int, str]:
@@ -37,7 +34,7 @@ def vmfb_kernel_names(vmfb: Path) -> dict[int, str]:
     with tempfile.TemporaryDirectory(prefix="bela-iree-symbols-") as tmp:
         library = Path(tmp) / "kernels.so"
         library.write_bytes(data)
-        return {address: name for address, (name, _) in function_symbols(library).items()}
+        return {address: name for address, name, _ in function_symbols(library)}
 
 
 _DISPATCH_NAME = re.compile(rb"[A-Za-z0-9_$]+\$?dispatch_[A-Za-z0-9_]+")
@@ -59,13 +56,13 @@ def vmfb_dispatch_names(vmfb: Path) -> list[str]:
     return names
 
 
-def dispatch_range(program: Path) -> tuple[tuple[int, int] | None, dict[int, str]]:
-    """The link-time address range of a program's dispatch functions (the EmitC kernels linked
-    in), and the names of every function in the program."""
-    symbols = function_symbols(program)
-    spans = [(address & ~1, (address & ~1) + size) for address, (name, size) in symbols.items()
-             if "_dispatch_" in name and size]
-    names = {address: name for address, (name, _) in symbols.items()}
+def dispatch_range(program: Path, kernels: Path) -> tuple[tuple[int, int] | None, dict[int, str]]:
+    """The link-time address range of a program's kernel functions (those the EmitC kernel object
+    `kernels` defines, linked in), and their names by address."""
+    defined = {name for _, name, _ in function_symbols(kernels) if "dispatch" in name}
+    mine = {address & ~1: (name, size) for address, name, size in function_symbols(program) if name in defined}
+    spans = [(address, address + size) for address, (_, size) in mine.items() if size]
+    names = {address: name for address, (name, _) in mine.items()}
     if not spans:
         return None, names
     return (min(lo for lo, _ in spans), max(hi for _, hi in spans)), names

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 from ..errors import BenchError
 from ..pipeline.tools import run_tool
-from .runtime_tools import MODULE_MODE
 
 TARGET_SECONDS = 2.0       # measuring budget per model on the host
 MIN_REPETITIONS, MAX_REPETITIONS = 20, 2000
@@ -48,7 +47,7 @@ def repetitions_for(estimate_ms: float, seconds: float = TARGET_SECONDS) -> int:
 
 
 def benchmark_argv(module: str, inputs: list[str], repetitions: int, dispatches: bool = True) -> list[str]:
-    return [MODULE_MODE, f"--module={module}", "--device=local-sync", "--function=main", *[f"--input=@{p}" for p in inputs],
+    return [f"--module={module}", "--device=local-sync", "--function=main", *[f"--input=@{p}" for p in inputs],
             "--benchmark_format=json", f"--benchmark_repetitions={repetitions}", "--benchmark_min_time=1x",
             "--benchmark_min_warmup_time=0.05", "--print_statistics",
             f"--dispatch_statistics={'true' if dispatches else 'false'}"]

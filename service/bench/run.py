@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import BenchError
 from ..pipeline.targets import Target
 from ..pipeline.tools import run_tool
-from .runtime_tools import MODULE_MODE, tool_command
+from .runtime_tools import module_mode, tool_command
 
 RUN_TIMEOUT = 300.0
 
@@ -38,7 +38,7 @@ def run_module(artifact_dir: Path, target: Target, timeout: float = RUN_TIMEOUT)
     with tempfile.TemporaryDirectory(prefix="bela-iree-run-") as tmp:
         work = Path(tmp)
         outputs = [work / f"output{i}.npy" for i in range(len(output_sizes(artifact_dir)))]
-        argv = [*prefix, MODULE_MODE, f"--module={artifact_dir / 'model.vmfb'}", "--device=local-sync", "--function=main",
+        argv = [*prefix, *module_mode(target), f"--module={artifact_dir / 'model.vmfb'}", "--device=local-sync", "--function=main",
                 *[f"--input=@{p}" for p in input_files(artifact_dir, work)], *[f"--output=@{p}" for p in outputs]]
         result = run_tool(argv, timeout=timeout, stage="benchmarking")
         if result.returncode != 0 or not all(p.exists() for p in outputs):

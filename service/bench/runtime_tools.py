@@ -64,10 +64,13 @@ def aarch64_tools_dir() -> Path:
     return folder
 
 
-# IREE's tools map the .vmfb (page-aligned) rather than read it into malloc'd memory (8-byte aligned
-# on 32-bit ARM): on the inline HAL the kernels read the module's constants in place, with NEON
-# loads that fault there unless 16-byte aligned (runtime/src/model.c reads it aligned itself)
-MODULE_MODE = "--module_mode=mmap"
+def module_mode(target: Target) -> list[str]:
+    """On 32-bit ARM IREE's tools map the .vmfb (page-aligned) rather than read it into malloc'd
+    memory (8-byte aligned there): on the inline HAL the kernels read the module's constants in
+    place, with NEON loads that fault unless 16-byte aligned (runtime/src/model.c reads it aligned
+    itself). Elsewhere the module is read as before (a mapped module's weights are not counted
+    in the runtime's peak memory)."""
+    return ["--module_mode=mmap"] if target.arch == "armv7" else []
 
 
 def tool_command(target: Target, name: str, qemu_options: list[str] = ()) -> tuple[list[str], str]:

@@ -22,7 +22,7 @@ async def benchmark_on_board(board: Board, module: str, inputs: list[str], repet
                              dispatches: bool) -> Measurement:
     """iree-benchmark-module on the board, `repetitions` calls of the module there."""
     q = shlex.quote
-    argv = benchmark_argv(module, inputs, repetitions, dispatches)
+    argv = ["--module_mode=mmap", *benchmark_argv(module, inputs, repetitions, dispatches)]   # see module_mode
     prefix = " ".join(q(p) for p in board.tools_prefix)
     command = f"{prefix} {q(board.tools)}/iree-benchmark-module {' '.join(q(a) for a in argv)}"
     result = await board.run_result(command.strip(), timeout=BENCH_TIMEOUT)

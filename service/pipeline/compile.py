@@ -194,15 +194,16 @@ def compile_exported(export_dir: Path, info: dict, target: Target, fmt: str, bac
 
 
 BUILT_FLAGS = "flags.json"
-# what Bela's math rewrite replaces (arm_math.py): left in a kernel, they are C library calls per lane
-_REWRITTEN_CALLS = {"fmaf", "floorf", "fmaxf", "fminf", "expf", "tanhf", "sinf", "cosf", "logf"}
+# IREE's approximations of tanh, exp, sin... fuse multiply-adds: a kernel calling fmaf did not get
+# Bela's math rewrite (arm_math.py), which turns them into NEON multiplies and adds
+_REWRITTEN_CALLS = {"fmaf"}
 
 
 def needs_preprocessing(vmfb: Path) -> bool:
-    """Whether an armv7 inline-HAL build lost Bela's math rewrite: IREE's inline pipeline runs no
-    `--iree-hal-preprocess-executables-with` step, so a model with transcendental math gets
-    IREE's scalar approximations, fmaf per lane (the starter's tanh: 3.9 k -> 19.5 k kernel
-    instructions at 16 frames). Such a model keeps the async HAL on Bela."""
+    """Whether an armv7 inline-HAL build lost Bela's math rewrite (IREE's inline pipeline runs no
+    `--iree-hal-preprocess-executables-with` step; inline_hal.preprocess_argv runs it first, so this
+    is a safety net): IREE's scalar approximations call fmaf per lane (the starter's tanh: 3.9 k ->
+    19.5 k kernel instructions at 16 frames). Such a model keeps the async HAL on Bela."""
     from .kernel_report import kernel_report
     return any(set(d["calls"]) & _REWRITTEN_CALLS for d in kernel_report(vmfb))
 

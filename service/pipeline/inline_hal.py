@@ -29,7 +29,7 @@ import re
 from pathlib import Path
 
 INLINE_FLAGS = ("--iree-torch-emit-async-entry-points=false", "--iree-execution-model=inline-dynamic")
-FIX_VERSION = "inline-constants-4"   # in the compile cache key: bump when keep_constants changes
+FIX_VERSION = "inline-constants-5"   # in the compile cache key: bump when keep_constants changes
 
 _FALLBACK = re.compile(r"cf\.cond_br (%did_map\w*), (\^bb\d+)\(([^)]*)\), (\^bb\d+)\n\s*\4:.*\n(?:.*\n)*?\s*cf\.br \2\([^)]*\)\n")
 _TRY_MAP = re.compile(r"^(\s*)(%\S+, %\S+ = stream\.resource\.try_map on\([^)]*\) )(%\w+)\[", re.M)
