@@ -40,8 +40,11 @@ class HostSteps:
                              period=period, glue=glue)
         return await run(bench_compiled, compiled, target, seconds=BENCH_SECONDS, period=period, glue=glue)
 
-    async def blocks(self, run, model_file: Path, options: CompileOptions) -> tuple[list[dict], str | None]:
-        """The latency / CPU trade-off at TRADE_OFF_BLOCKS (bench/blocks.py), for the panel's chart."""
+    async def blocks(self, run, model_file: Path, options: CompileOptions) -> tuple[list[dict], str | None] | None:
+        """The latency / CPU trade-off at TRADE_OFF_BLOCKS (bench/blocks.py), for the panel's chart;
+        None with --no-tune (background measuring off: one build, one figure)."""
+        if not self.tuning:
+            return None
         from .bench.blocks import bench_blocks
         with tempfile.TemporaryDirectory(prefix="bela-iree-blocks-") as tmp:
             return await run(bench_blocks, model_file, options.but(variant="default"), Path(tmp), list(TRADE_OFF_BLOCKS))

@@ -212,7 +212,10 @@ class Builder:
 
     async def _blocks(self, build_id: int, bench: dict, options) -> None:
         """The trade-off per block size (bench --blocks), as a bench message of phase "blocks"."""
-        rows, why = await self.steps.blocks(self._in_thread, self.project / MODEL_FILE, options)
+        found = await self.steps.blocks(self._in_thread, self.project / MODEL_FILE, options)
+        if found is None:
+            return
+        rows, why = found
         self.publish(events.bench(build_id, {**bench, "blocks": rows, "phase": "blocks",
                                              **({"blocks_note": f"fixed block: {why}"} if why else {})}))
 

@@ -257,7 +257,7 @@ async def test_panel_plots_the_block_size_trade_off(browser, tmp_path):
     background) and the panel plots each block's share and the latency its glue adds."""
     project = tmp_path / "blocks"
     cli("new", str(project), "--target", "host")
-    service = Service(project)
+    service = Service(project, tune=True)   # background measuring on, as users run it
     try:
         page, problems = await open_panel(browser, service.url)
         await page.wait_for_function("belaIreePanel.state().blockPoints >= 4", timeout=180000)
@@ -269,8 +269,18 @@ async def test_panel_plots_the_block_size_trade_off(browser, tmp_path):
         assert all("in render()" in t and "+0 samples" in t for t in texts), texts
         assert await page.locator(".bi-blocks canvas").count() >= 1
         assert "% of the block" in await page.text_content(".bi-blocks")
-        assert await page.evaluate("belaIreePanel.state().latencyPoints") == 1   # the trade-off is no build figure
         await page.screenshot(path=shot("panel-blocks"))
+        # the trade-off is no build figure: a blocks message adds no point to the latency chart
+        other = {"type": "bench", "build_id": 999, "phase": "blocks", "latency_ms": {"min": 1, "median": 1, "p99": 1,
+                 "max": 1}, "deadline_ms": 2.9, "blocks": [{"block": 128, "estimate_ms": 1.37, "deadline_ms": 2.9,
+                 "share": 0.47, "glue": "render", "latency_samples": 0}], "blocks_note": "fixed block: only 128"}
+        # fed and read in one synchronous script: no message from the service can land in between
+        after = await page.evaluate(f"""() => {{ const points = belaIreePanel.state().latencyPoints;
+            belaIreePanel.receive({json.dumps(other)});
+            return [{{...belaIreePanel.state(), before: points}},
+                    document.querySelector('.bi-blocks-note').textContent]; }}""")
+        assert after[0]["latencyPoints"] == after[0]["before"] and after[0]["blockPoints"] == 1
+        assert after[1] == "fixed block: only 128"
         assert not problems, problems
     finally:
         service.stop()
