@@ -1,6 +1,7 @@
 """The build service for real: `bela-iree serve` in a child process, real websocket clients,
 real edits of model.py on disk, real IREE builds and benchmarks."""
 import asyncio
+import hashlib
 import json
 from collections import Counter
 import socket
@@ -63,6 +64,10 @@ async def test_save_rebuilds_with_every_stage_and_a_benchmark(service, project):
     assert bench["accuracy"]["max_abs_err"] <= bench["accuracy"]["tolerance"]
     assert any(m["type"] == "log" and m["build_id"] == done["id"] for m in client.messages[mark:])
     assert (project / "generated/model/model.vmfb").read_bytes() != before
+    # the running program's watcher swaps the module in by this record: serve's build id, its sha256
+    record = json.loads((project / "generated/model/build.json").read_text())
+    assert record["build"] == done["id"]
+    assert record["sha256"] == hashlib.sha256((project / "generated/model/model.vmfb").read_bytes()).hexdigest()
     await client.close()
 
 
