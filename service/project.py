@@ -36,7 +36,9 @@ REPO = Path(__file__).resolve().parents[1]
 TEMPLATES = REPO / "project_templates"
 RUNTIME = REPO / "runtime"
 # the IREE runtime libraries a project links, as installed by runtime/README.md's recipe
-IREE_LIBRARIES = ("-liree_hal_utils_caching_allocator -liree_runtime_unified -lflatcc_parsing "
+# (the inline HAL's modules first: runtime/src/model.c registers them for the boards' .vmfb)
+IREE_LIBRARIES = ("-liree_modules_hal_inline_inline -liree_modules_hal_loader_loader "
+                  "-liree_hal_utils_caching_allocator -liree_runtime_unified -lflatcc_parsing "
                   "-lbela_iree_compat -lpthread -ldl -lm")   # compat: glibc functions old Bela images lack
 STATIC_LOADER_LIBRARY = "-liree_hal_local_loaders_static_library_loader"   # EmitC's kernels
 

@@ -259,6 +259,7 @@ def build_host_project(project: Path, fmt: str, runtime_dir: str, bela_include: 
     program = project / "standin"
     subprocess.run(["c++", "-std=c++17", *flags, str(project / "render.cpp"),
                     str(STANDIN_SOURCE), *objects, "-L", f"{runtime_dir}/lib",
+                    "-liree_modules_hal_inline_inline", "-liree_modules_hal_loader_loader",
                     "-liree_hal_utils_caching_allocator", "-liree_runtime_unified", "-lflatcc_parsing", "-lpthread",
                     "-ldl", "-lm", "-o", str(program)], check=True)
     return program

@@ -155,7 +155,9 @@ def add_estimate(result: dict, artifact_dir: Path, target: Target) -> dict:
     if result.get("ran_on") == "board":
         estimate["measured_ms"] = result["latency_ms"]["median"]
         estimate["measured_over_estimated"] = result["latency_ms"]["median"] / estimate["ms"]
-    else:   # no board: the counted work is what says where the time goes
+    if result.get("ran_on") != "board" or not result.get("dispatches"):
+        # no board: the counted work is what says where the time goes; on a board, it stands in
+        # where the board timed no dispatches (the inline HAL has no device to time them on)
         result["dispatches"] = counted_dispatches(result.get("dispatches") or [], estimate)
     result["estimate"] = estimate
     return result
