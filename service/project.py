@@ -85,7 +85,7 @@ class ProjectConfig:
     def compile_options(self, target: str | None = None, **limits) -> CompileOptions:
         """This project's CompileOptions (`target` overrides the file's; limits: timeouts, exporter)."""
         return CompileOptions(get_target(target or self.target), self.format, self.backend,
-                              block=self.block or None, **limits)
+                              block=self.block or None, block_fallback=True, **limits)
 
 
 def _environment() -> jinja2.Environment:

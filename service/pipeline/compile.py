@@ -56,6 +56,8 @@ class CompileOptions:
     compile_timeout: float = COMPILE_TIMEOUT
     export_timeout: float = EXPORT_TIMEOUT
     block: int | None = None          # frames per call, for a block-flexible model; None: its own
+    block_fallback: bool = False      # a model that takes only its own block is built at it (a project's
+                                      # `block` is for block-flexible models) instead of refused
     exporter: Callable = field(default=None, compare=False)   # None: a one-shot child process
 
     def but(self, **changes) -> "CompileOptions":
@@ -214,9 +216,7 @@ def compile_model(model_file: Path, options: CompileOptions, out_dir: Path,
     started = time.perf_counter()
     target, fmt, backend = options.target, options.format, options.backend
     on_stage("exporting")
-    # EmitC cannot keep a recurrent layer's time loop (see rewrites/recurrent.py): unroll it there
-    export_dir, info, export_cached_hit = export_cached(model_file, options.export_timeout, fmt == "emitc",
-                                                        options.exporter, options.block)
+    export_dir, info, export_cached_hit, warnings = _export_at_block(model_file, options)
     exported = time.perf_counter()
     table = measured_table(export_dir, target, backend) if options.variant is None and fmt == "vmfb" else None
     variant = options.variant or fastest(table)
@@ -229,7 +229,25 @@ def compile_model(model_file: Path, options: CompileOptions, out_dir: Path,
         model=model_name(model_file), target=target.name, format=fmt, backend=backend, artifacts=tuple(artifacts),
         flags=tuple(f.replace(KERNELS_PLACEHOLDER, str(out_dir / "kernels.o")) for f in flags),
         seconds={"export": round(exported - started, 3), "compile": round(time.perf_counter() - exported, 3)},
-        cached=export_cached_hit and compile_cached_hit, export=info, variant=variant, tuning=table))
+        cached=export_cached_hit and compile_cached_hit, export=info, variant=variant, tuning=table,
+        warnings=warnings))
+
+
+def _export_at_block(model_file: Path, options: CompileOptions) -> tuple[Path, dict, bool, tuple[str, ...]]:
+    """export_cached at options.block; with block_fallback, a model that takes only its own block
+    is exported at that, and a warning says so (the project's block is for block-flexible models)."""
+    # EmitC cannot keep a recurrent layer's time loop (see rewrites/recurrent.py): unroll it there
+    unroll = options.format == "emitc"
+    try:
+        return (*export_cached(model_file, options.export_timeout, unroll, options.exporter, options.block), ())
+    except ExportError as e:
+        if not (options.block_fallback and options.block and e.stage == "block"):
+            raise
+        why = e.message
+    export_dir, info, hit = export_cached(model_file, options.export_timeout, unroll, options.exporter)
+    return export_dir, info, hit, (f"block = {options.block} in bela-iree.toml is for block-flexible models: this "
+                                   f"one takes only {info['block_size']}-frame blocks, so it was built at "
+                                   f"{info['block_size']} ({why})",)
 
 
 def _compile_inline(flags: list[str], mlir: Path, work: Path, name: str, timeout: float, info: dict) -> None:
