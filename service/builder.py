@@ -50,6 +50,7 @@ class Builder:
         self.built_fingerprint: str | None = None
         self.data_files: set[Path] = set()          # what the model file read at its last load
         self.on_data_files = lambda paths: None     # the watcher's watch_files (server.py)
+        self.blocks_measured: tuple | None = None   # ((model fingerprint, target), the trade-off measured)
         self.processes: set = set()
         self.cancel_event = threading.Event()
         self.task: asyncio.Task | None = None
@@ -211,8 +212,15 @@ class Builder:
         self.publish(events.bench(build_id, {**bench, "phase": phase}))
 
     async def _blocks(self, build_id: int, bench: dict, options) -> None:
-        """The trade-off per block size (bench --blocks), as a bench message of phase "blocks"."""
-        found = await self.steps.blocks(self._in_thread, self.project / MODEL_FILE, options)
+        """The trade-off per block size (bench --blocks), as a bench message of phase "blocks".
+        Measured with IREE's default flags, so a rebuild of the same model (faster flags found)
+        gets the last figures again instead of measuring them again."""
+        fingerprint = (self.built_fingerprint, options.target.name)
+        if self.blocks_measured and self.blocks_measured[0] == fingerprint:
+            found = self.blocks_measured[1]
+        else:
+            found = await self.steps.blocks(self._in_thread, self.project / MODEL_FILE, options)
+            self.blocks_measured = (fingerprint, found)
         if found is None:
             return
         rows, why = found

@@ -112,8 +112,8 @@ async def test_unsupported_op_fails_at_compile_with_the_line(service, project):
     client = await connected(service)
     original = (project / "model.py").read_text()
     mark = len(client.messages)
-    edit(project, "        return self.shape(x.reshape(BLOCK_SIZE, 1)).reshape(1, BLOCK_SIZE)",
-         "        y = self.shape(x.reshape(BLOCK_SIZE, 1)).reshape(1, BLOCK_SIZE)\n"
+    edit(project, "        return self.shape(x.reshape(frames, 1)).reshape(1, frames)",
+         "        y = self.shape(x.reshape(frames, 1)).reshape(1, frames)\n"
          "        return torch.igamma(y.abs() + 1, y.abs() + 2)")
     failed = await client.build_finished(after=mark)
     assert failed["state"] == "failed" and failed["error"]["stage"] == "compile"
