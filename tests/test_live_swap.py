@@ -150,15 +150,19 @@ def resources(pid: int, tmp: Path, emulated: bool) -> dict:
 @pytest.mark.parametrize("target,glue", [("host", "render"), ("bela", "aux_task")])
 def test_fifty_live_swaps_play_on_without_clicks_or_leaks(tmp_path, runtime, target, glue):
     project = tmp_path / "gain"
-    new_project(project, target=target, period=FRAMES, glue=glue, model_file=gain_model(tmp_path, GAINS[0]))
+    # block=0: the model's own block (None would time the model to pick one, here the same 16)
+    new_project(project, target=target, period=FRAMES, glue=glue, model_file=gain_model(tmp_path, GAINS[0]), block=0)
     modules = [(project / MODEL_DIR / MODULE_FILE).read_bytes()]
     (project / "model.py").write_text(GAIN_MODEL.format(gain=GAINS[1], frames=FRAMES))
     build_project(project, build_id=2)
     modules.append((project / MODEL_DIR / MODULE_FILE).read_bytes())
     assert modules[0] != modules[1]
-    # a module that loads but takes another block: refused by its warm-up run, never swapped in
+    # a module that loads but takes another block: refused by its warm-up run, never swapped in.
+    # block=0 keeps the model's 32 frames: left to pick, new takes the smallest block that fits
+    # (16 for a gain), and a module of the same shape would rightly be swapped in.
     other = tmp_path / "other"
-    new_project(other, target=target, period=32, glue="aux_task", model_file=gain_model(tmp_path, 0.3, frames=32))
+    new_project(other, target=target, period=32, glue="aux_task", model_file=gain_model(tmp_path, 0.3, frames=32),
+                block=0)
     wrong_shape = (other / MODEL_DIR / MODULE_FILE).read_bytes()
     put_module(project, modules[0], 1)
 
