@@ -2,6 +2,8 @@
 known exactly, and one call of a compiled model (real qemu, real IREE runtime)."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from service.bench.instruction_count import Cache, count_per_call, count_uncached, counting_options, parse_counts
@@ -106,7 +108,7 @@ def starter_at(folder, frames: int):
     """The project template's starter model (a per-sample waveshaper) at `frames` per block."""
     folder.mkdir(parents=True, exist_ok=True)
     model = folder / "model.py"
-    model.write_text(STARTER.replace("BLOCK_SIZE = 1024", f"BLOCK_SIZE = {frames}"))
+    model.write_text(re.sub(r"^BLOCK_SIZE = \d+", f"BLOCK_SIZE = {frames}", STARTER, count=1, flags=re.M))
     return model
 
 

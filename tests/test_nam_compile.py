@@ -4,6 +4,7 @@ Captures are tiny WaveNets and LSTMs made with NAM's own exporter, for speed."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -47,8 +48,12 @@ def test_new_copies_the_capture_and_writes_a_model_that_loads_it(captures, tmp_p
     assert (project / "tiny_wavenet.nam").read_bytes() == captures["wavenet"].read_bytes()
     text = (project / "model.py").read_text()
     assert '"tiny_wavenet.nam"' in text and "streaming_capture" in text
-    assert data["inputs"][0]["shape"] == [1, 128]                       # bela-iree.toml's period
-    (project / "bela-iree.toml").write_text((project / "bela-iree.toml").read_text().replace("period = 128", "period = 32"))
+    config = (project / "bela-iree.toml").read_text()
+    period = int(re.search(r"^period = (\d+)", config, re.M).group(1))   # the block new picked
+    assert data["inputs"][0]["shape"] == [1, period]                    # bela-iree.toml's period
+    # a new block: Bela's period and the model's block (a capture takes any block) in bela-iree.toml
+    config = re.sub(r"^period = \d+", "period = 32", config, flags=re.M)
+    (project / "bela-iree.toml").write_text(re.sub(r"^block = \d+", "block = 32", config, flags=re.M))
     built, _ = cli_json("build", str(project), "--target", "host")
     assert built["inputs"][0]["shape"] == [1, 32]
 
