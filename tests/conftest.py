@@ -48,6 +48,16 @@ def isolated_cache(tmp_path_factory):
     yield
 
 
+@pytest.fixture
+def board(tmp_path):
+    """A board: a real OpenSSH server on loopback with a temporary folder as its Bela root (sshd.py)."""
+    from .sshd import FakeBoard
+    fake = FakeBoard(tmp_path / "board")
+    fake.start()
+    yield fake
+    fake.kill()
+
+
 @pytest.fixture(scope="session")
 def runtime():
     """runtime(target) -> RuntimeInstall: the IREE runtime `bela-iree runtime build` makes for it."""

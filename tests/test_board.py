@@ -18,14 +18,6 @@ from .sshd import FakeBoard
 from .test_state import STATEFUL
 
 
-@pytest.fixture
-def board(tmp_path):
-    fake = FakeBoard(tmp_path / "board")
-    fake.start()
-    yield fake
-    fake.kill()
-
-
 def run(board: FakeBoard, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     result = subprocess.run([BELA_IREE, *args], capture_output=True, text=True, env=board.env(), timeout=900)
     if check and result.returncode != 0:

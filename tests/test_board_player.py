@@ -19,14 +19,6 @@ from .test_board_program import running_pid, wait_until
 
 
 @pytest.fixture
-def board(tmp_path):
-    fake = FakeBoard(tmp_path / "board")
-    fake.start()
-    yield fake
-    fake.kill()
-
-
-@pytest.fixture
 def ide(board):
     served = BelaIDE(board.root).start()
     yield served

@@ -16,12 +16,10 @@ from .sshd import FakeBoard
 
 
 @pytest.fixture
-def board(tmp_path):
-    fake = FakeBoard(tmp_path / "board")
-    fake.start()
-    yield fake
-    fake.kill()
-    subprocess.run(["make", "-s", "-C", str(fake.root), "stop"], check=False, capture_output=True)
+def board(board):
+    """conftest's board, and any program the test left running on it stopped."""
+    yield board
+    subprocess.run(["make", "-s", "-C", str(board.root), "stop"], check=False, capture_output=True)
 
 
 @pytest.fixture
